@@ -1,0 +1,517 @@
+//! [`SessionConfig`]: Flask-Session's options, names and defaults.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::format::SerializationFormat;
+use crate::id::{DEFAULT_ID_LENGTH, MAX_ID_LENGTH};
+
+/// Default `PERMANENT_SESSION_LIFETIME`: 31 days, as Flask.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(31 * 24 * 60 * 60);
+
+/// The cookie's `SameSite` attribute (`SESSION_COOKIE_SAMESITE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum SameSite {
+    /// `SameSite=Strict`
+    #[serde(alias = "strict")]
+    Strict,
+    /// `SameSite=Lax`
+    #[serde(alias = "lax")]
+    Lax,
+    /// `SameSite=None` (browsers then require `Secure`).
+    #[serde(alias = "none")]
+    None,
+}
+
+/// Every option of the session lifecycle, validated.
+///
+/// Build one with [`SessionConfig::builder`], deserialize a [`SessionConfigBuilder`] with
+/// serde, or read Flask-Session's environment names with [`SessionConfig::from_env`].
+/// Each option documents its Flask-Session name and default; `docs/configuration.md`
+/// has the full table.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub(crate) cookie_name: String,
+    pub(crate) cookie_domain: Option<String>,
+    pub(crate) cookie_path: String,
+    pub(crate) cookie_http_only: bool,
+    pub(crate) cookie_secure: bool,
+    pub(crate) cookie_same_site: Option<SameSite>,
+    pub(crate) cookie_partitioned: bool,
+    pub(crate) permanent: bool,
+    pub(crate) lifetime: Duration,
+    pub(crate) absolute_lifetime: Option<Duration>,
+    pub(crate) refresh_each_request: bool,
+    pub(crate) refresh_threshold: f64,
+    pub(crate) key_prefix: String,
+    pub(crate) id_length: usize,
+    pub(crate) format: SerializationFormat,
+    pub(crate) secret_key: Option<String>,
+    pub(crate) use_signer: bool,
+    pub(crate) cleanup_n_requests: Option<u64>,
+    pub(crate) max_save_attempts: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfigBuilder::default()
+            .build()
+            .expect("the defaults are valid")
+    }
+}
+
+impl SessionConfig {
+    /// A builder starting from Flask-Session's defaults.
+    pub fn builder() -> SessionConfigBuilder {
+        SessionConfigBuilder::default()
+    }
+
+    /// Reads Flask-Session's names from the process environment (see [`Self::from_lookup`]).
+    pub fn from_env() -> Result<SessionConfig, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads options by their Flask-Session names from `lookup`; unset names keep their
+    /// defaults. `PERMANENT_SESSION_LIFETIME` and `SESSION_ABSOLUTE_LIFETIME` are in seconds.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<SessionConfig, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut b = SessionConfigBuilder::default();
+        if let Some(v) = get("SESSION_COOKIE_NAME") {
+            b.cookie_name = Some(v);
+        }
+        b.cookie_domain = get("SESSION_COOKIE_DOMAIN");
+        if let Some(v) = get("SESSION_COOKIE_PATH") {
+            b.cookie_path = Some(v);
+        }
+        b.cookie_http_only = parse_opt("SESSION_COOKIE_HTTPONLY", get, parse_bool)?;
+        b.cookie_secure = parse_opt("SESSION_COOKIE_SECURE", get, parse_bool)?;
+        b.cookie_same_site = parse_opt("SESSION_COOKIE_SAMESITE", get, parse_same_site)?.flatten();
+        b.cookie_partitioned = parse_opt("SESSION_COOKIE_PARTITIONED", get, parse_bool)?;
+        b.permanent = parse_opt("SESSION_PERMANENT", get, parse_bool)?;
+        b.lifetime_seconds = parse_opt("PERMANENT_SESSION_LIFETIME", get, parse_u64)?;
+        b.absolute_lifetime_seconds = parse_opt("SESSION_ABSOLUTE_LIFETIME", get, parse_u64)?;
+        b.refresh_each_request = parse_opt("SESSION_REFRESH_EACH_REQUEST", get, parse_bool)?;
+        b.refresh_threshold = parse_opt("SESSION_REFRESH_THRESHOLD", get, parse_f64)?;
+        if let Some(v) = lookup("SESSION_KEY_PREFIX") {
+            b.key_prefix = Some(v);
+        }
+        b.id_length = parse_opt("SESSION_ID_LENGTH", get, |v| parse_u64(v).map(|n| n as usize))?;
+        b.serialization_format = parse_opt("SESSION_SERIALIZATION_FORMAT", get, |v| {
+            v.parse::<SerializationFormat>().map_err(|e| e.message)
+        })?;
+        b.use_signer = parse_opt("SESSION_USE_SIGNER", get, parse_bool)?;
+        b.secret_key = get("SECRET_KEY");
+        b.cleanup_n_requests = parse_opt("SESSION_CLEANUP_N_REQUESTS", get, parse_u64)?;
+        b.max_save_attempts = parse_opt("SESSION_MAX_SAVE_ATTEMPTS", get, |v| {
+            parse_u64(v).map(|n| n.min(u32::MAX as u64) as u32)
+        })?;
+        b.build()
+    }
+
+    /// Name of the session cookie (`SESSION_COOKIE_NAME`, default `session`).
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+    /// Cookie `Domain` (`SESSION_COOKIE_DOMAIN`, default none: host-only).
+    pub fn cookie_domain(&self) -> Option<&str> {
+        self.cookie_domain.as_deref()
+    }
+    /// Cookie `Path` (`SESSION_COOKIE_PATH`, default `/`).
+    pub fn cookie_path(&self) -> &str {
+        &self.cookie_path
+    }
+    /// Cookie `HttpOnly` (`SESSION_COOKIE_HTTPONLY`, default true).
+    pub fn cookie_http_only(&self) -> bool {
+        self.cookie_http_only
+    }
+    /// Cookie `Secure` (`SESSION_COOKIE_SECURE`, default false).
+    pub fn cookie_secure(&self) -> bool {
+        self.cookie_secure
+    }
+    /// Cookie `SameSite` (`SESSION_COOKIE_SAMESITE`, default unset).
+    pub fn cookie_same_site(&self) -> Option<SameSite> {
+        self.cookie_same_site
+    }
+    /// Cookie `Partitioned` (`SESSION_COOKIE_PARTITIONED`, default false).
+    pub fn cookie_partitioned(&self) -> bool {
+        self.cookie_partitioned
+    }
+    /// Whether new sessions are permanent (`SESSION_PERMANENT`, default true).
+    pub fn permanent(&self) -> bool {
+        self.permanent
+    }
+    /// Store TTL of every session and cookie lifetime of permanent ones
+    /// (`PERMANENT_SESSION_LIFETIME`, default 31 days).
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+    /// Longest a session may live from its creation, however active
+    /// (`SESSION_ABSOLUTE_LIFETIME`, default off).
+    pub fn absolute_lifetime(&self) -> Option<Duration> {
+        self.absolute_lifetime
+    }
+    /// Whether an unchanged session's expiry slides with each request
+    /// (`SESSION_REFRESH_EACH_REQUEST`, default true).
+    pub fn refresh_each_request(&self) -> bool {
+        self.refresh_each_request
+    }
+    /// Expiry is only extended once less than this fraction of the lifetime remains
+    /// (`SESSION_REFRESH_THRESHOLD`, default 0.5; 1.0 extends on every request).
+    pub fn refresh_threshold(&self) -> f64 {
+        self.refresh_threshold
+    }
+    /// Prefix of every store key (`SESSION_KEY_PREFIX`, default `session:`).
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+    /// Random bytes in a new session id (`SESSION_ID_LENGTH`, default 32).
+    pub fn id_length(&self) -> usize {
+        self.id_length
+    }
+    /// The format written (`SESSION_SERIALIZATION_FORMAT`, default msgpack).
+    pub fn serialization_format(&self) -> SerializationFormat {
+        self.format
+    }
+    /// Whether cookies carry a signed id (`SESSION_USE_SIGNER`, default false).
+    pub fn use_signer(&self) -> bool {
+        self.use_signer
+    }
+    /// Store cleanup runs on average every this many requests (`SESSION_CLEANUP_N_REQUESTS`).
+    pub fn cleanup_n_requests(&self) -> Option<u64> {
+        self.cleanup_n_requests
+    }
+    /// Attempts of a conflicting save before giving up (`SESSION_MAX_SAVE_ATTEMPTS`, default 64).
+    pub fn max_save_attempts(&self) -> u32 {
+        self.max_save_attempts
+    }
+    pub(crate) fn secret_key(&self) -> Option<&str> {
+        self.secret_key.as_deref()
+    }
+}
+
+/// Builder and serde form of [`SessionConfig`]; every field is optional and defaults to
+/// Flask-Session's value. Field names are snake case; the Flask-Session names are
+/// accepted as aliases (`SESSION_COOKIE_NAME`, …).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfigBuilder {
+    #[serde(alias = "SESSION_COOKIE_NAME")]
+    cookie_name: Option<String>,
+    #[serde(alias = "SESSION_COOKIE_DOMAIN")]
+    cookie_domain: Option<String>,
+    #[serde(alias = "SESSION_COOKIE_PATH")]
+    cookie_path: Option<String>,
+    #[serde(alias = "SESSION_COOKIE_HTTPONLY")]
+    cookie_http_only: Option<bool>,
+    #[serde(alias = "SESSION_COOKIE_SECURE")]
+    cookie_secure: Option<bool>,
+    #[serde(alias = "SESSION_COOKIE_SAMESITE")]
+    cookie_same_site: Option<SameSite>,
+    #[serde(alias = "SESSION_COOKIE_PARTITIONED")]
+    cookie_partitioned: Option<bool>,
+    #[serde(alias = "SESSION_PERMANENT")]
+    permanent: Option<bool>,
+    #[serde(alias = "PERMANENT_SESSION_LIFETIME")]
+    lifetime_seconds: Option<u64>,
+    #[serde(alias = "SESSION_ABSOLUTE_LIFETIME")]
+    absolute_lifetime_seconds: Option<u64>,
+    #[serde(alias = "SESSION_REFRESH_EACH_REQUEST")]
+    refresh_each_request: Option<bool>,
+    #[serde(alias = "SESSION_REFRESH_THRESHOLD")]
+    refresh_threshold: Option<f64>,
+    #[serde(alias = "SESSION_KEY_PREFIX")]
+    key_prefix: Option<String>,
+    #[serde(alias = "SESSION_ID_LENGTH")]
+    id_length: Option<usize>,
+    #[serde(alias = "SESSION_SERIALIZATION_FORMAT")]
+    serialization_format: Option<SerializationFormat>,
+    #[serde(alias = "SESSION_USE_SIGNER")]
+    use_signer: Option<bool>,
+    #[serde(alias = "SECRET_KEY")]
+    secret_key: Option<String>,
+    #[serde(alias = "SESSION_CLEANUP_N_REQUESTS")]
+    cleanup_n_requests: Option<u64>,
+    #[serde(alias = "SESSION_MAX_SAVE_ATTEMPTS")]
+    max_save_attempts: Option<u32>,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident;)*) => {
+        $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self { self.$field = Some(value.into()); self })*
+    };
+}
+
+impl SessionConfigBuilder {
+    setters! {
+        /// `SESSION_COOKIE_NAME` (default `session`).
+        cookie_name: impl Into<String> => cookie_name;
+        /// `SESSION_COOKIE_DOMAIN` (default none).
+        cookie_domain: impl Into<String> => cookie_domain;
+        /// `SESSION_COOKIE_PATH` (default `/`).
+        cookie_path: impl Into<String> => cookie_path;
+        /// `SESSION_COOKIE_HTTPONLY` (default true).
+        cookie_http_only: bool => cookie_http_only;
+        /// `SESSION_COOKIE_SECURE` (default false).
+        cookie_secure: bool => cookie_secure;
+        /// `SESSION_COOKIE_SAMESITE` (default unset).
+        cookie_same_site: SameSite => cookie_same_site;
+        /// `SESSION_COOKIE_PARTITIONED` (default false).
+        cookie_partitioned: bool => cookie_partitioned;
+        /// `SESSION_PERMANENT` (default true).
+        permanent: bool => permanent;
+        /// `SESSION_REFRESH_EACH_REQUEST` (default true).
+        refresh_each_request: bool => refresh_each_request;
+        /// `SESSION_REFRESH_THRESHOLD` (default 0.5).
+        refresh_threshold: f64 => refresh_threshold;
+        /// `SESSION_KEY_PREFIX` (default `session:`).
+        key_prefix: impl Into<String> => key_prefix;
+        /// `SESSION_ID_LENGTH` in bytes (default 32).
+        id_length: usize => id_length;
+        /// `SESSION_SERIALIZATION_FORMAT` (default msgpack).
+        serialization_format: SerializationFormat => serialization_format;
+        /// `SESSION_USE_SIGNER` (default false; needs a secret key).
+        use_signer: bool => use_signer;
+        /// `SECRET_KEY`, used by the signer.
+        secret_key: impl Into<String> => secret_key;
+        /// `SESSION_CLEANUP_N_REQUESTS` (default off).
+        cleanup_n_requests: u64 => cleanup_n_requests;
+        /// `SESSION_MAX_SAVE_ATTEMPTS` (default 64).
+        max_save_attempts: u32 => max_save_attempts;
+    }
+
+    /// `PERMANENT_SESSION_LIFETIME` (default 31 days; whole seconds are used).
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime_seconds = Some(lifetime.as_secs());
+        self
+    }
+
+    /// `SESSION_ABSOLUTE_LIFETIME`: the longest a session lives from creation (default off).
+    pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.absolute_lifetime_seconds = Some(lifetime.as_secs());
+        self
+    }
+
+    /// Validates the options; the error names the first invalid one.
+    pub fn build(self) -> Result<SessionConfig, ConfigError> {
+        let cookie_name = self.cookie_name.unwrap_or_else(|| "session".to_owned());
+        if cookie_name.is_empty()
+            || !cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        {
+            return Err(ConfigError::new(
+                "SESSION_COOKIE_NAME",
+                format!("{cookie_name:?} is not a valid cookie name"),
+            ));
+        }
+        let cookie_path = self.cookie_path.unwrap_or_else(|| "/".to_owned());
+        if !cookie_path.starts_with('/') || cookie_path.bytes().any(|b| b.is_ascii_control() || b == b';') {
+            return Err(ConfigError::new(
+                "SESSION_COOKIE_PATH",
+                format!("{cookie_path:?} must start with / and contain no ; or control characters"),
+            ));
+        }
+        if let Some(domain) = &self.cookie_domain {
+            if domain.bytes().any(|b| !(b.is_ascii_alphanumeric() || b"-._".contains(&b))) {
+                return Err(ConfigError::new(
+                    "SESSION_COOKIE_DOMAIN",
+                    format!("{domain:?} is not a domain name"),
+                ));
+            }
+        }
+        let lifetime = Duration::from_secs(self.lifetime_seconds.unwrap_or(DEFAULT_LIFETIME.as_secs()));
+        if lifetime < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "PERMANENT_SESSION_LIFETIME",
+                "must be at least 1 second",
+            ));
+        }
+        let absolute_lifetime = match self.absolute_lifetime_seconds {
+            None | Some(0) => None,
+            Some(seconds) => Some(Duration::from_secs(seconds)),
+        };
+        let refresh_threshold = self.refresh_threshold.unwrap_or(0.5);
+        if !(0.0..=1.0).contains(&refresh_threshold) {
+            return Err(ConfigError::new(
+                "SESSION_REFRESH_THRESHOLD",
+                format!("{refresh_threshold} is not between 0.0 and 1.0"),
+            ));
+        }
+        let id_length = self.id_length.unwrap_or(DEFAULT_ID_LENGTH);
+        if !(1..=MAX_ID_LENGTH).contains(&id_length) {
+            return Err(ConfigError::new(
+                "SESSION_ID_LENGTH",
+                format!("{id_length} is not between 1 and {MAX_ID_LENGTH} bytes"),
+            ));
+        }
+        if id_length < 16 {
+            tracing::warn!(id_length, "SESSION_ID_LENGTH below 16 bytes makes session ids guessable");
+        }
+        let use_signer = self.use_signer.unwrap_or(false);
+        if use_signer && self.secret_key.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::new(
+                "SESSION_USE_SIGNER",
+                "signing needs SECRET_KEY to be set",
+            ));
+        }
+        if self.cleanup_n_requests == Some(0) {
+            return Err(ConfigError::new(
+                "SESSION_CLEANUP_N_REQUESTS",
+                "must be at least 1 (leave it unset to turn cleanup off)",
+            ));
+        }
+        let max_save_attempts = self.max_save_attempts.unwrap_or(64);
+        if max_save_attempts == 0 {
+            return Err(ConfigError::new("SESSION_MAX_SAVE_ATTEMPTS", "must be at least 1"));
+        }
+        Ok(SessionConfig {
+            cookie_name,
+            cookie_domain: self.cookie_domain,
+            cookie_path,
+            cookie_http_only: self.cookie_http_only.unwrap_or(true),
+            cookie_secure: self.cookie_secure.unwrap_or(false),
+            cookie_same_site: self.cookie_same_site,
+            cookie_partitioned: self.cookie_partitioned.unwrap_or(false),
+            permanent: self.permanent.unwrap_or(true),
+            lifetime,
+            absolute_lifetime,
+            refresh_each_request: self.refresh_each_request.unwrap_or(true),
+            refresh_threshold,
+            key_prefix: self.key_prefix.unwrap_or_else(|| "session:".to_owned()),
+            id_length,
+            format: self.serialization_format.unwrap_or_default(),
+            secret_key: self.secret_key,
+            use_signer,
+            cleanup_n_requests: self.cleanup_n_requests,
+            max_save_attempts,
+        })
+    }
+}
+
+fn parse_opt<T>(
+    option: &'static str,
+    get: impl Fn(&str) -> Option<String>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    get(option)
+        .map(|value| parse(value.trim()).map_err(|message| ConfigError::new(option, message)))
+        .transpose()
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{value:?} is not a boolean (true/false, 1/0, yes/no, on/off)")),
+    }
+}
+
+fn parse_u64(value: &str) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .map_err(|_| format!("{value:?} is not a whole non-negative number"))
+}
+
+fn parse_f64(value: &str) -> Result<f64, String> {
+    value.parse::<f64>().map_err(|_| format!("{value:?} is not a number"))
+}
+
+fn parse_same_site(value: &str) -> Result<Option<SameSite>, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "strict" => Ok(Some(SameSite::Strict)),
+        "lax" => Ok(Some(SameSite::Lax)),
+        "none" => Ok(Some(SameSite::None)),
+        _ => Err(format!("{value:?} is not one of Strict, Lax, None")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<SessionConfig, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        SessionConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_flask_sessions() {
+        let config = from(&[]).unwrap();
+        assert_eq!(config.cookie_name(), "session");
+        assert_eq!(config.cookie_path(), "/");
+        assert!(config.cookie_http_only() && !config.cookie_secure() && !config.cookie_partitioned());
+        assert_eq!(config.cookie_same_site(), None);
+        assert!(config.permanent() && config.refresh_each_request());
+        assert_eq!(config.lifetime(), Duration::from_secs(2_678_400));
+        assert_eq!(config.key_prefix(), "session:");
+        assert_eq!(config.id_length(), 32);
+        assert_eq!(config.serialization_format(), SerializationFormat::Msgpack);
+        assert!(!config.use_signer());
+        assert_eq!(config.cleanup_n_requests(), None);
+        assert_eq!(config.absolute_lifetime(), None);
+    }
+
+    #[test]
+    fn environment_names_are_read() {
+        let config = from(&[
+            ("SESSION_COOKIE_NAME", "sid"),
+            ("SESSION_COOKIE_SAMESITE", "Lax"),
+            ("SESSION_COOKIE_SECURE", "True"),
+            ("SESSION_PERMANENT", "false"),
+            ("PERMANENT_SESSION_LIFETIME", "3600"),
+            ("SESSION_KEY_PREFIX", ""),
+            ("SESSION_SERIALIZATION_FORMAT", "json"),
+            ("SESSION_USE_SIGNER", "1"),
+            ("SECRET_KEY", "k"),
+            ("SESSION_ABSOLUTE_LIFETIME", "86400"),
+        ])
+        .unwrap();
+        assert_eq!(config.cookie_name(), "sid");
+        assert_eq!(config.cookie_same_site(), Some(SameSite::Lax));
+        assert!(config.cookie_secure() && !config.permanent() && config.use_signer());
+        assert_eq!(config.lifetime(), Duration::from_secs(3600));
+        assert_eq!(config.key_prefix(), "");
+        assert_eq!(config.absolute_lifetime(), Some(Duration::from_secs(86400)));
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        for (name, value) in [
+            ("SESSION_ID_LENGTH", "0"),
+            ("SESSION_ID_LENGTH", "lots"),
+            ("SESSION_PERMANENT", "maybe"),
+            ("PERMANENT_SESSION_LIFETIME", "0"),
+            ("PERMANENT_SESSION_LIFETIME", "-5"),
+            ("SESSION_SERIALIZATION_FORMAT", "pickle"),
+            ("SESSION_COOKIE_SAMESITE", "sometimes"),
+            ("SESSION_COOKIE_NAME", "a b"),
+            ("SESSION_CLEANUP_N_REQUESTS", "0"),
+            ("SESSION_USE_SIGNER", "true"),
+            ("SESSION_REFRESH_THRESHOLD", "2"),
+        ] {
+            let error = from(&[(name, value)]).unwrap_err();
+            assert_eq!(error.option, name, "{name}={value}: {error}");
+            assert!(error.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn serde_accepts_both_spellings() {
+        let config: SessionConfigBuilder = serde_json::from_str(
+            r#"{"cookie_name": "a", "SESSION_KEY_PREFIX": "app:", "PERMANENT_SESSION_LIFETIME": 60, "cookie_same_site": "Strict"}"#,
+        )
+        .unwrap();
+        let config = config.build().unwrap();
+        assert_eq!(config.cookie_name(), "a");
+        assert_eq!(config.key_prefix(), "app:");
+        assert_eq!(config.lifetime(), Duration::from_secs(60));
+        assert_eq!(config.cookie_same_site(), Some(SameSite::Strict));
+        assert!(serde_json::from_str::<SessionConfigBuilder>(r#"{"no_such": 1}"#).is_err());
+    }
+}

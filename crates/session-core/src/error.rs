@@ -1,0 +1,100 @@
+//! Typed errors for stores, sessions and configuration.
+
+use std::error::Error as StdError;
+
+/// A boxed error from a store's driver, kept as the source of a [`StoreError`].
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// An error reported by a [`SessionStore`](crate::SessionStore).
+///
+/// Stores map their driver's errors onto these variants so that the lifecycle can decide
+/// what to do (for example answer 503 while the server is down) without knowing the driver.
+/// The `Display` text may contain backend detail: log it, never send it to a client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The server could not be reached or did not answer in time.
+    #[error("session store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The server answered with an error.
+    #[error("session store error: {0}")]
+    Backend(#[source] BoxError),
+    /// The value is larger than the store can keep.
+    #[error("session data of {size} bytes exceeds the store's limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the rejected value in bytes.
+        size: usize,
+        /// The store's limit in bytes.
+        limit: usize,
+    },
+    /// The key cannot be stored by this store (too long, forbidden characters).
+    #[error("key not accepted by the session store: {0}")]
+    InvalidKey(String),
+}
+
+impl StoreError {
+    /// Wraps a connection or timeout error.
+    pub fn unavailable(error: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable(error.into())
+    }
+
+    /// Wraps an error answered by the server.
+    pub fn backend(error: impl Into<BoxError>) -> Self {
+        StoreError::Backend(error.into())
+    }
+}
+
+/// An error from the [`Session`](crate::Session) handle or the request lifecycle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed; see [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The session data could not be encoded in the configured format.
+    #[error("session data cannot be encoded: {0}")]
+    Encode(String),
+    /// A stored value could not be converted to or from the requested Rust type.
+    #[error("session value {key:?} has an unexpected type: {message}")]
+    Value {
+        /// The session key whose value failed to convert.
+        key: String,
+        /// What the conversion reported.
+        message: String,
+    },
+    /// Other requests kept changing the session; the save gave up after this many attempts.
+    #[error("session save gave up after {attempts} conflicting attempts")]
+    Conflict {
+        /// How many compare-and-set attempts were made.
+        attempts: u32,
+    },
+    /// The operating system's random number generator failed.
+    #[error("random session id could not be generated: {0}")]
+    Random(String),
+}
+
+impl SessionError {
+    /// True when the failure is the store's (the adapters answer 503 for these).
+    pub fn is_store_error(&self) -> bool {
+        matches!(self, SessionError::Store(_) | SessionError::Conflict { .. })
+    }
+}
+
+/// An invalid configuration value; the message names the option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {option}: {message}")]
+pub struct ConfigError {
+    /// The Flask-Session name of the option, e.g. `SESSION_ID_LENGTH`.
+    pub option: &'static str,
+    /// What is wrong with the value.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(option: &'static str, message: impl Into<String>) -> Self {
+        ConfigError {
+            option,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The [`Session`] handle used by request handlers.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::data::{SessionData, Value};
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::manager::ManagerInner;
+
+/// A request's change to the session, recorded so it can be re-applied on fresh data when
+/// another request changed the session in between (see `docs/architecture.md`).
+#[derive(Clone)]
+pub(crate) enum Change {
+    Insert(String, Value),
+    Remove(String),
+    Clear,
+    Update(String, UpdateFn),
+    Permanent(bool),
+}
+
+pub(crate) type UpdateFn = Arc<dyn Fn(Option<&Value>) -> Result<Value, SessionError> + Send + Sync>;
+
+impl Change {
+    pub(crate) fn apply(&self, data: &mut SessionData) -> Result<(), SessionError> {
+        match self {
+            Change::Insert(key, value) => {
+                data.insert(key.clone(), value.clone());
+            }
+            Change::Remove(key) => {
+                data.remove(key);
+            }
+            Change::Clear => data.clear(),
+            Change::Update(key, f) => {
+                let value = f(data.get(key))?;
+                data.insert(key.clone(), value);
+            }
+            Change::Permanent(permanent) => data.set_permanent(*permanent),
+        }
+        Ok(())
+    }
+}
+
+/// What the store holds for this session, as far as this request knows.
+pub(crate) struct Stored {
+    pub(crate) id: SessionId,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) expires_at: Option<SystemTime>,
+}
+
+pub(crate) struct Loaded {
+    pub(crate) data: SessionData,
+    /// `None` for a session that is not in the store (new, or its entry vanished).
+    pub(crate) stored: Option<Stored>,
+}
+
+/// The cookie the response must carry.
+#[derive(Default, Clone, Copy)]
+pub(crate) enum CookieAction {
+    #[default]
+    None,
+    Set {
+        permanent: bool,
+        ttl: Duration,
+    },
+    Delete,
+}
+
+pub(crate) struct State {
+    pub(crate) cookie_id: Option<SessionId>,
+    pub(crate) loaded: Option<Loaded>,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) accessed: bool,
+    pub(crate) modified: bool,
+    pub(crate) regenerate: bool,
+    pub(crate) cookie: CookieAction,
+}
+
+pub(crate) struct SessionInner {
+    pub(crate) manager: Arc<ManagerInner>,
+    pub(crate) state: Mutex<State>,
+}
+
+/// The session of one request.
+///
+/// Cheap to clone, `Send + Sync`, and safe to hold across `.await`. Nothing is read from
+/// the store until the first method call (lazy loading). Changes are kept in memory and
+/// written once, after the handler, by the framework adapter (or earlier with
+/// [`save`](Self::save)); a save that races another request's save re-applies this
+/// request's changes on the other's result instead of overwriting it.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<SessionInner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+fn to_value<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Value, SessionError> {
+    // Through rmp-serde's map form so structs are stored as maps, as Python expects.
+    rmpv::ext::to_value(value).map_err(|e| SessionError::Value {
+        key: key.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn from_value<T: DeserializeOwned>(key: &str, value: Value) -> Result<T, SessionError> {
+    rmpv::ext::from_value(value).map_err(|e| SessionError::Value {
+        key: key.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl Session {
+    pub(crate) fn new(manager: Arc<ManagerInner>, cookie_id: Option<SessionId>) -> Session {
+        Session {
+            inner: Arc::new(SessionInner {
+                manager,
+                state: Mutex::new(State {
+                    cookie_id,
+                    loaded: None,
+                    changes: Vec::new(),
+                    accessed: false,
+                    modified: false,
+                    regenerate: false,
+                    cookie: CookieAction::None,
+                }),
+            }),
+        }
+    }
+
+    /// Runs `f` on the loaded data, loading it first if needed.
+    async fn with_loaded<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        state.accessed = true;
+        self.inner.manager.ensure_loaded(&mut state).await?;
+        f(&mut state)
+    }
+
+    async fn change(&self, change: Change) -> Result<(), SessionError> {
+        self.with_loaded(|state| record(state, change)).await
+    }
+
+    /// The value under `key` converted to `T`, or `None` when absent.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        match self.get_value(key).await? {
+            Some(value) => from_value(key, value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The raw msgpack value under `key`.
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        self.with_loaded(|state| Ok(data(state).get(key).cloned()))
+            .await
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
+        let value = to_value(key, value)?;
+        self.insert_value(key, value).await
+    }
+
+    /// Stores a raw msgpack value under `key`.
+    pub async fn insert_value(&self, key: &str, value: Value) -> Result<(), SessionError> {
+        self.change(Change::Insert(key.to_owned(), value)).await
+    }
+
+    /// Removes `key` and returns its value converted to `T`.
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        match self.remove_value(key).await? {
+            Some(value) => from_value(key, value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes `key` and returns its raw value. Removing a missing key changes nothing.
+    pub async fn remove_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        self.with_loaded(|state| {
+            let old = data(state).get(key).cloned();
+            if old.is_some() {
+                record(state, Change::Remove(key.to_owned()))?;
+            }
+            Ok(old)
+        })
+        .await
+    }
+
+    /// Read-modify-write of one value: `f` gets the current value (`None` when absent) and
+    /// returns the new one, which is also returned here.
+    ///
+    /// If another request changes the session before this one is saved, `f` runs again on
+    /// the fresh value, so concurrent increments are never lost. `f` may therefore run more
+    /// than once and should have no side effects. To answer with the value that was finally
+    /// stored, call [`save`](Self::save) and read it back.
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, SessionError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Fn(Option<T>) -> T + Send + Sync + 'static,
+    {
+        let owned_key = key.to_owned();
+        let update: UpdateFn = Arc::new(move |current: Option<&Value>| {
+            let current = match current {
+                Some(value) => Some(from_value::<T>(&owned_key, value.clone())?),
+                None => None,
+            };
+            to_value(&owned_key, &f(current))
+        });
+        let new_value = self
+            .with_loaded(|state| {
+                record(state, Change::Update(key.to_owned(), update))?;
+                Ok(data(state).get(key).cloned().unwrap_or(Value::Nil))
+            })
+            .await?;
+        from_value(key, new_value)
+    }
+
+    /// Removes every key (Flask's `clear()`: `_permanent` keeps its value). An emptied
+    /// session is deleted from the store and the browser gets a deletion cookie.
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        self.change(Change::Clear).await
+    }
+
+    /// Gives the session a new id, keeping its data; the old id stops working. Call it at
+    /// login and privilege changes against session fixation. The move happens when the
+    /// session is saved, in one store operation where the store supports it; if it fails,
+    /// the old id and its data stay valid. Does nothing on an empty session, as in Flask.
+    pub async fn regenerate(&self) -> Result<(), SessionError> {
+        self.with_loaded(|state| {
+            if !data(state).is_empty() {
+                state.regenerate = true;
+                state.modified = true;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether the session is permanent (Flask's `session.permanent`, kept in the data as
+    /// `_permanent`): permanent sessions' cookies carry `Expires`.
+    pub async fn is_permanent(&self) -> Result<bool, SessionError> {
+        self.with_loaded(|state| Ok(data(state).is_permanent())).await
+    }
+
+    /// Sets the permanent flag.
+    pub async fn set_permanent(&self, permanent: bool) -> Result<(), SessionError> {
+        self.change(Change::Permanent(permanent)).await
+    }
+
+    /// A copy of all the session's data.
+    pub async fn data(&self) -> Result<SessionData, SessionError> {
+        self.with_loaded(|state| Ok(data(state).clone())).await
+    }
+
+    /// True when the session holds nothing but (at most) the permanent flag.
+    pub async fn is_empty(&self) -> Result<bool, SessionError> {
+        self.with_loaded(|state| Ok(data(state).is_empty())).await
+    }
+
+    /// Whether `key` is present.
+    pub async fn contains_key(&self, key: &str) -> Result<bool, SessionError> {
+        self.with_loaded(|state| Ok(data(state).contains_key(key))).await
+    }
+
+    /// The keys, in order.
+    pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
+        self.with_loaded(|state| Ok(data(state).iter().map(|(k, _)| k.to_owned()).collect()))
+            .await
+    }
+
+    /// The id of the stored session, once it is stored (`None` for a new session before
+    /// its first save). Treat it as a secret: it is the user's credential.
+    pub async fn id(&self) -> Result<Option<String>, SessionError> {
+        self.with_loaded(|state| {
+            Ok(state
+                .loaded
+                .as_ref()
+                .and_then(|l| l.stored.as_ref())
+                .map(|s| s.id.as_str().to_owned()))
+        })
+        .await
+    }
+
+    /// Forces a rewrite of the data at save, as Flask's `session.modified = True`.
+    pub async fn mark_modified(&self) -> Result<(), SessionError> {
+        self.with_loaded(|state| {
+            state.modified = true;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Writes pending changes now instead of after the handler, so the handler can report
+    /// the stored result (for instance a counter's final value). The adapter still sends
+    /// the cookie. Does nothing when nothing changed.
+    pub async fn save(&self) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.inner.manager.commit(&mut state).await
+    }
+
+    /// Whether the handler used the session at all (then responses get `Vary: Cookie`).
+    pub async fn is_accessed(&self) -> bool {
+        self.inner.state.lock().await.accessed
+    }
+}
+
+/// The loaded data; only called after `ensure_loaded` succeeded.
+fn data(state: &mut State) -> &mut SessionData {
+    &mut state
+        .loaded
+        .as_mut()
+        .expect("session data is loaded before use")
+        .data
+}
+
+fn record(state: &mut State, change: Change) -> Result<(), SessionError> {
+    change.apply(data(state))?;
+    state.changes.push(change);
+    state.modified = true;
+    Ok(())
+}

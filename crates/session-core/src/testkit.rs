@@ -1,0 +1,474 @@
+//! The store conformance kit and test helpers (feature `testkit`).
+//!
+//! Every store crate runs the kit against its real server:
+//!
+//! ```ignore
+//! session_core::store_conformance_tests!(async { MyStore::connect("...").await.unwrap() });
+//! ```
+//!
+//! The macro expands to one `#[tokio::test]` per requirement of [`SessionStore`], so the
+//! calling crate needs `tokio` (features `macros`, `rt-multi-thread`) as a dev-dependency.
+//! Each check uses keys under a random prefix, so checks can share one server and run in
+//! parallel. Checks wait for expiry by polling with a deadline; they never rely on a fixed
+//! sleep being long enough.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::store::{SessionStore, StoredEntry};
+
+/// What a store under test can and cannot do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Largest value the store accepts; larger ones must fail with
+    /// [`StoreError::TooLarge`]. `None`: values up to 1 MiB must work.
+    pub max_value_bytes: Option<usize>,
+    /// Whether `cleanup` must remove expired entries (stores without native expiry).
+    pub cleanup_removes_expired: bool,
+    /// How long an entry may outlive its TTL before the check fails (store clock
+    /// granularity plus the time the server takes to notice).
+    pub expiry_slack: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_value_bytes: None,
+            cleanup_removes_expired: false,
+            expiry_slack: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A prefix unique to one check, so checks never see each other's keys.
+pub fn unique_prefix(check: &str) -> String {
+    let nonce = crate::id::SessionId::generate(9).map(|id| id.to_string()).unwrap_or_default();
+    format!("conformance:{check}:{nonce}:")
+}
+
+const TTL: Duration = Duration::from_secs(300);
+
+async fn value_of(store: &dyn SessionStore, key: &str) -> Option<Vec<u8>> {
+    store
+        .load(key)
+        .await
+        .unwrap_or_else(|e| panic!("load({key:?}) failed: {e}"))
+        .map(|entry| entry.value)
+}
+
+/// A missing key loads as `None`; deleting it is not an error.
+pub async fn check_missing(store: &dyn SessionStore) {
+    let key = format!("{}missing", unique_prefix("missing"));
+    assert_eq!(value_of(store, &key).await, None);
+    store.delete(&key).await.expect("delete of a missing key");
+    assert!(!store.touch(&key, TTL).await.expect("touch"), "touch of a missing key reported success");
+    assert_eq!(value_of(store, &key).await, None, "touch created an entry");
+}
+
+/// `save` stores exactly the bytes given, overwrites, and reports a plausible expiry.
+pub async fn check_save_load_overwrite(store: &dyn SessionStore) {
+    let key = format!("{}k", unique_prefix("save"));
+    let before = SystemTime::now();
+    store.save(&key, b"\x81\xa1a\x01", TTL).await.expect("save");
+    let entry = store.load(&key).await.expect("load").expect("saved entry is missing");
+    assert_eq!(entry.value, b"\x81\xa1a\x01");
+    if let Some(expires_at) = entry.expires_at {
+        assert!(expires_at > before, "expiry in the past");
+        assert!(
+            expires_at <= SystemTime::now() + TTL + Duration::from_secs(2),
+            "expiry later than the TTL"
+        );
+    }
+    store.save(&key, b"second", TTL).await.expect("overwrite");
+    assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"second"[..]));
+    store.delete(&key).await.expect("delete");
+    assert_eq!(value_of(store, &key).await, None, "deleted entry still loads");
+}
+
+/// `create` writes only when the key is free.
+pub async fn check_create(store: &dyn SessionStore) {
+    let key = format!("{}k", unique_prefix("create"));
+    assert!(store.create(&key, b"first", TTL).await.expect("create"));
+    assert!(!store.create(&key, b"second", TTL).await.expect("create on existing"));
+    assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"first"[..]));
+    store.delete(&key).await.expect("delete");
+    assert!(store.create(&key, b"third", TTL).await.expect("create after delete"));
+    assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"third"[..]));
+}
+
+/// Of many concurrent `create` calls on one key exactly one wins.
+pub async fn check_concurrent_create(store: Arc<dyn SessionStore>) {
+    let key = format!("{}k", unique_prefix("create-race"));
+    let tasks: Vec<_> = (0..16u8)
+        .map(|i| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { (i, store.create(&key, &[i], TTL).await.expect("create")) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, created) = task.await.expect("task");
+        if created {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    assert_eq!(value_of(&*store, &key).await, Some(vec![winners[0]]));
+}
+
+/// `compare_and_set` writes only over the expected bytes, and never creates.
+pub async fn check_compare_and_set(store: &dyn SessionStore) {
+    let key = format!("{}k", unique_prefix("cas"));
+    assert!(!store.compare_and_set(&key, b"x", b"y", TTL).await.expect("cas on missing"));
+    assert_eq!(value_of(store, &key).await, None, "cas on a missing key created it");
+    store.save(&key, b"v1", TTL).await.expect("save");
+    assert!(store.compare_and_set(&key, b"v1", b"v2", TTL).await.expect("cas"));
+    assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"v2"[..]));
+    assert!(!store.compare_and_set(&key, b"v1", b"v3", TTL).await.expect("stale cas"));
+    assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"v2"[..]));
+    // A prefix of the stored value is not a match.
+    assert!(!store.compare_and_set(&key, b"v", b"v4", TTL).await.expect("prefix cas"));
+    assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"v2"[..]));
+}
+
+/// Concurrent read-compare-and-set loops on one key lose no increment.
+pub async fn check_concurrent_writers(store: Arc<dyn SessionStore>) {
+    let key = format!("{}counter", unique_prefix("writers"));
+    store.save(&key, b"0", TTL).await.expect("save");
+    let writers = 24;
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move {
+                for attempt in 0..1000 {
+                    let current = store.load(&key).await.expect("load").expect("counter").value;
+                    let n: u64 = std::str::from_utf8(&current).unwrap().parse().unwrap();
+                    let next = (n + 1).to_string();
+                    if store
+                        .compare_and_set(&key, &current, next.as_bytes(), TTL)
+                        .await
+                        .expect("cas")
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_micros(fastrand::u64(0..200 * (attempt + 1)))).await;
+                }
+                panic!("a writer never succeeded");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    assert_eq!(value_of(&*store, &key).await, Some(writers.to_string().into_bytes()));
+}
+
+/// `touch` keeps an entry alive past its original TTL; expired entries vanish from
+/// `load`, refuse `compare_and_set` and `touch`, and do not block `create`.
+pub async fn check_expiry(store: &dyn SessionStore, options: &Options) {
+    let prefix = unique_prefix("expiry");
+    let (short, touched) = (format!("{prefix}short"), format!("{prefix}touched"));
+    let one = Duration::from_secs(1);
+    store.save(&short, b"short", one).await.expect("save");
+    store.save(&touched, b"touched", one).await.expect("save");
+    assert!(store.touch(&touched, TTL).await.expect("touch"), "touch of a live entry failed");
+    assert_eq!(value_of(store, &short).await.as_deref(), Some(&b"short"[..]), "entry expired at once");
+    let deadline = Instant::now() + one + options.expiry_slack;
+    while value_of(store, &short).await.is_some() {
+        assert!(Instant::now() < deadline, "entry still loads {:?} after its TTL", one + options.expiry_slack);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value_of(store, &touched).await.as_deref(), Some(&b"touched"[..]), "touch did not extend the expiry");
+    assert!(!store.compare_and_set(&short, b"short", b"x", TTL).await.expect("cas"), "cas on an expired entry");
+    assert!(!store.touch(&short, TTL).await.expect("touch"), "touch revived an expired entry");
+    assert!(store.create(&short, b"again", TTL).await.expect("create"), "an expired entry blocked create");
+    assert_eq!(value_of(store, &short).await.as_deref(), Some(&b"again"[..]));
+}
+
+/// `rotate` moves data atomically, and changes nothing when a check fails.
+pub async fn check_rotate(store: &dyn SessionStore) {
+    let prefix = unique_prefix("rotate");
+    let (old, new, taken) = (format!("{prefix}old"), format!("{prefix}new"), format!("{prefix}taken"));
+    store.save(&old, b"v1", TTL).await.expect("save");
+    store.save(&taken, b"other", TTL).await.expect("save");
+    assert!(!store.rotate(&old, b"stale", &new, b"v2", TTL).await.expect("rotate"));
+    assert_eq!(value_of(store, &old).await.as_deref(), Some(&b"v1"[..]));
+    assert_eq!(value_of(store, &new).await, None);
+    assert!(!store.rotate(&old, b"v1", &taken, b"v2", TTL).await.expect("rotate"));
+    assert_eq!(value_of(store, &old).await.as_deref(), Some(&b"v1"[..]));
+    assert_eq!(value_of(store, &taken).await.as_deref(), Some(&b"other"[..]));
+    assert!(store.rotate(&old, b"v1", &new, b"v2", TTL).await.expect("rotate"));
+    assert_eq!(value_of(store, &old).await, None, "old key survived rotation");
+    assert_eq!(value_of(store, &new).await.as_deref(), Some(&b"v2"[..]));
+}
+
+/// Every byte value survives, and large values either work or fail with `TooLarge`.
+pub async fn check_binary_and_large_values(store: &dyn SessionStore, options: &Options) {
+    let prefix = unique_prefix("values");
+    let all_bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    store.save(&format!("{prefix}bytes"), &all_bytes, TTL).await.expect("save binary");
+    assert_eq!(value_of(store, &format!("{prefix}bytes")).await, Some(all_bytes));
+    store.save(&format!("{prefix}empty-ish"), b"\x80", TTL).await.expect("save");
+    assert_eq!(value_of(store, &format!("{prefix}empty-ish")).await.as_deref(), Some(&b"\x80"[..]));
+    let fits = options.max_value_bytes.unwrap_or(1 << 20).min(1 << 20);
+    let large: Vec<u8> = (0..fits).map(|i| (i * 7 % 251) as u8).collect();
+    store.save(&format!("{prefix}large"), &large, TTL).await.expect("save of a value within the limit");
+    assert_eq!(value_of(store, &format!("{prefix}large")).await, Some(large));
+    if let Some(limit) = options.max_value_bytes {
+        let too_large = vec![1u8; limit + 1];
+        match store.save(&format!("{prefix}too-large"), &too_large, TTL).await {
+            Err(StoreError::TooLarge { .. }) => {}
+            other => panic!("a value over the limit gave {other:?}, not TooLarge"),
+        }
+        assert_eq!(value_of(store, &format!("{prefix}too-large")).await, None);
+    }
+}
+
+/// Unusual keys round-trip without colliding, or are refused with `InvalidKey`.
+pub async fn check_odd_keys(store: &dyn SessionStore) {
+    let prefix = unique_prefix("keys");
+    let keys = [
+        format!("{prefix}"),
+        format!("{prefix}99eb3546-85ba-4a5c-9c36-4a8a2a7b3c1d"),
+        format!("{prefix}a/b\\c"),
+        format!("{prefix}%2e%2e"),
+        format!("{prefix}ключ-🔑"),
+        format!("{prefix}{}", "x".repeat(200)),
+        format!("{prefix}A"),
+        format!("{prefix}a"),
+    ];
+    let mut accepted = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        match store.save(key, format!("value-{i}").as_bytes(), TTL).await {
+            Ok(()) => accepted.push((i, key)),
+            Err(StoreError::InvalidKey(_)) => {}
+            Err(other) => panic!("key {key:?} gave {other}, not InvalidKey"),
+        }
+    }
+    assert!(accepted.len() >= 3, "the store accepts almost no keys");
+    for (i, key) in accepted {
+        assert_eq!(value_of(store, key).await, Some(format!("value-{i}").into_bytes()), "key {key:?}");
+    }
+}
+
+/// `cleanup` succeeds, keeps live entries, and (where required) removes expired ones.
+pub async fn check_cleanup(store: &dyn SessionStore, options: &Options) {
+    let prefix = unique_prefix("cleanup");
+    let (live, expired) = (format!("{prefix}live"), format!("{prefix}expired"));
+    store.save(&live, b"live", TTL).await.expect("save");
+    store.save(&expired, b"expired", Duration::from_secs(1)).await.expect("save");
+    if options.cleanup_removes_expired {
+        let deadline = Instant::now() + Duration::from_secs(1) + options.expiry_slack;
+        let mut removed = 0;
+        while Instant::now() < deadline {
+            removed += store.cleanup().await.expect("cleanup");
+            if removed > 0 && value_of(store, &expired).await.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(removed >= 1, "cleanup removed nothing after the entry expired");
+    } else {
+        store.cleanup().await.expect("cleanup");
+    }
+    assert_eq!(value_of(store, &live).await.as_deref(), Some(&b"live"[..]), "cleanup removed a live entry");
+}
+
+/// Expands to one `#[tokio::test]` per conformance check. `$make` is an expression whose
+/// value is a future resolving to the store; `$options` (optional) a [`Options`].
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!($make, $crate::testkit::Options::default());
+    };
+    ($make:expr, $options:expr) => {
+        mod store_conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            use std::sync::Arc;
+            use $crate::testkit as kit;
+
+            async fn store() -> Arc<dyn $crate::SessionStore> {
+                Arc::new($make.await)
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn missing_keys() {
+                kit::check_missing(&*store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn save_load_overwrite_delete() {
+                kit::check_save_load_overwrite(&*store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn create_if_absent() {
+                kit::check_create(&*store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_create_has_one_winner() {
+                kit::check_concurrent_create(store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn compare_and_set() {
+                kit::check_compare_and_set(&*store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_writers_lose_nothing() {
+                kit::check_concurrent_writers(store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expiry_and_touch() {
+                kit::check_expiry(&*store().await, &$options).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rotate() {
+                kit::check_rotate(&*store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn binary_and_large_values() {
+                kit::check_binary_and_large_values(&*store().await, &$options).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn odd_keys() {
+                kit::check_odd_keys(&*store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cleanup() {
+                kit::check_cleanup(&*store().await, &$options).await;
+            }
+        }
+    };
+}
+
+/// Counts the calls made to the store it wraps.
+#[derive(Debug, Default)]
+pub struct CallCounts {
+    /// `load` calls.
+    pub load: AtomicU64,
+    /// `save` calls.
+    pub save: AtomicU64,
+    /// `create` calls.
+    pub create: AtomicU64,
+    /// `compare_and_set` calls.
+    pub compare_and_set: AtomicU64,
+    /// `touch` calls.
+    pub touch: AtomicU64,
+    /// `delete` calls.
+    pub delete: AtomicU64,
+    /// `rotate` calls.
+    pub rotate: AtomicU64,
+    /// `cleanup` calls.
+    pub cleanup: AtomicU64,
+}
+
+impl CallCounts {
+    /// All calls.
+    pub fn total(&self) -> u64 {
+        self.reads()
+            + self.writes()
+            + self.touch.load(Ordering::SeqCst)
+            + self.cleanup.load(Ordering::SeqCst)
+    }
+    /// `load` calls.
+    pub fn reads(&self) -> u64 {
+        self.load.load(Ordering::SeqCst)
+    }
+    /// Calls that write data (`save`, `create`, `compare_and_set`, `rotate`, `delete`).
+    pub fn writes(&self) -> u64 {
+        [&self.save, &self.create, &self.compare_and_set, &self.rotate, &self.delete]
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .sum()
+    }
+}
+
+/// A store wrapper that counts calls and can be switched off to simulate an outage.
+pub struct TestStore<S> {
+    inner: S,
+    /// Call counters.
+    pub counts: CallCounts,
+    down: AtomicBool,
+}
+
+impl<S> TestStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> TestStore<S> {
+        TestStore {
+            inner,
+            counts: CallCounts::default(),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    /// While down, every call fails with [`StoreError::Unavailable`].
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn enter(&self, counter: &AtomicU64) -> Result<(), StoreError> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable("test store is switched off (connection refused)"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for TestStore<S> {
+    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        self.enter(&self.counts.load)?;
+        self.inner.load(key).await
+    }
+    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        self.enter(&self.counts.save)?;
+        self.inner.save(key, value, ttl).await
+    }
+    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        self.enter(&self.counts.create)?;
+        self.inner.create(key, value, ttl).await
+    }
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.enter(&self.counts.compare_and_set)?;
+        self.inner.compare_and_set(key, expected, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.enter(&self.counts.touch)?;
+        self.inner.touch(key, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.enter(&self.counts.delete)?;
+        self.inner.delete(key).await
+    }
+    async fn rotate(
+        &self,
+        old_key: &str,
+        expected: &[u8],
+        new_key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.enter(&self.counts.rotate)?;
+        self.inner.rotate(old_key, expected, new_key, value, ttl).await
+    }
+    async fn cleanup(&self) -> Result<u64, StoreError> {
+        self.enter(&self.counts.cleanup)?;
+        self.inner.cleanup().await
+    }
+}
