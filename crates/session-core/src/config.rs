@@ -99,7 +99,9 @@ impl SessionConfig {
         if let Some(v) = lookup("SESSION_KEY_PREFIX") {
             b.key_prefix = Some(v);
         }
-        b.id_length = parse_opt("SESSION_ID_LENGTH", get, |v| parse_u64(v).map(|n| n as usize))?;
+        b.id_length = parse_opt("SESSION_ID_LENGTH", get, |v| {
+            parse_u64(v).map(|n| n as usize)
+        })?;
         b.serialization_format = parse_opt("SESSION_SERIALIZATION_FORMAT", get, |v| {
             v.parse::<SerializationFormat>().map_err(|e| e.message)
         })?;
@@ -309,21 +311,29 @@ impl SessionConfigBuilder {
             ));
         }
         let cookie_path = self.cookie_path.unwrap_or_else(|| "/".to_owned());
-        if !cookie_path.starts_with('/') || cookie_path.bytes().any(|b| b.is_ascii_control() || b == b';') {
+        if !cookie_path.starts_with('/')
+            || cookie_path
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b';')
+        {
             return Err(ConfigError::new(
                 "SESSION_COOKIE_PATH",
                 format!("{cookie_path:?} must start with / and contain no ; or control characters"),
             ));
         }
         if let Some(domain) = &self.cookie_domain {
-            if domain.bytes().any(|b| !(b.is_ascii_alphanumeric() || b"-._".contains(&b))) {
+            if domain
+                .bytes()
+                .any(|b| !(b.is_ascii_alphanumeric() || b"-._".contains(&b)))
+            {
                 return Err(ConfigError::new(
                     "SESSION_COOKIE_DOMAIN",
                     format!("{domain:?} is not a domain name"),
                 ));
             }
         }
-        let lifetime = Duration::from_secs(self.lifetime_seconds.unwrap_or(DEFAULT_LIFETIME.as_secs()));
+        let lifetime =
+            Duration::from_secs(self.lifetime_seconds.unwrap_or(DEFAULT_LIFETIME.as_secs()));
         if lifetime < Duration::from_secs(1) {
             return Err(ConfigError::new(
                 "PERMANENT_SESSION_LIFETIME",
@@ -349,7 +359,10 @@ impl SessionConfigBuilder {
             ));
         }
         if id_length < 16 {
-            tracing::warn!(id_length, "SESSION_ID_LENGTH below 16 bytes makes session ids guessable");
+            tracing::warn!(
+                id_length,
+                "SESSION_ID_LENGTH below 16 bytes makes session ids guessable"
+            );
         }
         let use_signer = self.use_signer.unwrap_or(false);
         if use_signer && self.secret_key.as_deref().unwrap_or("").is_empty() {
@@ -366,7 +379,10 @@ impl SessionConfigBuilder {
         }
         let max_save_attempts = self.max_save_attempts.unwrap_or(64);
         if max_save_attempts == 0 {
-            return Err(ConfigError::new("SESSION_MAX_SAVE_ATTEMPTS", "must be at least 1"));
+            return Err(ConfigError::new(
+                "SESSION_MAX_SAVE_ATTEMPTS",
+                "must be at least 1",
+            ));
         }
         Ok(SessionConfig {
             cookie_name,
@@ -406,7 +422,9 @@ fn parse_bool(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("{value:?} is not a boolean (true/false, 1/0, yes/no, on/off)")),
+        _ => Err(format!(
+            "{value:?} is not a boolean (true/false, 1/0, yes/no, on/off)"
+        )),
     }
 }
 
@@ -417,7 +435,9 @@ fn parse_u64(value: &str) -> Result<u64, String> {
 }
 
 fn parse_f64(value: &str) -> Result<f64, String> {
-    value.parse::<f64>().map_err(|_| format!("{value:?} is not a number"))
+    value
+        .parse::<f64>()
+        .map_err(|_| format!("{value:?} is not a number"))
 }
 
 fn parse_same_site(value: &str) -> Result<Option<SameSite>, String> {
@@ -435,8 +455,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<SessionConfig, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         SessionConfig::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -445,7 +467,9 @@ mod tests {
         let config = from(&[]).unwrap();
         assert_eq!(config.cookie_name(), "session");
         assert_eq!(config.cookie_path(), "/");
-        assert!(config.cookie_http_only() && !config.cookie_secure() && !config.cookie_partitioned());
+        assert!(
+            config.cookie_http_only() && !config.cookie_secure() && !config.cookie_partitioned()
+        );
         assert_eq!(config.cookie_same_site(), None);
         assert!(config.permanent() && config.refresh_each_request());
         assert_eq!(config.lifetime(), Duration::from_secs(2_678_400));

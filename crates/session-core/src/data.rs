@@ -62,11 +62,7 @@ impl SessionData {
 
     /// True when the session has no data worth storing: no keys, or only `_permanent`.
     pub fn is_empty(&self) -> bool {
-        self.foreign.is_empty()
-            && self
-                .entries
-                .keys()
-                .all(|key| key.as_str() == PERMANENT_KEY)
+        self.foreign.is_empty() && self.entries.keys().all(|key| key.as_str() == PERMANENT_KEY)
     }
 
     /// The `_permanent` flag (absent means not permanent).
@@ -148,9 +144,13 @@ mod tests {
 
     #[test]
     fn remove_keeps_order() {
-        let mut data: SessionData = [("a", Value::from(1)), ("b", Value::from(2)), ("c", Value::from(3))]
-            .into_iter()
-            .collect();
+        let mut data: SessionData = [
+            ("a", Value::from(1)),
+            ("b", Value::from(2)),
+            ("c", Value::from(3)),
+        ]
+        .into_iter()
+        .collect();
         data.remove("b");
         let keys: Vec<_> = data.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "c"]);

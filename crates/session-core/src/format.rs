@@ -16,7 +16,9 @@ use crate::error::ConfigError;
 ///
 /// Reading always tries the configured format first and then the other one, as
 /// Flask-Session does, so switching formats logs nobody out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SerializationFormat {
     /// MessagePack, as msgspec writes it.
@@ -50,7 +52,9 @@ impl SerializationFormat {
         };
         first(bytes).or_else(|first_error| {
             second(bytes).map_err(|second_error| {
-                DecodeError(format!("{self}: {first_error}; other format: {second_error}"))
+                DecodeError(format!(
+                    "{self}: {first_error}; other format: {second_error}"
+                ))
             })
         })
     }
@@ -259,7 +263,9 @@ fn timestamp_rfc3339(payload: &[u8]) -> Option<String> {
         n if n % 1000 == 0 => format!(".{:06}", n / 1000),
         n => format!(".{n:09}"),
     };
-    Some(format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{fraction}Z"))
+    Some(format!(
+        "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}{fraction}Z"
+    ))
 }
 
 #[cfg(test)]
@@ -305,12 +311,19 @@ mod tests {
 
     #[test]
     fn json_matches_msgspec_output() {
-        let data = SerializationFormat::Msgpack.decode(&hex(FLASK_MSGPACK)).unwrap();
+        let data = SerializationFormat::Msgpack
+            .decode(&hex(FLASK_MSGPACK))
+            .unwrap();
         let json = String::from_utf8(SerializationFormat::Json.encode(&data).unwrap()).unwrap();
         assert!(json.starts_with(r#"{"_permanent":true,"user_id":42,"big":18446744073709551615,"neg":-129,"ratio":0.5,"blob":"AAH/","nested":{"1":"one","k":[1,2.0,null]},"when":"2024-01-02T03:04:05.123456Z""#), "{json}");
         let compact = r#"{"f":1.0,"s":"é"}"#;
-        let parsed = SerializationFormat::Json.decode(compact.as_bytes()).unwrap();
-        assert_eq!(SerializationFormat::Json.encode(&parsed).unwrap(), compact.as_bytes());
+        let parsed = SerializationFormat::Json
+            .decode(compact.as_bytes())
+            .unwrap();
+        assert_eq!(
+            SerializationFormat::Json.encode(&parsed).unwrap(),
+            compact.as_bytes()
+        );
         // Exponents are written `1e+20` where msgspec writes `1e20`: the same JSON number.
         let big = SerializationFormat::Json.decode(br#"{"e":1e20}"#).unwrap();
         let written = SerializationFormat::Json.encode(&big).unwrap();
@@ -349,7 +362,10 @@ mod tests {
 
     #[test]
     fn format_names_parse_and_bad_ones_name_the_option() {
-        assert_eq!("JSON".parse::<SerializationFormat>().unwrap(), SerializationFormat::Json);
+        assert_eq!(
+            "JSON".parse::<SerializationFormat>().unwrap(),
+            SerializationFormat::Json
+        );
         let error = "pickle".parse::<SerializationFormat>().unwrap_err();
         assert_eq!(error.option, "SESSION_SERIALIZATION_FORMAT");
     }

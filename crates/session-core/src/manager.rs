@@ -101,7 +101,9 @@ impl SessionManager {
         headers: impl IntoIterator<Item = &'a [u8]>,
     ) -> Session {
         let name = self.inner.config.cookie_name().as_bytes();
-        let value = headers.into_iter().find_map(|header| find_cookie(header, name));
+        let value = headers
+            .into_iter()
+            .find_map(|header| find_cookie(header, name));
         self.open(value.as_deref())
     }
 
@@ -239,7 +241,10 @@ impl ManagerInner {
     }
 
     fn within_absolute_lifetime(&self, data: &SessionData) -> bool {
-        match (self.config.absolute_lifetime(), data.get(CREATED_KEY).and_then(Value::as_u64)) {
+        match (
+            self.config.absolute_lifetime(),
+            data.get(CREATED_KEY).and_then(Value::as_u64),
+        ) {
             (Some(limit), Some(created)) => unix_now() < created.saturating_add(limit.as_secs()),
             _ => true,
         }
@@ -248,9 +253,14 @@ impl ManagerInner {
     /// The store TTL: the lifetime, cut short by the absolute lifetime if one is set.
     fn ttl_for(&self, data: &SessionData) -> Duration {
         let lifetime = self.config.lifetime();
-        match (self.config.absolute_lifetime(), data.get(CREATED_KEY).and_then(Value::as_u64)) {
+        match (
+            self.config.absolute_lifetime(),
+            data.get(CREATED_KEY).and_then(Value::as_u64),
+        ) {
             (Some(limit), Some(created)) => {
-                let left = created.saturating_add(limit.as_secs()).saturating_sub(unix_now());
+                let left = created
+                    .saturating_add(limit.as_secs())
+                    .saturating_sub(unix_now());
                 lifetime.min(Duration::from_secs(left.max(1)))
             }
             _ => lifetime,
@@ -310,7 +320,13 @@ impl ManagerInner {
                 Some(stored) if *regenerate => {
                     let id = self.new_id()?;
                     self.store
-                        .rotate(&self.key(&stored.id), &stored.bytes, &self.key(&id), &bytes, ttl)
+                        .rotate(
+                            &self.key(&stored.id),
+                            &stored.bytes,
+                            &self.key(&id),
+                            &bytes,
+                            ttl,
+                        )
                         .await?
                         .then_some(id)
                         .ok_or(Retry::Conflict)
@@ -490,10 +506,19 @@ mod tests {
 
     #[test]
     fn cookie_header_parsing() {
-        assert_eq!(find_cookie(b"a=1; session=abc; b=2", b"session").as_deref(), Some("abc"));
-        assert_eq!(find_cookie(b"session=\"abc\"", b"session").as_deref(), Some("abc"));
+        assert_eq!(
+            find_cookie(b"a=1; session=abc; b=2", b"session").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            find_cookie(b"session=\"abc\"", b"session").as_deref(),
+            Some("abc")
+        );
         assert_eq!(find_cookie(b"sessionx=abc", b"session"), None);
         assert_eq!(find_cookie(b"garbage;;;===", b"session"), None);
-        assert_eq!(find_cookie(b"session=first; session=second", b"session").as_deref(), Some("first"));
+        assert_eq!(
+            find_cookie(b"session=first; session=second", b"session").as_deref(),
+            Some("first")
+        );
     }
 }

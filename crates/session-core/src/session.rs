@@ -104,11 +104,13 @@ impl std::fmt::Debug for Session {
 }
 
 fn to_value<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Value, SessionError> {
-    // Through rmp-serde's map form so structs are stored as maps, as Python expects.
-    rmpv::ext::to_value(value).map_err(|e| SessionError::Value {
+    let error = |message: String| SessionError::Value {
         key: key.to_owned(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    // rmp-serde's named form writes structs as maps, which is what a Python reader expects.
+    let bytes = rmp_serde::to_vec_named(value).map_err(|e| error(e.to_string()))?;
+    rmpv::decode::read_value(&mut bytes.as_slice()).map_err(|e| error(e.to_string()))
 }
 
 fn from_value<T: DeserializeOwned>(key: &str, value: Value) -> Result<T, SessionError> {
@@ -166,7 +168,11 @@ impl Session {
     }
 
     /// Stores `value` under `key`.
-    pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), SessionError> {
+    pub async fn insert<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), SessionError> {
         let value = to_value(key, value)?;
         self.insert_value(key, value).await
     }
@@ -249,7 +255,8 @@ impl Session {
     /// Whether the session is permanent (Flask's `session.permanent`, kept in the data as
     /// `_permanent`): permanent sessions' cookies carry `Expires`.
     pub async fn is_permanent(&self) -> Result<bool, SessionError> {
-        self.with_loaded(|state| Ok(data(state).is_permanent())).await
+        self.with_loaded(|state| Ok(data(state).is_permanent()))
+            .await
     }
 
     /// Sets the permanent flag.
@@ -269,7 +276,8 @@ impl Session {
 
     /// Whether `key` is present.
     pub async fn contains_key(&self, key: &str) -> Result<bool, SessionError> {
-        self.with_loaded(|state| Ok(data(state).contains_key(key))).await
+        self.with_loaded(|state| Ok(data(state).contains_key(key)))
+            .await
     }
 
     /// The keys, in order.

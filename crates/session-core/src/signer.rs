@@ -62,8 +62,7 @@ impl std::fmt::Debug for Signer {
 mod tests {
     use super::*;
 
-    const VECTOR: &str =
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.-CU4y57lSf7hbP4joRoay155OlE";
+    const VECTOR: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.-CU4y57lSf7hbP4joRoay155OlE";
 
     #[test]
     fn flask_session_test_vector_signs_and_verifies() {

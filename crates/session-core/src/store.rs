@@ -123,7 +123,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        (**self).rotate(old_key, expected, new_key, value, ttl).await
+        (**self)
+            .rotate(old_key, expected, new_key, value, ttl)
+            .await
     }
     async fn cleanup(&self) -> Result<u64, StoreError> {
         (**self).cleanup().await

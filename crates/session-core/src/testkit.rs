@@ -46,7 +46,9 @@ impl Default for Options {
 
 /// A prefix unique to one check, so checks never see each other's keys.
 pub fn unique_prefix(check: &str) -> String {
-    let nonce = crate::id::SessionId::generate(9).map(|id| id.to_string()).unwrap_or_default();
+    let nonce = crate::id::SessionId::generate(9)
+        .map(|id| id.to_string())
+        .unwrap_or_default();
     format!("conformance:{check}:{nonce}:")
 }
 
@@ -65,7 +67,10 @@ pub async fn check_missing(store: &dyn SessionStore) {
     let key = format!("{}missing", unique_prefix("missing"));
     assert_eq!(value_of(store, &key).await, None);
     store.delete(&key).await.expect("delete of a missing key");
-    assert!(!store.touch(&key, TTL).await.expect("touch"), "touch of a missing key reported success");
+    assert!(
+        !store.touch(&key, TTL).await.expect("touch"),
+        "touch of a missing key reported success"
+    );
     assert_eq!(value_of(store, &key).await, None, "touch created an entry");
 }
 
@@ -74,7 +79,11 @@ pub async fn check_save_load_overwrite(store: &dyn SessionStore) {
     let key = format!("{}k", unique_prefix("save"));
     let before = SystemTime::now();
     store.save(&key, b"\x81\xa1a\x01", TTL).await.expect("save");
-    let entry = store.load(&key).await.expect("load").expect("saved entry is missing");
+    let entry = store
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("saved entry is missing");
     assert_eq!(entry.value, b"\x81\xa1a\x01");
     if let Some(expires_at) = entry.expires_at {
         assert!(expires_at > before, "expiry in the past");
@@ -86,17 +95,27 @@ pub async fn check_save_load_overwrite(store: &dyn SessionStore) {
     store.save(&key, b"second", TTL).await.expect("overwrite");
     assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"second"[..]));
     store.delete(&key).await.expect("delete");
-    assert_eq!(value_of(store, &key).await, None, "deleted entry still loads");
+    assert_eq!(
+        value_of(store, &key).await,
+        None,
+        "deleted entry still loads"
+    );
 }
 
 /// `create` writes only when the key is free.
 pub async fn check_create(store: &dyn SessionStore) {
     let key = format!("{}k", unique_prefix("create"));
     assert!(store.create(&key, b"first", TTL).await.expect("create"));
-    assert!(!store.create(&key, b"second", TTL).await.expect("create on existing"));
+    assert!(!store
+        .create(&key, b"second", TTL)
+        .await
+        .expect("create on existing"));
     assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"first"[..]));
     store.delete(&key).await.expect("delete");
-    assert!(store.create(&key, b"third", TTL).await.expect("create after delete"));
+    assert!(store
+        .create(&key, b"third", TTL)
+        .await
+        .expect("create after delete"));
     assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"third"[..]));
 }
 
@@ -123,15 +142,31 @@ pub async fn check_concurrent_create(store: Arc<dyn SessionStore>) {
 /// `compare_and_set` writes only over the expected bytes, and never creates.
 pub async fn check_compare_and_set(store: &dyn SessionStore) {
     let key = format!("{}k", unique_prefix("cas"));
-    assert!(!store.compare_and_set(&key, b"x", b"y", TTL).await.expect("cas on missing"));
-    assert_eq!(value_of(store, &key).await, None, "cas on a missing key created it");
+    assert!(!store
+        .compare_and_set(&key, b"x", b"y", TTL)
+        .await
+        .expect("cas on missing"));
+    assert_eq!(
+        value_of(store, &key).await,
+        None,
+        "cas on a missing key created it"
+    );
     store.save(&key, b"v1", TTL).await.expect("save");
-    assert!(store.compare_and_set(&key, b"v1", b"v2", TTL).await.expect("cas"));
+    assert!(store
+        .compare_and_set(&key, b"v1", b"v2", TTL)
+        .await
+        .expect("cas"));
     assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"v2"[..]));
-    assert!(!store.compare_and_set(&key, b"v1", b"v3", TTL).await.expect("stale cas"));
+    assert!(!store
+        .compare_and_set(&key, b"v1", b"v3", TTL)
+        .await
+        .expect("stale cas"));
     assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"v2"[..]));
     // A prefix of the stored value is not a match.
-    assert!(!store.compare_and_set(&key, b"v", b"v4", TTL).await.expect("prefix cas"));
+    assert!(!store
+        .compare_and_set(&key, b"v", b"v4", TTL)
+        .await
+        .expect("prefix cas"));
     assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"v2"[..]));
 }
 
@@ -145,7 +180,12 @@ pub async fn check_concurrent_writers(store: Arc<dyn SessionStore>) {
             let (store, key) = (store.clone(), key.clone());
             tokio::spawn(async move {
                 for attempt in 0..1000 {
-                    let current = store.load(&key).await.expect("load").expect("counter").value;
+                    let current = store
+                        .load(&key)
+                        .await
+                        .expect("load")
+                        .expect("counter")
+                        .value;
                     let n: u64 = std::str::from_utf8(&current).unwrap().parse().unwrap();
                     let next = (n + 1).to_string();
                     if store
@@ -155,7 +195,10 @@ pub async fn check_concurrent_writers(store: Arc<dyn SessionStore>) {
                     {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_micros(fastrand::u64(0..200 * (attempt + 1)))).await;
+                    tokio::time::sleep(Duration::from_micros(fastrand::u64(
+                        0..200 * (attempt + 1),
+                    )))
+                    .await;
                 }
                 panic!("a writer never succeeded");
             })
@@ -164,7 +207,10 @@ pub async fn check_concurrent_writers(store: Arc<dyn SessionStore>) {
     for task in tasks {
         task.await.expect("writer");
     }
-    assert_eq!(value_of(&*store, &key).await, Some(writers.to_string().into_bytes()));
+    assert_eq!(
+        value_of(&*store, &key).await,
+        Some(writers.to_string().into_bytes())
+    );
 }
 
 /// `touch` keeps an entry alive past its original TTL; expired entries vanish from
@@ -175,34 +221,84 @@ pub async fn check_expiry(store: &dyn SessionStore, options: &Options) {
     let one = Duration::from_secs(1);
     store.save(&short, b"short", one).await.expect("save");
     store.save(&touched, b"touched", one).await.expect("save");
-    assert!(store.touch(&touched, TTL).await.expect("touch"), "touch of a live entry failed");
-    assert_eq!(value_of(store, &short).await.as_deref(), Some(&b"short"[..]), "entry expired at once");
+    assert!(
+        store.touch(&touched, TTL).await.expect("touch"),
+        "touch of a live entry failed"
+    );
+    assert_eq!(
+        value_of(store, &short).await.as_deref(),
+        Some(&b"short"[..]),
+        "entry expired at once"
+    );
     let deadline = Instant::now() + one + options.expiry_slack;
     while value_of(store, &short).await.is_some() {
-        assert!(Instant::now() < deadline, "entry still loads {:?} after its TTL", one + options.expiry_slack);
+        assert!(
+            Instant::now() < deadline,
+            "entry still loads {:?} after its TTL",
+            one + options.expiry_slack
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(value_of(store, &touched).await.as_deref(), Some(&b"touched"[..]), "touch did not extend the expiry");
-    assert!(!store.compare_and_set(&short, b"short", b"x", TTL).await.expect("cas"), "cas on an expired entry");
-    assert!(!store.touch(&short, TTL).await.expect("touch"), "touch revived an expired entry");
-    assert!(store.create(&short, b"again", TTL).await.expect("create"), "an expired entry blocked create");
-    assert_eq!(value_of(store, &short).await.as_deref(), Some(&b"again"[..]));
+    assert_eq!(
+        value_of(store, &touched).await.as_deref(),
+        Some(&b"touched"[..]),
+        "touch did not extend the expiry"
+    );
+    assert!(
+        !store
+            .compare_and_set(&short, b"short", b"x", TTL)
+            .await
+            .expect("cas"),
+        "cas on an expired entry"
+    );
+    assert!(
+        !store.touch(&short, TTL).await.expect("touch"),
+        "touch revived an expired entry"
+    );
+    assert!(
+        store.create(&short, b"again", TTL).await.expect("create"),
+        "an expired entry blocked create"
+    );
+    assert_eq!(
+        value_of(store, &short).await.as_deref(),
+        Some(&b"again"[..])
+    );
 }
 
 /// `rotate` moves data atomically, and changes nothing when a check fails.
 pub async fn check_rotate(store: &dyn SessionStore) {
     let prefix = unique_prefix("rotate");
-    let (old, new, taken) = (format!("{prefix}old"), format!("{prefix}new"), format!("{prefix}taken"));
+    let (old, new, taken) = (
+        format!("{prefix}old"),
+        format!("{prefix}new"),
+        format!("{prefix}taken"),
+    );
     store.save(&old, b"v1", TTL).await.expect("save");
     store.save(&taken, b"other", TTL).await.expect("save");
-    assert!(!store.rotate(&old, b"stale", &new, b"v2", TTL).await.expect("rotate"));
+    assert!(!store
+        .rotate(&old, b"stale", &new, b"v2", TTL)
+        .await
+        .expect("rotate"));
     assert_eq!(value_of(store, &old).await.as_deref(), Some(&b"v1"[..]));
     assert_eq!(value_of(store, &new).await, None);
-    assert!(!store.rotate(&old, b"v1", &taken, b"v2", TTL).await.expect("rotate"));
+    assert!(!store
+        .rotate(&old, b"v1", &taken, b"v2", TTL)
+        .await
+        .expect("rotate"));
     assert_eq!(value_of(store, &old).await.as_deref(), Some(&b"v1"[..]));
-    assert_eq!(value_of(store, &taken).await.as_deref(), Some(&b"other"[..]));
-    assert!(store.rotate(&old, b"v1", &new, b"v2", TTL).await.expect("rotate"));
-    assert_eq!(value_of(store, &old).await, None, "old key survived rotation");
+    assert_eq!(
+        value_of(store, &taken).await.as_deref(),
+        Some(&b"other"[..])
+    );
+    assert!(store
+        .rotate(&old, b"v1", &new, b"v2", TTL)
+        .await
+        .expect("rotate"));
+    assert_eq!(
+        value_of(store, &old).await,
+        None,
+        "old key survived rotation"
+    );
     assert_eq!(value_of(store, &new).await.as_deref(), Some(&b"v2"[..]));
 }
 
@@ -210,17 +306,40 @@ pub async fn check_rotate(store: &dyn SessionStore) {
 pub async fn check_binary_and_large_values(store: &dyn SessionStore, options: &Options) {
     let prefix = unique_prefix("values");
     let all_bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-    store.save(&format!("{prefix}bytes"), &all_bytes, TTL).await.expect("save binary");
-    assert_eq!(value_of(store, &format!("{prefix}bytes")).await, Some(all_bytes));
-    store.save(&format!("{prefix}empty-ish"), b"\x80", TTL).await.expect("save");
-    assert_eq!(value_of(store, &format!("{prefix}empty-ish")).await.as_deref(), Some(&b"\x80"[..]));
+    store
+        .save(&format!("{prefix}bytes"), &all_bytes, TTL)
+        .await
+        .expect("save binary");
+    assert_eq!(
+        value_of(store, &format!("{prefix}bytes")).await,
+        Some(all_bytes)
+    );
+    store
+        .save(&format!("{prefix}empty-ish"), b"\x80", TTL)
+        .await
+        .expect("save");
+    assert_eq!(
+        value_of(store, &format!("{prefix}empty-ish"))
+            .await
+            .as_deref(),
+        Some(&b"\x80"[..])
+    );
     let fits = options.max_value_bytes.unwrap_or(1 << 20).min(1 << 20);
     let large: Vec<u8> = (0..fits).map(|i| (i * 7 % 251) as u8).collect();
-    store.save(&format!("{prefix}large"), &large, TTL).await.expect("save of a value within the limit");
-    assert_eq!(value_of(store, &format!("{prefix}large")).await, Some(large));
+    store
+        .save(&format!("{prefix}large"), &large, TTL)
+        .await
+        .expect("save of a value within the limit");
+    assert_eq!(
+        value_of(store, &format!("{prefix}large")).await,
+        Some(large)
+    );
     if let Some(limit) = options.max_value_bytes {
         let too_large = vec![1u8; limit + 1];
-        match store.save(&format!("{prefix}too-large"), &too_large, TTL).await {
+        match store
+            .save(&format!("{prefix}too-large"), &too_large, TTL)
+            .await
+        {
             Err(StoreError::TooLarge { .. }) => {}
             other => panic!("a value over the limit gave {other:?}, not TooLarge"),
         }
@@ -232,7 +351,7 @@ pub async fn check_binary_and_large_values(store: &dyn SessionStore, options: &O
 pub async fn check_odd_keys(store: &dyn SessionStore) {
     let prefix = unique_prefix("keys");
     let keys = [
-        format!("{prefix}"),
+        prefix.clone(),
         format!("{prefix}99eb3546-85ba-4a5c-9c36-4a8a2a7b3c1d"),
         format!("{prefix}a/b\\c"),
         format!("{prefix}%2e%2e"),
@@ -251,7 +370,11 @@ pub async fn check_odd_keys(store: &dyn SessionStore) {
     }
     assert!(accepted.len() >= 3, "the store accepts almost no keys");
     for (i, key) in accepted {
-        assert_eq!(value_of(store, key).await, Some(format!("value-{i}").into_bytes()), "key {key:?}");
+        assert_eq!(
+            value_of(store, key).await,
+            Some(format!("value-{i}").into_bytes()),
+            "key {key:?}"
+        );
     }
 }
 
@@ -260,7 +383,10 @@ pub async fn check_cleanup(store: &dyn SessionStore, options: &Options) {
     let prefix = unique_prefix("cleanup");
     let (live, expired) = (format!("{prefix}live"), format!("{prefix}expired"));
     store.save(&live, b"live", TTL).await.expect("save");
-    store.save(&expired, b"expired", Duration::from_secs(1)).await.expect("save");
+    store
+        .save(&expired, b"expired", Duration::from_secs(1))
+        .await
+        .expect("save");
     if options.cleanup_removes_expired {
         let deadline = Instant::now() + Duration::from_secs(1) + options.expiry_slack;
         let mut removed = 0;
@@ -271,11 +397,18 @@ pub async fn check_cleanup(store: &dyn SessionStore, options: &Options) {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(removed >= 1, "cleanup removed nothing after the entry expired");
+        assert!(
+            removed >= 1,
+            "cleanup removed nothing after the entry expired"
+        );
     } else {
         store.cleanup().await.expect("cleanup");
     }
-    assert_eq!(value_of(store, &live).await.as_deref(), Some(&b"live"[..]), "cleanup removed a live entry");
+    assert_eq!(
+        value_of(store, &live).await.as_deref(),
+        Some(&b"live"[..]),
+        "cleanup removed a live entry"
+    );
 }
 
 /// Expands to one `#[tokio::test]` per conformance check. `$make` is an expression whose
@@ -379,10 +512,16 @@ impl CallCounts {
     }
     /// Calls that write data (`save`, `create`, `compare_and_set`, `rotate`, `delete`).
     pub fn writes(&self) -> u64 {
-        [&self.save, &self.create, &self.compare_and_set, &self.rotate, &self.delete]
-            .iter()
-            .map(|c| c.load(Ordering::SeqCst))
-            .sum()
+        [
+            &self.save,
+            &self.create,
+            &self.compare_and_set,
+            &self.rotate,
+            &self.delete,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum()
     }
 }
 
@@ -417,7 +556,9 @@ impl<S> TestStore<S> {
     fn enter(&self, counter: &AtomicU64) -> Result<(), StoreError> {
         counter.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable("test store is switched off (connection refused)"))
+            Err(StoreError::unavailable(
+                "test store is switched off (connection refused)",
+            ))
         } else {
             Ok(())
         }
@@ -465,7 +606,9 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.enter(&self.counts.rotate)?;
-        self.inner.rotate(old_key, expected, new_key, value, ttl).await
+        self.inner
+            .rotate(old_key, expected, new_key, value, ttl)
+            .await
     }
     async fn cleanup(&self) -> Result<u64, StoreError> {
         self.enter(&self.counts.cleanup)?;

@@ -1,0 +1,683 @@
+//! The request lifecycle on MemoryStore: Flask-Session's rules plus lazy loading, skipped
+//! rewrites and conflict-free saves.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::testkit::TestStore;
+use session_core::{
+    MemoryStore, SerializationFormat, Session, SessionConfig, SessionError, SessionManager,
+    SessionStore, Signer, Value, CREATED_KEY,
+};
+
+type Store = Arc<TestStore<MemoryStore>>;
+
+fn manager_with(config: SessionConfig) -> (SessionManager, Store) {
+    let store = Arc::new(TestStore::new(MemoryStore::new()));
+    (SessionManager::from_shared(store.clone(), config), store)
+}
+
+fn manager() -> (SessionManager, Store) {
+    manager_with(SessionConfig::default())
+}
+
+/// The id inside a Set-Cookie value.
+fn cookie_id(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .expect("cookie pair")
+}
+
+/// Runs one "request": opens from `cookie`, lets `handler` use the session, finishes.
+async fn request<F, Fut>(
+    manager: &SessionManager,
+    cookie: Option<&str>,
+    handler: F,
+) -> Result<session_core::FinishOutcome, SessionError>
+where
+    F: FnOnce(Session) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let session = manager.open(cookie);
+    handler(session.clone()).await;
+    manager.finish(&session).await
+}
+
+async fn login(manager: &SessionManager) -> String {
+    let outcome = request(manager, None, |s| async move {
+        s.insert("user", "ann").await.unwrap();
+    })
+    .await
+    .unwrap();
+    cookie_id(&outcome.set_cookie.expect("a new session sets its cookie"))
+}
+
+#[tokio::test]
+async fn untouched_session_costs_no_store_call_and_no_headers() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let before = store.counts.total();
+    let outcome = request(&manager, Some(&id), |_s| async {}).await.unwrap();
+    assert_eq!(outcome.set_cookie, None);
+    assert!(!outcome.vary_cookie);
+    assert_eq!(
+        store.counts.total(),
+        before,
+        "a request that never used its session touched the store"
+    );
+}
+
+#[tokio::test]
+async fn new_sessions_are_stored_only_when_they_hold_data() {
+    let (manager, store) = manager();
+    let outcome = request(&manager, None, |s| async move {
+        assert_eq!(s.get::<String>("user").await.unwrap(), None);
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome.set_cookie, None,
+        "an empty session must not be stored"
+    );
+    assert!(outcome.vary_cookie, "an accessed session varies on Cookie");
+    assert_eq!(store.counts.writes(), 0);
+    assert_eq!(store.counts.reads(), 0, "no cookie: nothing to load");
+
+    let id = login(&manager).await;
+    assert_eq!(id.len(), 43);
+    let stored = store.load(&format!("session:{id}")).await.unwrap().unwrap();
+    let data = SerializationFormat::Msgpack.decode(&stored.value).unwrap();
+    assert!(
+        data.is_permanent(),
+        "new sessions carry _permanent like Flask-Session"
+    );
+    assert_eq!(data.get("user"), Some(&Value::from("ann")));
+    let keys: Vec<_> = data.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["_permanent", "user"], "Flask puts _permanent first");
+}
+
+#[tokio::test]
+async fn unchanged_session_is_never_rewritten() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let writes = store.counts.writes();
+    let outcome = request(&manager, Some(&id), |s| async move {
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ann")
+        );
+        // Writing the value it already has changes nothing either.
+        s.insert("user", "ann").await.unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.counts.writes(), writes);
+    assert_eq!(
+        store.counts.touch.load(Ordering::SeqCst),
+        0,
+        "most of the lifetime remains: no touch"
+    );
+    assert_eq!(outcome.set_cookie, None);
+    assert!(outcome.vary_cookie);
+}
+
+#[tokio::test]
+async fn refresh_extends_expiry_without_rewriting() {
+    let config = SessionConfig::builder()
+        .refresh_threshold(1.0)
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(config);
+    let id = login(&manager).await;
+    let writes = store.counts.writes();
+    let outcome = request(&manager, Some(&id), |s| async move {
+        s.get::<String>("user").await.unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        store.counts.writes(),
+        writes,
+        "refresh must not rewrite the data"
+    );
+    assert_eq!(store.counts.touch.load(Ordering::SeqCst), 1);
+    let cookie = outcome
+        .set_cookie
+        .expect("permanent sessions get a fresh cookie on refresh");
+    assert_eq!(cookie_id(&cookie), id);
+    assert!(cookie.contains("Expires="));
+
+    // Non-permanent sessions are refreshed in the store but get no cookie, as in Flask.
+    let config = SessionConfig::builder()
+        .refresh_threshold(1.0)
+        .permanent(false)
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(config);
+    let outcome = request(&manager, None, |s| async move {
+        s.insert("a", &1).await.unwrap()
+    })
+    .await
+    .unwrap();
+    let cookie = outcome.set_cookie.unwrap();
+    assert!(
+        !cookie.contains("Expires"),
+        "browser-session cookie: {cookie}"
+    );
+    let id = cookie_id(&cookie);
+    let outcome = request(&manager, Some(&id), |s| async move {
+        s.get::<i64>("a").await.unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(store.counts.touch.load(Ordering::SeqCst), 1);
+    assert_eq!(outcome.set_cookie, None);
+
+    // Without refresh-each-request an unchanged session causes no write at all.
+    let config = SessionConfig::builder()
+        .refresh_threshold(1.0)
+        .refresh_each_request(false)
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(config);
+    let id = login(&manager).await;
+    let before = store.counts.writes() + store.counts.touch.load(Ordering::SeqCst);
+    request(&manager, Some(&id), |s| async move {
+        s.get::<String>("user").await.unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        store.counts.writes() + store.counts.touch.load(Ordering::SeqCst),
+        before
+    );
+}
+
+#[tokio::test]
+async fn cookie_attributes_follow_the_config() {
+    let (manager, _) = manager();
+    let outcome = request(&manager, None, |s| async move {
+        s.insert("a", &1).await.unwrap()
+    })
+    .await
+    .unwrap();
+    let cookie = outcome.set_cookie.unwrap();
+    assert!(cookie.starts_with("session="));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Path=/") && cookie.contains("Expires=")
+    );
+    assert!(
+        !cookie.contains("Secure") && !cookie.contains("SameSite") && !cookie.contains("Domain")
+    );
+
+    let config = SessionConfig::builder()
+        .cookie_name("sid")
+        .cookie_secure(true)
+        .cookie_same_site(session_core::SameSite::Lax)
+        .cookie_domain("example.com")
+        .cookie_path("/app")
+        .cookie_http_only(false)
+        .cookie_partitioned(true)
+        .build()
+        .unwrap();
+    let (manager, _) = manager_with(config);
+    let outcome = request(&manager, None, |s| async move {
+        s.insert("a", &1).await.unwrap()
+    })
+    .await
+    .unwrap();
+    let cookie = outcome.set_cookie.unwrap();
+    for part in [
+        "sid=",
+        "Secure",
+        "SameSite=Lax",
+        "Domain=example.com",
+        "Path=/app",
+        "Partitioned",
+    ] {
+        assert!(cookie.contains(part), "{part} missing from {cookie}");
+    }
+    assert!(!cookie.contains("HttpOnly"));
+}
+
+#[tokio::test]
+async fn clearing_deletes_the_entry_and_the_cookie() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let outcome = request(
+        &manager,
+        Some(&id),
+        |s| async move { s.clear().await.unwrap() },
+    )
+    .await
+    .unwrap();
+    let cookie = outcome.set_cookie.expect("deletion cookie");
+    assert!(cookie.starts_with("session=;"), "{cookie}");
+    assert!(
+        cookie.contains("Max-Age=0") && cookie.contains("Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    );
+    assert!(outcome.vary_cookie);
+    assert!(store
+        .load(&format!("session:{id}"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn misses_and_bad_cookies_never_adopt_the_clients_id() {
+    let (manager, store) = manager();
+    let unknown = "A".repeat(43);
+    for cookie in [
+        unknown.as_str(),
+        "not a valid id!",
+        "",
+        "x.y.z",
+        &"B".repeat(5000),
+    ] {
+        let outcome = request(&manager, Some(cookie), |s| async move {
+            assert!(s.is_empty().await.unwrap());
+            s.insert("n", &1).await.unwrap();
+        })
+        .await
+        .unwrap();
+        let id = cookie_id(&outcome.set_cookie.unwrap());
+        assert_ne!(id, cookie);
+        assert_eq!(id.len(), 43);
+    }
+    assert_eq!(
+        store.counts.reads(),
+        1,
+        "only the well-formed id reached the store"
+    );
+}
+
+#[tokio::test]
+async fn corrupt_stored_bytes_give_a_fresh_session() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    store
+        .save(
+            &format!("session:{id}"),
+            b"\x80\x04\x95pickled",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let outcome = request(&manager, Some(&id), |s| async move {
+        assert!(s.is_empty().await.unwrap());
+        s.insert("n", &1).await.unwrap();
+    })
+    .await
+    .unwrap();
+    assert_ne!(cookie_id(&outcome.set_cookie.unwrap()), id);
+}
+
+#[tokio::test]
+async fn regenerate_moves_the_data_to_a_new_id() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let outcome = request(&manager, Some(&id), |s| async move {
+        s.regenerate().await.unwrap()
+    })
+    .await
+    .unwrap();
+    let new_id = cookie_id(&outcome.set_cookie.unwrap());
+    assert_ne!(new_id, id);
+    assert!(
+        store
+            .load(&format!("session:{id}"))
+            .await
+            .unwrap()
+            .is_none(),
+        "old id still valid"
+    );
+    request(&manager, Some(&new_id), |s| async move {
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ann")
+        );
+    })
+    .await
+    .unwrap();
+
+    // If the store fails during rotation the old session stays intact.
+    let outcome = {
+        let session = manager.open(Some(&new_id));
+        session.get::<String>("user").await.unwrap();
+        session.regenerate().await.unwrap();
+        store.set_down(true);
+        let result = manager.finish(&session).await;
+        store.set_down(false);
+        result
+    };
+    assert!(outcome.unwrap_err().is_store_error());
+    request(&manager, Some(&new_id), |s| async move {
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ann")
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn overlapping_requests_keep_each_others_changes() {
+    let (manager, _) = manager();
+    let id = login(&manager).await;
+    let first = manager.open(Some(&id));
+    let second = manager.open(Some(&id));
+    first.insert("theme", "dark").await.unwrap();
+    second.insert("lang", "fr").await.unwrap();
+    second.remove::<String>("user").await.unwrap();
+    manager.finish(&first).await.unwrap();
+    manager.finish(&second).await.unwrap();
+    request(&manager, Some(&id), |s| async move {
+        assert_eq!(
+            s.get::<String>("theme").await.unwrap().as_deref(),
+            Some("dark")
+        );
+        assert_eq!(
+            s.get::<String>("lang").await.unwrap().as_deref(),
+            Some("fr")
+        );
+        assert_eq!(s.get::<String>("user").await.unwrap(), None);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_read_only_request_never_restores_a_stale_copy() {
+    let config = SessionConfig::builder()
+        .refresh_threshold(1.0)
+        .build()
+        .unwrap();
+    let (manager, _) = manager_with(config);
+    let id = login(&manager).await;
+    let reader = manager.open(Some(&id));
+    assert_eq!(
+        reader.get::<String>("user").await.unwrap().as_deref(),
+        Some("ann")
+    );
+    request(&manager, Some(&id), |s| async move {
+        s.insert("user", "bob").await.unwrap()
+    })
+    .await
+    .unwrap();
+    manager.finish(&reader).await.unwrap();
+    request(&manager, Some(&id), |s| async move {
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("bob")
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn logout_wins_over_a_racing_write() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let writer = manager.open(Some(&id));
+    writer.insert("theme", "dark").await.unwrap();
+    request(
+        &manager,
+        Some(&id),
+        |s| async move { s.clear().await.unwrap() },
+    )
+    .await
+    .unwrap();
+    let outcome = manager.finish(&writer).await.unwrap();
+    assert!(
+        store
+            .load(&format!("session:{id}"))
+            .await
+            .unwrap()
+            .is_none(),
+        "logged-out session revived"
+    );
+    let new_id = cookie_id(&outcome.set_cookie.unwrap());
+    assert_ne!(new_id, id);
+    request(&manager, Some(&new_id), |s| async move {
+        assert_eq!(
+            s.get::<String>("user").await.unwrap(),
+            None,
+            "the user must stay logged out"
+        );
+        assert_eq!(
+            s.get::<String>("theme").await.unwrap().as_deref(),
+            Some("dark")
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_updates_are_never_lost() {
+    let (manager, _) = manager();
+    let id = login(&manager).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (manager, id) = (manager.clone(), id.clone());
+            tokio::spawn(async move {
+                let session = manager.open(Some(&id));
+                session
+                    .update("counter", |n: Option<i64>| n.unwrap_or(0) + 1)
+                    .await
+                    .unwrap();
+                session.save().await.unwrap();
+                let stored: i64 = session.get("counter").await.unwrap().unwrap();
+                manager.finish(&session).await.unwrap();
+                stored
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=64).collect::<Vec<_>>(),
+        "each request saw the value it stored"
+    );
+    request(&manager, Some(&id), |s| async move {
+        assert_eq!(s.get::<i64>("counter").await.unwrap(), Some(64));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn store_outage_is_an_error_not_a_panic() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    store.set_down(true);
+    let session = manager.open(Some(&id));
+    let error = session.get::<String>("user").await.unwrap_err();
+    assert!(error.is_store_error());
+    // The handler ignored the error: nothing is written and no cookie is sent.
+    let outcome = manager.finish(&session).await.unwrap();
+    assert_eq!(outcome.set_cookie, None);
+    store.set_down(false);
+    let session = manager.open(Some(&id));
+    session.insert("a", &1).await.unwrap();
+    store.set_down(true);
+    assert!(manager.finish(&session).await.unwrap_err().is_store_error());
+    store.set_down(false);
+}
+
+#[tokio::test]
+async fn typed_values_are_stored_as_python_readable_msgpack() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Cart {
+        items: Vec<String>,
+        total: f64,
+    }
+    let (manager, store) = manager();
+    let cart = Cart {
+        items: vec!["tea".into()],
+        total: 2.5,
+    };
+    let outcome = request(&manager, None, |s| async move {
+        s.insert(
+            "cart",
+            &Cart {
+                items: vec!["tea".into()],
+                total: 2.5,
+            },
+        )
+        .await
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let id = cookie_id(&outcome.set_cookie.unwrap());
+    let stored = store.load(&format!("session:{id}")).await.unwrap().unwrap();
+    let data = SerializationFormat::Msgpack.decode(&stored.value).unwrap();
+    assert!(
+        matches!(data.get("cart"), Some(Value::Map(_))),
+        "structs must be maps: {:?}",
+        data.get("cart")
+    );
+    let session = manager.open(Some(&id));
+    assert_eq!(session.get::<Cart>("cart").await.unwrap(), Some(cart));
+    let error = session.get::<i64>("cart").await.unwrap_err();
+    assert!(matches!(error, SessionError::Value { .. }));
+}
+
+#[tokio::test]
+async fn permanent_flag_is_flasks_permanent_key() {
+    let config = SessionConfig::builder().permanent(false).build().unwrap();
+    let (manager, store) = manager_with(config);
+    let outcome = request(&manager, None, |s| async move {
+        assert!(!s.is_permanent().await.unwrap());
+        s.insert("a", &1).await.unwrap();
+        s.set_permanent(true).await.unwrap();
+    })
+    .await
+    .unwrap();
+    let cookie = outcome.set_cookie.unwrap();
+    assert!(cookie.contains("Expires="));
+    let stored = store
+        .load(&format!("session:{}", cookie_id(&cookie)))
+        .await
+        .unwrap()
+        .unwrap();
+    let data = SerializationFormat::Msgpack.decode(&stored.value).unwrap();
+    assert_eq!(data.get("_permanent"), Some(&Value::Boolean(true)));
+}
+
+#[tokio::test]
+async fn signed_cookies_use_the_unsigned_id_as_key() {
+    let config = SessionConfig::builder()
+        .use_signer(true)
+        .secret_key("test-secret-key")
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(config);
+    let outcome = request(&manager, None, |s| async move {
+        s.insert("a", &1).await.unwrap()
+    })
+    .await
+    .unwrap();
+    let value = cookie_id(&outcome.set_cookie.unwrap());
+    let signer = Signer::new("test-secret-key");
+    let id = signer.unsign(&value).expect("cookie is signed").to_owned();
+    assert!(store
+        .load(&format!("session:{id}"))
+        .await
+        .unwrap()
+        .is_some());
+    // The bare id, or a wrong signature, is no session.
+    for bad in [id.clone(), format!("{id}.AAAAAAAAAAAAAAAAAAAAAAAAAAA")] {
+        let session = manager.open(Some(&bad));
+        assert!(session.is_empty().await.unwrap());
+    }
+    let session = manager.open(Some(&value));
+    assert_eq!(session.get::<i64>("a").await.unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn absolute_lifetime_caps_the_ttl_and_ends_old_sessions() {
+    let config = SessionConfig::builder()
+        .absolute_lifetime(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(config);
+    let id = login(&manager).await;
+    let key = format!("session:{id}");
+    let entry = store.load(&key).await.unwrap().unwrap();
+    let ttl = entry
+        .expires_at
+        .unwrap()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        ttl <= Duration::from_secs(3600),
+        "TTL {ttl:?} exceeds the absolute lifetime"
+    );
+    let mut data = SerializationFormat::Msgpack.decode(&entry.value).unwrap();
+    assert!(data.get(CREATED_KEY).is_some());
+    // A session created two hours ago is over.
+    let two_hours_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 7200;
+    data.insert(CREATED_KEY, Value::from(two_hours_ago));
+    let bytes = SerializationFormat::Msgpack.encode(&data).unwrap();
+    store
+        .save(&key, &bytes, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let session = manager.open(Some(&id));
+    assert!(session.is_empty().await.unwrap());
+}
+
+#[tokio::test]
+async fn json_format_is_written_and_msgpack_still_read() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let config = SessionConfig::builder()
+        .serialization_format(SerializationFormat::Json)
+        .build()
+        .unwrap();
+    let json_manager = SessionManager::from_shared(store.clone(), config);
+    request(&json_manager, Some(&id), |s| async move {
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ann")
+        );
+        s.insert("n", &2).await.unwrap();
+    })
+    .await
+    .unwrap();
+    let stored = store.load(&format!("session:{id}")).await.unwrap().unwrap();
+    assert_eq!(stored.value, br#"{"_permanent":true,"user":"ann","n":2}"#);
+}
+
+#[tokio::test]
+async fn cleanup_runs_every_n_requests_on_average() {
+    let config = SessionConfig::builder()
+        .cleanup_n_requests(1)
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(config);
+    login(&manager).await;
+    // N = 1 means every request; the cleanup task runs on the runtime.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.counts.cleanup.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "cleanup never ran");
+        tokio::task::yield_now().await;
+    }
+}
