@@ -1,0 +1,303 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod lock;
+mod ops;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use session_core::{SessionStore, StoreError, StoredEntry};
+
+use crate::error::io_error;
+use crate::lock::{lock_keys_exclusive, lock_shard, shard_of, Mode};
+
+/// Name of the default directory, as Flask-Session's `SESSION_FILE_DIR` default.
+const DEFAULT_DIR_NAME: &str = "flask_session";
+
+/// How long an operation waits for a key's lock by default before failing with
+/// [`StoreError::Unavailable`]. See [`FileStore::with_lock_timeout`].
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sessions in files under one directory: no server, shared safely by every thread and
+/// every process that opens the same directory.
+///
+/// Built on [`cacache`]: each session is an index entry holding its expiry, pointing at a
+/// content file holding its bytes. Writes that must be atomic (`create`,
+/// `compare_and_set`, `rotate`, `touch`, ...) run under an exclusive OS file lock on the
+/// key's lock file, reads under a shared one, so concurrent requests in any number of
+/// processes never lose an update. Expired entries are invisible at once and removed from
+/// disk by [`cleanup`](SessionStore::cleanup).
+///
+/// Cloning is cheap and clones share the directory. Blocking file work runs on Tokio's
+/// blocking pool when called inside a Tokio runtime (and inline otherwise).
+///
+/// ```
+/// use std::time::Duration;
+/// use session_core::SessionStore;
+/// use session_filesystem::FileStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), session_core::StoreError> {
+/// # let temp = tempfile::tempdir().unwrap();
+/// # let dir = temp.path().join("flask_session");
+/// let store = FileStore::new(&dir)?;
+/// store.save("session:abc", b"\x80", Duration::from_secs(60)).await?;
+/// let entry = store.load("session:abc").await?.expect("just saved");
+/// assert_eq!(entry.value, b"\x80");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    lock_timeout: Duration,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store in `dir`.
+    ///
+    /// A relative `dir` is resolved against the current working directory now, so a later
+    /// change of directory does not move the store. A directory created here gets mode
+    /// `0o700` on Unix (session data is private); an existing one keeps its permissions.
+    /// Several stores, in one process or many, may open the same directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
+        let dir = std::path::absolute(dir.into()).map_err(io_error)?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(io_error)?;
+        builder.create(dir.join(lock::LOCK_DIR)).map_err(io_error)?;
+        Ok(FileStore {
+            inner: Arc::new(Inner {
+                dir,
+                lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            }),
+        })
+    }
+
+    /// `flask_session` under the current working directory (Flask-Session's default
+    /// `SESSION_FILE_DIR`); the relative path `flask_session` if the working directory
+    /// cannot be read.
+    pub fn default_dir() -> PathBuf {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(DEFAULT_DIR_NAME))
+            .unwrap_or_else(|_| PathBuf::from(DEFAULT_DIR_NAME))
+    }
+
+    /// The store's directory, as an absolute path.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Sets how long an operation waits for another thread or process to release a key's
+    /// lock before it fails with [`StoreError::Unavailable`] (default
+    /// [`DEFAULT_LOCK_TIMEOUT`]). Locks are held only for the few file operations of one
+    /// call, so the wait matters only when a holder hangs, e.g. on a stuck network mount.
+    pub fn with_lock_timeout(self, timeout: Duration) -> FileStore {
+        FileStore {
+            inner: Arc::new(Inner {
+                dir: self.inner.dir.clone(),
+                lock_timeout: timeout,
+            }),
+        }
+    }
+
+    /// Runs blocking file work off the async executor.
+    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let work = move || work(&inner);
+        match tokio::runtime::Handle::try_current() {
+            // The task finishes even if the caller's future is dropped, so an operation is
+            // never cut off halfway.
+            Ok(runtime) => runtime.spawn_blocking(work).await.map_err(join_error)?,
+            // No Tokio runtime (another executor): do the work here rather than panic.
+            Err(_) => work(),
+        }
+    }
+
+    /// Runs `work` on `key` under the key's exclusive lock.
+    async fn exclusive<T, F>(&self, key: &str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Path, &str, u64) -> Result<T, StoreError> + Send + 'static,
+    {
+        let key = key.to_owned();
+        self.run(move |inner| {
+            let _lock = lock_shard(
+                &inner.dir,
+                shard_of(&key),
+                Mode::Exclusive,
+                inner.lock_timeout,
+            )?;
+            work(&inner.dir, &key, ops::now_ms())
+        })
+        .await
+    }
+}
+
+fn join_error(error: tokio::task::JoinError) -> StoreError {
+    if error.is_panic() {
+        StoreError::backend("file store operation panicked (damaged index?)")
+    } else {
+        StoreError::unavailable("file store operation cancelled: the runtime is shutting down")
+    }
+}
+
+#[async_trait]
+impl SessionStore for FileStore {
+    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |inner| {
+            let _lock = lock_shard(&inner.dir, shard_of(&key), Mode::Shared, inner.lock_timeout)?;
+            ops::load(&inner.dir, &key, ops::now_ms())
+        })
+        .await
+    }
+
+    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let value = value.to_vec();
+        self.exclusive(key, move |dir, key, now| {
+            ops::save(dir, key, &value, ttl, now)
+        })
+        .await
+    }
+
+    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        let value = value.to_vec();
+        self.exclusive(key, move |dir, key, now| {
+            ops::create(dir, key, &value, ttl, now)
+        })
+        .await
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let (expected, value) = (expected.to_vec(), value.to_vec());
+        self.exclusive(key, move |dir, key, now| {
+            ops::compare_and_set(dir, key, &expected, &value, ttl, now)
+        })
+        .await
+    }
+
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.exclusive(key, move |dir, key, now| ops::touch(dir, key, ttl, now))
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.exclusive(key, |dir, key, _| ops::delete(dir, key))
+            .await
+    }
+
+    /// Atomic: both keys' locks are held while the old entry is checked, the new one
+    /// written and the old one removed.
+    async fn rotate(
+        &self,
+        old_key: &str,
+        expected: &[u8],
+        new_key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let (old_key, new_key) = (old_key.to_owned(), new_key.to_owned());
+        let (expected, value) = (expected.to_vec(), value.to_vec());
+        self.run(move |inner| {
+            let _locks =
+                lock_keys_exclusive(&inner.dir, &[&old_key, &new_key], inner.lock_timeout)?;
+            ops::rotate(
+                &inner.dir,
+                &old_key,
+                &expected,
+                &new_key,
+                &value,
+                ttl,
+                ops::now_ms(),
+            )
+        })
+        .await
+    }
+
+    /// Removes every expired entry with its content file and returns how many. Entries
+    /// this store did not write (no expiry in their metadata) count as expired.
+    async fn cleanup(&self) -> Result<u64, StoreError> {
+        self.run(|inner| {
+            let now = ops::now_ms();
+            let mut removed = 0;
+            for key in ops::cleanup_candidates(&inner.dir, now) {
+                let _lock = lock_shard(
+                    &inner.dir,
+                    shard_of(&key),
+                    Mode::Exclusive,
+                    inner.lock_timeout,
+                )?;
+                if ops::remove_if_expired(&inner.dir, &key, now)? {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct NoopWake;
+    impl Wake for NoopWake {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn works_without_a_tokio_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let waker = Waker::from(Arc::new(NoopWake));
+        let mut cx = Context::from_waker(&waker);
+        // Outside Tokio the work runs inline, so each call completes on its first poll.
+        let save = pin!(store.save("k", b"v", Duration::from_secs(60)));
+        assert!(matches!(save.poll(&mut cx), Poll::Ready(Ok(()))));
+        let load = pin!(store.load("k"));
+        match load.poll(&mut cx) {
+            Poll::Ready(Ok(Some(entry))) => assert_eq!(entry.value, b"v"),
+            other => panic!("load outside a runtime gave {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let result: Result<(), _> = store.run(|_| panic!("simulated bug")).await;
+        assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
+    }
+
+    #[test]
+    fn an_empty_path_is_an_error() {
+        assert!(matches!(FileStore::new(""), Err(StoreError::Backend(_))));
+    }
+}

@@ -1,0 +1,11 @@
+//! FileStore passes the conformance kit every store runs, on a real directory.
+
+mod common;
+
+session_core::store_conformance_tests!(
+    async { common::TempStore::new() },
+    session_core::testkit::Options {
+        cleanup_removes_expired: true,
+        ..Default::default()
+    }
+);
