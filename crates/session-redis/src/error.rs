@@ -1,0 +1,132 @@
+//! fred's errors mapped onto [`StoreError`].
+
+use fred::error::{Error, ErrorKind};
+use session_core::StoreError;
+
+/// Error replies with which a healthy deployment answers while it is failing over, loading
+/// its data set or busy: the server is (temporarily) not usable rather than the request wrong.
+const TRANSIENT_REPLIES: [&str; 7] = [
+    "LOADING",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "BUSY",
+    "READONLY",
+    "NOREPLICAS",
+];
+
+/// Connection, I/O and timeout failures (and transient server states) become
+/// [`StoreError::Unavailable`]; everything else [`StoreError::Backend`].
+pub(crate) fn map_error(error: Error) -> StoreError {
+    if is_unavailable(&error) {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::backend(error)
+    }
+}
+
+fn is_unavailable(error: &Error) -> bool {
+    match error.kind() {
+        ErrorKind::IO
+        | ErrorKind::Timeout
+        | ErrorKind::Canceled
+        | ErrorKind::Backpressure
+        | ErrorKind::Cluster
+        | ErrorKind::Sentinel
+        | ErrorKind::Routing => true,
+        _ => {
+            let details = error.details();
+            TRANSIENT_REPLIES
+                .iter()
+                .any(|prefix| details.starts_with(prefix))
+        }
+    }
+}
+
+/// Whether the server did not know a script's digest (its script cache is empty after a
+/// restart, a failover or `SCRIPT FLUSH`).
+pub(crate) fn is_noscript(error: &Error) -> bool {
+    error.details().starts_with("NOSCRIPT")
+}
+
+/// An answer of a shape the commands never produce.
+pub(crate) fn unexpected_reply(command: &str, reply: &fred::types::Value) -> StoreError {
+    StoreError::backend(format!(
+        "unexpected reply to {command} from Redis: {:?}",
+        reply.kind()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_of(error: StoreError) -> &'static str {
+        match error {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Backend(_) => "backend",
+            _ => "other",
+        }
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable() {
+        for kind in [
+            ErrorKind::IO,
+            ErrorKind::Timeout,
+            ErrorKind::Canceled,
+            ErrorKind::Backpressure,
+            ErrorKind::Cluster,
+            ErrorKind::Sentinel,
+            ErrorKind::Routing,
+        ] {
+            let error = Error::new(kind.clone(), "connection lost");
+            assert_eq!(kind_of(map_error(error)), "unavailable", "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn transient_replies_are_unavailable() {
+        for reply in [
+            "LOADING Redis is loading the dataset in memory",
+            "MASTERDOWN Link with MASTER is down",
+            "READONLY You can't write against a read only replica.",
+            "BUSY Redis is busy running a script.",
+        ] {
+            let error = Error::new(ErrorKind::Unknown, reply);
+            assert_eq!(kind_of(map_error(error)), "unavailable", "{reply}");
+        }
+    }
+
+    #[test]
+    fn other_errors_are_backend_errors() {
+        for (kind, reply) in [
+            (
+                ErrorKind::InvalidArgument,
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            (ErrorKind::Auth, "WRONGPASS invalid username-password pair"),
+            (
+                ErrorKind::Unknown,
+                "ERR invalid expire time in 'set' command",
+            ),
+            (ErrorKind::Config, "bad config"),
+            (ErrorKind::Parse, "bad frame"),
+        ] {
+            let error = Error::new(kind, reply);
+            assert_eq!(kind_of(map_error(error)), "backend", "{reply}");
+        }
+    }
+
+    #[test]
+    fn noscript_is_recognised() {
+        assert!(is_noscript(&Error::new(
+            ErrorKind::Unknown,
+            "NOSCRIPT No matching script. Please use EVAL."
+        )));
+        assert!(!is_noscript(&Error::new(
+            ErrorKind::Unknown,
+            "ERR something"
+        )));
+    }
+}

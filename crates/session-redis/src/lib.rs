@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod builder;
+mod error;
+mod scripts;
+mod store;
+
+pub use builder::{
+    RedisStoreBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,
+    DEFAULT_RECONNECT_MAX_DELAY, DEFAULT_URL,
+};
+pub use store::{RedisStore, MAX_VALUE_BYTES};
+
+/// The Redis client crate this store is built on, re-exported so that
+/// [`RedisStore::from_pool`] users configure the same version.
+pub use fred;

@@ -1,0 +1,360 @@
+//! [`RedisStore`]: the session store on Redis, in Flask-Session's layout.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use fred::clients::{Client, Pool};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
+use fred::types::{Expiration, SetOptions, Value};
+use session_core::{SessionStore, StoreError, StoredEntry};
+
+use crate::builder::RedisStoreBuilder;
+use crate::error::{is_noscript, map_error, unexpected_reply};
+use crate::scripts::{Script, Scripts};
+
+/// Largest value Redis accepts in one string (its `proto-max-bulk-len` default, 512 MiB).
+/// Larger values fail with [`StoreError::TooLarge`] before anything is sent.
+pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
+
+/// Sessions in Redis (standalone, Cluster or Sentinel), stored exactly as Flask-Session
+/// stores them: the key as given (core has already prepended `SESSION_KEY_PREFIX`), the
+/// serialized bytes as a plain string value, written with `SET key value EX seconds`.
+/// No other key is ever written.
+///
+/// - [`load`](SessionStore::load) reads the value and its remaining TTL in one round trip
+///   (a `GET` + `PTTL` pipeline); an empty value counts as missing, as in Flask-Session.
+/// - [`create`](SessionStore::create) is `SET … EX … NX`, [`touch`](SessionStore::touch)
+///   is `EXPIRE`, [`delete`](SessionStore::delete) is `DEL`.
+/// - [`compare_and_set`](SessionStore::compare_and_set) and
+///   [`rotate`](SessionStore::rotate) are Lua scripts (`EVALSHA`, falling back to `EVAL`
+///   when the server's script cache is empty), atomic on the server.
+/// - In Redis Cluster, a rotation whose two keys hash to different slots cannot be one
+///   script; it creates the new entry, then deletes the old one only if it still holds the
+///   expected bytes (atomically), undoing the new entry otherwise. A crash between the two
+///   steps leaves an unreferenced new entry that expires on its own.
+/// - [`cleanup`](SessionStore::cleanup) does nothing: Redis expires keys itself.
+///
+/// TTLs are whole seconds (Flask-Session's `int(lifetime.total_seconds())`), at least 1.
+///
+/// Cheap to clone: clones share the connection pool.
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: Pool,
+    clustered: bool,
+    scripts: Arc<Scripts>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("pool_size", &self.pool.size())
+            .field("clustered", &self.clustered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A builder for the URL, pool size, timeouts and reconnection policy.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::default()
+    }
+
+    /// Connects to `url` (standalone `redis://`, `redis-cluster://` or `redis-sentinel://`,
+    /// see [`RedisStoreBuilder::url`]) with the default pool and timeouts.
+    pub async fn from_url(url: &str) -> Result<RedisStore, StoreError> {
+        RedisStore::builder().url(url).connect().await
+    }
+
+    /// Connects to [`DEFAULT_URL`](crate::DEFAULT_URL) (`redis://127.0.0.1:6379`), where
+    /// Flask-Session's default client connects.
+    pub async fn connect_default() -> Result<RedisStore, StoreError> {
+        RedisStore::builder().connect().await
+    }
+
+    /// A store on a pool configured by the application (the equivalent of Flask-Session's
+    /// `SESSION_REDIS`). The pool must already be connected (`pool.init().await`); its
+    /// reconnection policy and command timeout are the application's, so set both, or a
+    /// command sent while Redis is down waits for it indefinitely.
+    pub fn from_pool(pool: Pool) -> RedisStore {
+        RedisStore {
+            clustered: pool.is_clustered(),
+            pool,
+            scripts: Arc::new(Scripts::new()),
+        }
+    }
+
+    /// A store on one connected client configured by the application (see
+    /// [`from_pool`](Self::from_pool)).
+    pub fn from_client(client: Client) -> Result<RedisStore, StoreError> {
+        Pool::from_clients(vec![client])
+            .map(RedisStore::from_pool)
+            .map_err(map_error)
+    }
+
+    /// The connection pool, for commands of the application's own.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Whether the store talks to a Redis Cluster (rotation then works as described
+    /// on [`RedisStore`]).
+    pub fn is_clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// Closes the pool's connections; later calls fail. Clones share the pool and are
+    /// closed too.
+    pub async fn quit(&self) -> Result<(), StoreError> {
+        self.pool.quit().await.map_err(map_error)
+    }
+
+    /// Runs a script by digest, sending its source when the server does not have it cached.
+    async fn run_script(
+        &self,
+        script: &Script,
+        keys: Vec<&str>,
+        args: Vec<Value>,
+    ) -> Result<i64, StoreError> {
+        let reply: Value = match self
+            .pool
+            .evalsha(script.sha1.as_str(), keys.clone(), args.clone())
+            .await
+        {
+            // EVAL also caches the script, so the next EVALSHA finds it.
+            Err(error) if is_noscript(&error) => self
+                .pool
+                .eval(script.source, keys, args)
+                .await
+                .map_err(map_error)?,
+            other => other.map_err(map_error)?,
+        };
+        reply
+            .as_i64()
+            .ok_or_else(|| unexpected_reply("EVALSHA", &reply))
+    }
+
+    /// Rotation for a Cluster whose keys live in different slots: no script can see both.
+    async fn rotate_across_slots(
+        &self,
+        old_key: &str,
+        expected: &[u8],
+        new_key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        if !self.create(new_key, value, ttl).await? {
+            return Ok(false);
+        }
+        let deleted = self
+            .run_script(
+                &self.scripts.compare_and_delete,
+                vec![old_key],
+                vec![Value::from(expected)],
+            )
+            .await?;
+        if deleted == 1 {
+            return Ok(true);
+        }
+        // The old entry changed or vanished: undo, so a failed check changes nothing. Nobody
+        // else knows the fresh key, so deleting it cannot remove anyone's session.
+        if let Err(error) = self.delete(new_key).await {
+            tracing::warn!(%error, "unused session entry not deleted after a failed rotation; it will expire");
+        }
+        Ok(false)
+    }
+}
+
+/// Flask-Session's `int(lifetime.total_seconds())`, but at least 1: Redis refuses `EX 0`.
+fn ttl_seconds(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1)
+}
+
+fn check_size(len: usize) -> Result<(), StoreError> {
+    if len > MAX_VALUE_BYTES {
+        Err(StoreError::TooLarge {
+            size: len,
+            limit: MAX_VALUE_BYTES,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The bytes of a `GET` reply; `None` for a missing key.
+fn reply_bytes(reply: Value) -> Result<Option<Vec<u8>>, StoreError> {
+    match reply {
+        Value::Null => Ok(None),
+        Value::Bytes(bytes) => Ok(Some(bytes.to_vec())),
+        Value::String(text) => Ok(Some(text.as_bytes().to_vec())),
+        other => Err(unexpected_reply("GET", &other)),
+    }
+}
+
+/// The expiry from a `PTTL` reply: -1 is a key without expiry, -2 one that is gone.
+fn expiry_from_pttl(pttl: i64, now: SystemTime) -> Option<Option<SystemTime>> {
+    match pttl {
+        -2 => None,
+        ms if ms < 0 => Some(None),
+        ms => Some(now.checked_add(Duration::from_millis(ms.unsigned_abs()))),
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        let pipeline = self.pool.next_connected().pipeline();
+        let () = pipeline.get(key).await.map_err(map_error)?;
+        let () = pipeline.pttl(key).await.map_err(map_error)?;
+        let (reply, pttl): (Value, i64) = pipeline.all().await.map_err(map_error)?;
+        let now = SystemTime::now();
+        let Some(value) = reply_bytes(reply)? else {
+            return Ok(None);
+        };
+        // Flask-Session treats an empty value as a miss; the key may also have expired
+        // between the GET and the PTTL.
+        match expiry_from_pttl(pttl, now) {
+            Some(expires_at) if !value.is_empty() => Ok(Some(StoredEntry { value, expires_at })),
+            _ => Ok(None),
+        }
+    }
+
+    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        check_size(value.len())?;
+        let expire = Some(Expiration::EX(ttl_seconds(ttl)));
+        let _: Value = self
+            .pool
+            .set(key, value, expire, None, false)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        check_size(value.len())?;
+        let expire = Some(Expiration::EX(ttl_seconds(ttl)));
+        let reply: Value = self
+            .pool
+            .set(key, value, expire, Some(SetOptions::NX), false)
+            .await
+            .map_err(map_error)?;
+        // "OK" when written, nil when the key exists.
+        Ok(!reply.is_null())
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        check_size(value.len())?;
+        let args = vec![
+            Value::from(expected),
+            Value::from(value),
+            Value::from(ttl_seconds(ttl)),
+        ];
+        let written = self
+            .run_script(&self.scripts.compare_and_set, vec![key], args)
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let existed: i64 = self
+            .pool
+            .expire(key, ttl_seconds(ttl), None)
+            .await
+            .map_err(map_error)?;
+        Ok(existed == 1)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let _: i64 = self.pool.del(key).await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        old_key: &str,
+        expected: &[u8],
+        new_key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        check_size(value.len())?;
+        let same_slot = || {
+            fred::util::redis_keyslot(old_key.as_bytes())
+                == fred::util::redis_keyslot(new_key.as_bytes())
+        };
+        if self.clustered && !same_slot() {
+            return self
+                .rotate_across_slots(old_key, expected, new_key, value, ttl)
+                .await;
+        }
+        let args = vec![
+            Value::from(expected),
+            Value::from(value),
+            Value::from(ttl_seconds(ttl)),
+        ];
+        let moved = self
+            .run_script(&self.scripts.rotate, vec![old_key, new_key], args)
+            .await?;
+        Ok(moved == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_is_whole_seconds_at_least_one() {
+        assert_eq!(ttl_seconds(Duration::from_secs(2_678_400)), 2_678_400);
+        assert_eq!(ttl_seconds(Duration::from_millis(1_999)), 1);
+        assert_eq!(ttl_seconds(Duration::from_millis(2_999)), 2);
+        assert_eq!(ttl_seconds(Duration::ZERO), 1);
+        assert_eq!(ttl_seconds(Duration::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn pttl_replies() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(expiry_from_pttl(-2, now), None);
+        assert_eq!(expiry_from_pttl(-1, now), Some(None));
+        assert_eq!(
+            expiry_from_pttl(1_500, now),
+            Some(Some(now + Duration::from_millis(1_500)))
+        );
+    }
+
+    #[test]
+    fn get_replies() {
+        assert_eq!(reply_bytes(Value::Null).ok(), Some(None));
+        assert_eq!(
+            reply_bytes(Value::from(&b"\x81\xa1a\x01"[..])).ok(),
+            Some(Some(b"\x81\xa1a\x01".to_vec()))
+        );
+        assert_eq!(
+            reply_bytes(Value::from("text")).ok(),
+            Some(Some(b"text".to_vec()))
+        );
+        assert!(matches!(
+            reply_bytes(Value::Integer(3)),
+            Err(StoreError::Backend(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_values_are_refused_before_sending() {
+        assert!(check_size(16).is_ok());
+        assert!(check_size(MAX_VALUE_BYTES).is_ok());
+        match check_size(MAX_VALUE_BYTES + 1) {
+            Err(StoreError::TooLarge { size, limit }) => {
+                assert_eq!((size, limit), (MAX_VALUE_BYTES + 1, MAX_VALUE_BYTES))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

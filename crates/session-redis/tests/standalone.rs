@@ -1,0 +1,152 @@
+//! The conformance kit and Redis-specific behaviour against a standalone server
+//! (`REDIS_URL`, default `redis://127.0.0.1:6379`).
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use fred::interfaces::{KeysInterface, ListInterface};
+use fred::types::Expiration;
+use session_core::{testkit, SessionStore};
+use session_redis::RedisStore;
+
+const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+async fn connect() -> RedisStore {
+    common::connect("REDIS_URL", DEFAULT_URL, "redis").await
+}
+
+session_core::store_conformance_tests!(async { connect().await });
+
+fn key(name: &str) -> String {
+    format!("{}{name}", testkit::unique_prefix("redis-standalone"))
+}
+
+#[tokio::test]
+async fn connects_to_a_standalone_server() {
+    let store = connect().await;
+    assert!(!store.is_clustered());
+}
+
+#[tokio::test]
+async fn empty_value_counts_as_missing() {
+    let store = connect().await;
+    let key = key("empty");
+    let _: () = store
+        .pool()
+        .set(&key, "", Some(Expiration::EX(60)), None, false)
+        .await
+        .unwrap();
+    assert_eq!(store.load(&key).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn load_reports_the_expiry() {
+    let store = connect().await;
+    let key = key("expiry");
+    let before = SystemTime::now();
+    store
+        .save(&key, b"v", Duration::from_secs(100))
+        .await
+        .unwrap();
+    let entry = store.load(&key).await.unwrap().expect("saved entry");
+    let expires_at = entry.expires_at.expect("a TTL'd key reports its expiry");
+    assert!(
+        expires_at >= before + Duration::from_secs(98),
+        "{expires_at:?}"
+    );
+    assert!(
+        expires_at <= SystemTime::now() + Duration::from_secs(100),
+        "{expires_at:?}"
+    );
+}
+
+#[tokio::test]
+async fn key_without_expiry_loads_without_expiry() {
+    let store = connect().await;
+    let key = key("persistent");
+    let _: () = store
+        .pool()
+        .set(&key, "v", None, None, false)
+        .await
+        .unwrap();
+    let entry = store.load(&key).await.unwrap().expect("entry");
+    assert_eq!(entry.expires_at, None);
+    store.delete(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn ttl_is_truncated_to_whole_seconds() {
+    let store = connect().await;
+    let (short, fractional) = (key("short"), key("fractional"));
+    store
+        .save(&short, b"v", Duration::from_millis(200))
+        .await
+        .unwrap();
+    store
+        .save(&fractional, b"v", Duration::from_millis(2_900))
+        .await
+        .unwrap();
+    let short_ttl: i64 = store.pool().ttl(&short).await.unwrap();
+    let fractional_ttl: i64 = store.pool().ttl(&fractional).await.unwrap();
+    assert_eq!(short_ttl, 1, "a sub-second TTL is stored as 1 s");
+    assert_eq!(
+        fractional_ttl, 2,
+        "2.9 s is stored as 2 s, like Flask's int()"
+    );
+    assert!(store
+        .touch(&fractional, Duration::from_millis(10_999))
+        .await
+        .unwrap());
+    let touched: i64 = store.pool().ttl(&fractional).await.unwrap();
+    assert_eq!(touched, 10);
+}
+
+#[tokio::test]
+async fn compare_and_set_and_create_write_with_the_ttl() {
+    let store = connect().await;
+    let key = key("cas-ttl");
+    assert!(store
+        .create(&key, b"v1", Duration::from_secs(50))
+        .await
+        .unwrap());
+    let created_ttl: i64 = store.pool().ttl(&key).await.unwrap();
+    assert!((49..=50).contains(&created_ttl), "{created_ttl}");
+    assert!(store
+        .compare_and_set(&key, b"v1", b"v2", Duration::from_secs(500))
+        .await
+        .unwrap());
+    let cas_ttl: i64 = store.pool().ttl(&key).await.unwrap();
+    assert!((499..=500).contains(&cas_ttl), "{cas_ttl}");
+}
+
+#[tokio::test]
+async fn unreachable_server_fails_fast_with_unavailable() {
+    let port = common::free_port();
+    let started = std::time::Instant::now();
+    let result = RedisStore::builder()
+        .url(format!("redis://127.0.0.1:{port}"))
+        .connect()
+        .await;
+    match result {
+        Err(session_core::StoreError::Unavailable(_)) => {}
+        other => panic!("connecting to a closed port gave {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn wrong_type_under_a_session_key_is_a_backend_error() {
+    let store = connect().await;
+    let key = key("list");
+    let _: i64 = store.pool().rpush(&key, "x").await.unwrap();
+    match store.load(&key).await {
+        Err(session_core::StoreError::Backend(_)) => {}
+        other => panic!("a list under a session key gave {other:?}"),
+    }
+    store.delete(&key).await.unwrap();
+}
