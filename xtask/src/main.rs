@@ -1,1 +1,101 @@
-fn main() {}
+//! `cargo xtask`: the project's automation entry point.
+//!
+//! ```text
+//! cargo xtask services up [SERVICE...]      install what is missing, start, wait, print URLs
+//! cargo xtask services down [SERVICE...]    stop what `up` started
+//! cargo xtask services status [SERVICE...]  UP/DOWN per service
+//! cargo xtask services install [SERVICE...] install only (apt packages, venvs), start nothing
+//! cargo xtask services env                  print the connection settings as shell exports
+//! cargo xtask flask-venv                    build the Python venv for the Flask interop tests
+//! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
+//! cargo xtask bench                         the load benchmark (not implemented yet)
+//! ```
+//!
+//! Standard library only, so that it compiles in seconds before every test run.
+
+mod context;
+mod docker;
+mod install;
+mod native;
+mod probe;
+mod process;
+mod service;
+mod services;
+mod test_runner;
+mod venv;
+
+use std::process::ExitCode;
+
+use context::Context;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  services up [SERVICE...]      install what is missing, start the backing services, wait until
+                                they answer, print the connection URLs (default: all services)
+  services down [SERVICE...]    stop the services that `services up` started
+  services status [SERVICE...]  print UP or DOWN for each service (exit 1 if any is down)
+  services install [SERVICE...] install what the services need without starting them
+  services env                  print the connection settings as shell `export` lines
+  flask-venv                    create the Python venv for the Flask interop tests, print FLASK_PYTHON
+  test [ARGS...]                services up + flask-venv + `cargo test --workspace ARGS...`
+  bench                         the load benchmark (not implemented yet)
+
+services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb mongodb
+
+environment:
+  SESSIONS_SERVICES_MODE   auto (default: Docker Compose when an engine answers), native, docker
+  SESSIONS_RUN_DIR         pid files, logs, throwaway data, env file (default /tmp/sessions-services)
+  SESSIONS_TOOLS_DIR       Python venvs, kept between runs (default /var/tmp/sessions-tools)
+  SESSIONS_SERVICES_TIMEOUT  seconds to wait for each service (default 90)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode, String> {
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::from(2));
+    };
+    match command.as_str() {
+        "services" => {
+            let ctx = Context::from_env()?;
+            services::command(&ctx, rest)
+        }
+        "flask-venv" => {
+            if !rest.is_empty() {
+                return Err(format!("`flask-venv` takes no arguments\n\n{USAGE}"));
+            }
+            let ctx = Context::from_env()?;
+            let python = venv::ensure(&ctx, &venv::FLASK)?;
+            println!("FLASK_PYTHON={}", python.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        "test" => {
+            let ctx = Context::from_env()?;
+            test_runner::run(&ctx, rest)
+        }
+        "bench" => {
+            eprintln!(
+                "error: the load benchmark is not implemented yet, so `cargo xtask bench` has no \
+                 numbers to report (the per-crate criterion benches run with `cargo bench -p CRATE`)"
+            );
+            Ok(ExitCode::from(2))
+        }
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    }
+}
