@@ -74,9 +74,15 @@ pub enum SessionError {
 }
 
 impl SessionError {
-    /// True when the failure is the store's (the adapters answer 503 for these).
+    /// True when the store is unavailable or failing, or saves kept conflicting: a
+    /// condition worth retrying later (the adapters answer 503 for these). Values that are
+    /// too large or keys the store refuses are not: they fail the same way every time.
     pub fn is_store_error(&self) -> bool {
-        matches!(self, SessionError::Store(_) | SessionError::Conflict { .. })
+        matches!(
+            self,
+            SessionError::Store(StoreError::Unavailable(_) | StoreError::Backend(_))
+                | SessionError::Conflict { .. }
+        )
     }
 }
 

@@ -23,7 +23,11 @@ pub(crate) struct ManagerInner {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: SessionConfig,
     signer: Option<Signer>,
+    save_locks: Box<[tokio::sync::Mutex<()>]>,
 }
+
+/// Number of stripes of the in-process save lock.
+const SAVE_LOCK_STRIPES: usize = 1024;
 
 /// What the adapter must add to the response once the handler is done.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,6 +71,9 @@ impl SessionManager {
                 store,
                 config,
                 signer,
+                save_locks: (0..SAVE_LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             }),
         }
     }
@@ -268,13 +275,35 @@ impl ManagerInner {
     }
 
     /// Writes what the request changed, or extends the expiry of what it only read.
+    ///
+    /// On failure the request's pending changes are dropped and the session unloaded, so a
+    /// later `finish` writes nothing the handler already reported as failed.
     pub(crate) async fn commit(&self, state: &mut State) -> Result<(), SessionError> {
+        let result = self.commit_or_keep(state).await;
+        if result.is_err() {
+            state.changes.clear();
+            state.modified = false;
+            state.regenerate = false;
+            state.loaded = None;
+            state.cookie = CookieAction::None;
+        }
+        result
+    }
+
+    async fn commit_or_keep(&self, state: &mut State) -> Result<(), SessionError> {
         if state.loaded.is_none() {
             return Ok(());
         }
         if !state.modified {
             return self.refresh(state).await;
         }
+        // Saves of one session inside this process take turns, so compare-and-set only
+        // has to settle races with other processes: one retry at most per request here,
+        // instead of every racing request retrying against every other.
+        let _turn = match state.loaded.as_ref().and_then(|l| l.stored.as_ref()) {
+            Some(stored) => Some(self.save_lock(&stored.id).lock().await),
+            None => None,
+        };
         let max_attempts = self.config.max_save_attempts();
         let mut attempt = 0;
         loop {
@@ -385,7 +414,18 @@ impl ManagerInner {
         state.changes.clear();
         state.modified = false;
         state.regenerate = false;
+        state.written = true;
         Ok(())
+    }
+
+    /// The lock that orders saves of session `id` within this process (striped: ids that
+    /// share a stripe take turns too, which is harmless since a save is short).
+    fn save_lock(&self, id: &SessionId) -> &tokio::sync::Mutex<()> {
+        // FNV-1a over the id: ids are random, so any cheap hash spreads them.
+        let hash = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        &self.save_locks[(hash % self.save_locks.len() as u64) as usize]
     }
 
     async fn reload(&self, id: &SessionId) -> Result<Option<Loaded>, SessionError> {
@@ -410,7 +450,7 @@ impl ManagerInner {
     /// An unchanged session: with refresh-each-request, extend its expiry (never rewrite
     /// it), skipped while more than `refresh_threshold` of the TTL remains.
     async fn refresh(&self, state: &mut State) -> Result<(), SessionError> {
-        if !self.config.refresh_each_request() {
+        if !self.config.refresh_each_request() || state.written {
             return Ok(());
         }
         let Some(loaded) = state.loaded.as_mut() else {
@@ -432,6 +472,7 @@ impl ManagerInner {
         }
         if self.store.touch(&self.key(&stored.id), ttl).await? {
             stored.expires_at = Some(now + ttl);
+            state.written = true;
             if loaded.data.is_permanent() {
                 state.cookie = CookieAction::Set {
                     permanent: true,

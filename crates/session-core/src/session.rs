@@ -78,6 +78,8 @@ pub(crate) struct State {
     pub(crate) modified: bool,
     pub(crate) regenerate: bool,
     pub(crate) cookie: CookieAction,
+    /// Data or expiry was written during this request (no second refresh needed).
+    pub(crate) written: bool,
 }
 
 pub(crate) struct SessionInner {
@@ -133,6 +135,7 @@ impl Session {
                     modified: false,
                     regenerate: false,
                     cookie: CookieAction::None,
+                    written: false,
                 }),
             }),
         }
@@ -311,6 +314,9 @@ impl Session {
     /// Writes pending changes now instead of after the handler, so the handler can report
     /// the stored result (for instance a counter's final value). The adapter still sends
     /// the cookie. Does nothing when nothing changed.
+    ///
+    /// When the save fails, this request's pending changes are dropped (the handler should
+    /// answer with the error), so the adapter will not write them after all.
     pub async fn save(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
         self.inner.manager.commit(&mut state).await

@@ -462,7 +462,7 @@ async fn logout_wins_over_a_racing_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_are_never_lost() {
-    let (manager, _) = manager();
+    let (manager, store) = manager();
     let id = login(&manager).await;
     let tasks: Vec<_> = (0..64)
         .map(|_| {
@@ -489,6 +489,12 @@ async fn concurrent_updates_are_never_lost() {
         seen,
         (1..=64).collect::<Vec<_>>(),
         "each request saw the value it stored"
+    );
+    // Saves of one session take turns inside a process: at most one stale attempt each.
+    let attempts = store.counts.compare_and_set.load(Ordering::SeqCst);
+    assert!(
+        attempts <= 128,
+        "{attempts} compare-and-set calls for 64 updates"
     );
     request(&manager, Some(&id), |s| async move {
         assert_eq!(s.get::<i64>("counter").await.unwrap(), Some(64));
@@ -680,4 +686,48 @@ async fn cleanup_runs_every_n_requests_on_average() {
         assert!(std::time::Instant::now() < deadline, "cleanup never ran");
         tokio::task::yield_now().await;
     }
+}
+
+#[tokio::test]
+async fn a_failed_explicit_save_is_not_written_later() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let session = manager.open(Some(&id));
+    session.insert("theme", "dark").await.unwrap();
+    store.set_down(true);
+    assert!(session.save().await.unwrap_err().is_store_error());
+    store.set_down(false);
+    let outcome = manager.finish(&session).await.unwrap();
+    assert_eq!(
+        outcome.set_cookie, None,
+        "the failed change must not be saved after all"
+    );
+    request(&manager, Some(&id), |s| async move {
+        assert_eq!(s.get::<String>("theme").await.unwrap(), None);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_explicit_save_is_not_followed_by_a_refresh() {
+    let config = SessionConfig::builder()
+        .refresh_threshold(1.0)
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(config);
+    let id = login(&manager).await;
+    let session = manager.open(Some(&id));
+    session.insert("theme", "dark").await.unwrap();
+    session.save().await.unwrap();
+    manager.finish(&session).await.unwrap();
+    assert_eq!(store.counts.touch.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn oversized_values_are_not_reported_as_an_outage() {
+    let too_large = SessionError::Store(session_core::StoreError::TooLarge { size: 2, limit: 1 });
+    assert!(!too_large.is_store_error());
+    let down = SessionError::Store(session_core::StoreError::unavailable("refused"));
+    assert!(down.is_store_error());
 }
