@@ -1,0 +1,441 @@
+//! [`MongoStore`]: the [`SessionStore`] on a MongoDB collection.
+
+use std::future::IntoFuture;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, IndexModel};
+use session_core::{SessionStore, StoreError, StoredEntry};
+
+use crate::builder::MongoStoreBuilder;
+use crate::error::{error_code, is_duplicate_key, map_error};
+
+/// The largest session value the store accepts; larger ones fail with
+/// [`StoreError::TooLarge`] before anything is sent.
+///
+/// MongoDB keeps documents up to 16 MiB (`maxBsonObjectSize`). The value gets that limit
+/// less 16 KiB, the room the key (up to [`MAX_KEY_BYTES`]), the other fields and the
+/// update command around them need.
+pub const MAX_VALUE_BYTES: usize = MAX_BSON_OBJECT_BYTES - 16 * 1024;
+
+/// The longest key the store accepts; longer ones fail with [`StoreError::InvalidKey`].
+/// Flask-Session's keys are `session:` and a 43-character id; this bound keeps every
+/// command within MongoDB's size limits.
+pub const MAX_KEY_BYTES: usize = 8 * 1024;
+
+/// MongoDB's `maxBsonObjectSize`.
+const MAX_BSON_OBJECT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The name Flask-Session's `create_index("expiration", expireAfterSeconds=0)` gets.
+pub const EXPIRATION_INDEX: &str = "expiration_1";
+
+/// The name of the unique index on `id`.
+pub const ID_INDEX: &str = "id_1";
+
+// Index option conflicts: an index of that name or key pattern exists with other options.
+const INDEX_OPTIONS_CONFLICT: i32 = 85;
+const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
+
+/// Sessions in a MongoDB collection, in Flask-Session's document layout:
+/// `{_id: ObjectId, id: <key>, val: BinData(0, <bytes>), expiration: Date}`.
+///
+/// Build one with [`MongoStore::builder`], [`MongoStore::from_url`] or
+/// [`MongoStore::connect_default`]. Clones share the driver's connection pool.
+///
+/// # Atomicity
+///
+/// `create`, `compare_and_set` and `touch` are each one `update_one` whose filter carries
+/// the condition, so the server applies check and write together. `create` relies on the
+/// unique index on `id`: a live document makes its upsert fail with a duplicate key, which
+/// reads as "taken". `rotate` uses the trait's default (load, create the new key, delete
+/// the old one): an atomic move across two documents needs a multi-document transaction,
+/// which needs a replica set. A crash between the steps leaves the old document until it
+/// expires; no data is lost and the new id is never handed to anyone else.
+#[derive(Clone, Debug)]
+pub struct MongoStore {
+    client: Client,
+    collection: Collection<Document>,
+    operation_timeout: Duration,
+}
+
+impl MongoStore {
+    pub(crate) fn new(
+        client: Client,
+        collection: Collection<Document>,
+        operation_timeout: Duration,
+    ) -> MongoStore {
+        MongoStore {
+            client,
+            collection,
+            operation_timeout,
+        }
+    }
+
+    /// A builder with Flask-Session's defaults: [`DEFAULT_URL`](crate::DEFAULT_URL),
+    /// database `flask_session`, collection `sessions`, indexes created at start-up.
+    pub fn builder() -> MongoStoreBuilder {
+        MongoStoreBuilder::default()
+    }
+
+    /// Connects to `url` with the default database, collection and time limits.
+    pub async fn from_url(url: &str) -> Result<MongoStore, StoreError> {
+        MongoStore::builder().url(url).connect().await
+    }
+
+    /// Connects to [`DEFAULT_URL`](crate::DEFAULT_URL) (`mongodb://127.0.0.1:27017`), like
+    /// Flask-Session's default `pymongo.MongoClient()`.
+    pub async fn connect_default() -> Result<MongoStore, StoreError> {
+        MongoStore::builder().connect().await
+    }
+
+    /// The driver client, for the application's own use of the same connection pool.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The collection the sessions live in.
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.collection
+    }
+
+    /// Creates the store's indexes if they are missing (idempotent; [`connect`] runs it
+    /// unless told to skip):
+    ///
+    /// - `expiration_1`: `{expiration: 1}` with `expireAfterSeconds: 0`, exactly the TTL
+    ///   index Flask-Session creates, so either side may create it first;
+    /// - `id_1`: `{id: 1}`, unique. Flask-Session creates no index on `id`; this one makes
+    ///   lookups fast and `create` atomic, and Flask-Session works with it unchanged.
+    ///
+    /// Fails with [`StoreError::Backend`] naming the conflict when an index of the same name
+    /// or keys exists with other options (for example a non-unique index on `id`), or when
+    /// the collection already holds two documents with one `id`.
+    ///
+    /// [`connect`]: MongoStoreBuilder::connect
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let expiration = IndexModel::builder()
+            .keys(doc! { "expiration": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(EXPIRATION_INDEX.to_owned())
+                    .expire_after(Duration::ZERO)
+                    .build(),
+            )
+            .build();
+        let id = IndexModel::builder()
+            .keys(doc! { "id": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(ID_INDEX.to_owned())
+                    .unique(true)
+                    .build(),
+            )
+            .build();
+        for (index, name) in [(expiration, EXPIRATION_INDEX), (id, ID_INDEX)] {
+            let result =
+                tokio::time::timeout(self.operation_timeout, self.collection.create_index(index))
+                    .await;
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(index_error(name, error)),
+                Err(_) => return Err(self.timed_out()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the server to answer, within the operation timeout.
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        let database = self
+            .client
+            .database(self.collection.namespace().db.as_str());
+        self.run(database.run_command(doc! { "ping": 1 }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs one driver operation within the operation timeout.
+    async fn run<T>(
+        &self,
+        operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.operation_timeout, operation).await {
+            Ok(result) => result.map_err(map_error),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    fn timed_out(&self) -> StoreError {
+        StoreError::unavailable(format!(
+            "MongoDB did not answer within {:?}",
+            self.operation_timeout
+        ))
+    }
+}
+
+fn index_error(name: &str, error: mongodb::error::Error) -> StoreError {
+    let hint = match error_code(&error) {
+        Some(INDEX_OPTIONS_CONFLICT | INDEX_KEY_SPECS_CONFLICT) => {
+            if name == ID_INDEX {
+                "an index on `id` exists with other options (not unique?); drop it so the \
+                 store can create a unique one, or make it unique yourself and use \
+                 skip_index_creation"
+            } else {
+                "an index on `expiration` exists with other options; the store and \
+                 Flask-Session need expireAfterSeconds 0"
+            }
+        }
+        Some(crate::error::DUPLICATE_KEY) => {
+            "the collection holds several documents with the same `id`; remove the \
+             duplicates (run cleanup to drop expired ones first) before the unique index \
+             can be created"
+        }
+        _ => return map_error(error),
+    };
+    StoreError::backend(format!("cannot create index {name}: {hint} ({error})"))
+}
+
+fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StoreError::InvalidKey(format!(
+            "{} bytes long, the MongoDB store's limit is {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(size: usize) -> Result<(), StoreError> {
+    if size > MAX_VALUE_BYTES {
+        return Err(StoreError::TooLarge {
+            size,
+            limit: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn binary(bytes: &[u8]) -> Bson {
+    // Subtype 0 ("generic"), what pymongo writes for Python bytes.
+    Bson::Binary(Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: bytes.to_vec(),
+    })
+}
+
+/// `now + ttl` as a BSON date (milliseconds), saturating instead of overflowing.
+fn expiration_after(now: DateTime, ttl: Duration) -> DateTime {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    DateTime::from_millis(now.timestamp_millis().saturating_add(ttl_ms))
+}
+
+fn system_time(date: DateTime) -> Option<SystemTime> {
+    let millis = date.timestamp_millis();
+    let offset = Duration::from_millis(millis.unsigned_abs());
+    if millis >= 0 {
+        UNIX_EPOCH.checked_add(offset)
+    } else {
+        UNIX_EPOCH.checked_sub(offset)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MongoStore {
+    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        check_key(key)?;
+        // The TTL monitor runs about once a minute: check the expiry here too.
+        let filter = doc! { "id": key, "expiration": { "$gt": DateTime::now() } };
+        let found = self
+            .run(
+                self.collection
+                    .find_one(filter)
+                    .projection(doc! { "_id": 0, "val": 1, "expiration": 1 }),
+            )
+            .await?;
+        let Some(document) = found else {
+            return Ok(None);
+        };
+        let expires_at = match document.get("expiration") {
+            Some(Bson::DateTime(date)) => system_time(*date),
+            _ => None,
+        };
+        match document.get("val") {
+            Some(Bson::Binary(value)) => Ok(Some(StoredEntry {
+                value: value.bytes.clone(),
+                expires_at,
+            })),
+            _ => {
+                // Not written by Flask-Session or this store: no session, and the next
+                // write under a fresh id leaves this document to expire.
+                tracing::warn!("session document without a binary `val` ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        check_key(key)?;
+        check_value(value.len())?;
+        let update = doc! { "$set": {
+            "id": key,
+            "val": binary(value),
+            "expiration": expiration_after(DateTime::now(), ttl),
+        } };
+        // Two upserts of one new key can race on the unique index; the loser finds the
+        // winner's document on its second try.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = tokio::time::timeout(
+                self.operation_timeout,
+                self.collection
+                    .update_one(doc! { "id": key }, update.clone())
+                    .upsert(true),
+            )
+            .await;
+            match result {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(error)) if is_duplicate_key(&error) && attempts < 3 => continue,
+                Ok(Err(error)) => return Err(map_error(error)),
+                Err(_) => return Err(self.timed_out()),
+            }
+        }
+    }
+
+    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        check_key(key)?;
+        check_value(value.len())?;
+        let now = DateTime::now();
+        // Matches only an expired leftover, which is overwritten. With no document the
+        // upsert inserts one; with a live document the upsert's insert hits the unique
+        // index on `id`, and that duplicate key is the answer "taken".
+        let filter = doc! { "id": key, "expiration": { "$lte": now } };
+        let update = doc! { "$set": {
+            "id": key,
+            "val": binary(value),
+            "expiration": expiration_after(now, ttl),
+        } };
+        let result = tokio::time::timeout(
+            self.operation_timeout,
+            self.collection.update_one(filter, update).upsert(true),
+        )
+        .await;
+        match result {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(error)) if is_duplicate_key(&error) => Ok(false),
+            Ok(Err(error)) => Err(map_error(error)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        check_key(key)?;
+        check_value(value.len())?;
+        // Both values travel in one command, which MongoDB limits to about 16 MiB.
+        check_value(expected.len().saturating_add(value.len()))?;
+        let now = DateTime::now();
+        let filter = doc! {
+            "id": key,
+            "val": binary(expected),
+            "expiration": { "$gt": now },
+        };
+        let update = doc! { "$set": {
+            "val": binary(value),
+            "expiration": expiration_after(now, ttl),
+        } };
+        let result = self.run(self.collection.update_one(filter, update)).await?;
+        Ok(result.matched_count > 0)
+    }
+
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        check_key(key)?;
+        let now = DateTime::now();
+        let filter = doc! { "id": key, "expiration": { "$gt": now } };
+        let update = doc! { "$set": { "expiration": expiration_after(now, ttl) } };
+        let result = self.run(self.collection.update_one(filter, update)).await?;
+        Ok(result.matched_count > 0)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        // Every copy: a collection Flask-Session filled before the unique index existed
+        // can hold several documents with one `id`.
+        self.run(self.collection.delete_many(doc! { "id": key }))
+            .await?;
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Result<u64, StoreError> {
+        // The TTL monitor does this about once a minute; cleanup does it now, and does it
+        // at all where the TTL index was skipped.
+        let filter = doc! { "expiration": { "$lte": DateTime::now() } };
+        let result = self.run(self.collection.delete_many(filter)).await?;
+        Ok(result.deleted_count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_saturates() {
+        let now = DateTime::from_millis(1_000);
+        assert_eq!(
+            expiration_after(now, Duration::from_secs(2)).timestamp_millis(),
+            3_000
+        );
+        assert_eq!(
+            expiration_after(now, Duration::MAX).timestamp_millis(),
+            i64::MAX
+        );
+    }
+
+    #[test]
+    fn dates_convert_to_system_time() {
+        assert_eq!(
+            system_time(DateTime::from_millis(1_500)),
+            Some(UNIX_EPOCH + Duration::from_millis(1_500))
+        );
+        assert_eq!(
+            system_time(DateTime::from_millis(-1_500)),
+            UNIX_EPOCH.checked_sub(Duration::from_millis(1_500))
+        );
+        // Extreme dates never panic.
+        let _ = system_time(DateTime::from_millis(i64::MAX));
+        let _ = system_time(DateTime::from_millis(i64::MIN));
+    }
+
+    #[test]
+    fn limits() {
+        assert!(check_value(MAX_VALUE_BYTES).is_ok());
+        assert!(matches!(
+            check_value(MAX_VALUE_BYTES + 1),
+            Err(StoreError::TooLarge { size, limit }) if size == MAX_VALUE_BYTES + 1 && limit == MAX_VALUE_BYTES
+        ));
+        assert!(check_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        assert!(matches!(
+            check_key(&"k".repeat(MAX_KEY_BYTES + 1)),
+            Err(StoreError::InvalidKey(_))
+        ));
+    }
+
+    #[test]
+    fn values_are_generic_binary() {
+        assert_eq!(
+            binary(b"\x81"),
+            Bson::Binary(Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: vec![0x81]
+            })
+        );
+    }
+}
