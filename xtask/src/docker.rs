@@ -33,6 +33,14 @@ fn compose(ctx: &Context) -> Result<Command, String> {
 
 /// `docker compose up -d` for `services`, then waits until each answers its protocol.
 pub fn up(ctx: &Context, services: &[Service]) -> Result<(), String> {
+    if !engine_available() {
+        return Err(
+            "no Docker engine with the compose plugin answers (`docker info` and \
+             `docker compose version` must both work); unset SESSIONS_SERVICES_MODE to run the \
+             services natively"
+                .into(),
+        );
+    }
     let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
     ctx.log(format!("docker compose up -d {}", names.join(" ")));
     let mut command = compose(ctx)?;

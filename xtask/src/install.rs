@@ -24,13 +24,11 @@ pub fn postgres_version() -> Option<String> {
     versions.last().map(u32::to_string)
 }
 
-/// Debian packages that are not installed yet: the server and its tools for a service that
-/// has to be started, only the client used for provisioning for one that already runs.
+/// Debian packages that are not installed yet for a service that has to be started. One that
+/// already answers (another installation, a container) needs nothing.
 fn missing_packages(service: Service, running: bool) -> Vec<&'static str> {
     let have = |program: &str| find_program(program).is_some();
     match (service, running) {
-        (Service::Postgres, true) if !have("psql") => vec!["postgresql-client"],
-        (Service::Mariadb, true) if !have("mariadb") => vec!["mariadb-client"],
         (_, true) => vec![],
         (Service::Redis | Service::RedisCluster | Service::RedisSentinel, false) => {
             if have("redis-server") && have("redis-cli") {
@@ -67,7 +65,7 @@ pub fn venv_of(service: Service) -> Option<&'static VenvSpec> {
 }
 
 /// Installs what `services` (and, if `with_flask`, the Flask interop venv) need. With
-/// `skip_running`, services that already answer only get their provisioning client. Returns the services whose installation
+/// `skip_running`, services that already answer are left out. Returns the services whose installation
 /// failed, with the reason; a Flask venv failure is returned under `None`.
 pub fn install(
     ctx: &Context,

@@ -77,6 +77,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 return Err(format!("`flask-venv` takes no arguments\n\n{USAGE}"));
             }
             let ctx = Context::from_env()?;
+            let _lock = ctx.lock()?;
             let python = venv::ensure(&ctx, &venv::FLASK)?;
             println!("FLASK_PYTHON={}", python.display());
             Ok(ExitCode::SUCCESS)
@@ -88,7 +89,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         "bench" => {
             eprintln!(
                 "error: the load benchmark is not implemented yet, so `cargo xtask bench` has no \
-                 numbers to report (the per-crate criterion benches run with `cargo bench -p CRATE`)"
+                 numbers to report"
             );
             Ok(ExitCode::from(2))
         }

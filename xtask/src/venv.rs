@@ -54,6 +54,8 @@ pub const FLASK: VenvSpec = VenvSpec {
         "psycopg2-binary==2.9.13",
         "PyMySQL==1.2.4",
         "boto3==1.44.8",
+        // Flask-Session 0.8.0's DynamoDB backend imports these type stubs at run time.
+        "mypy-boto3-dynamodb==1.43.124",
         "pymongo==4.20.1",
     ],
     min_python: (3, 9),
