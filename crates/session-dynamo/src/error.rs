@@ -1,0 +1,112 @@
+//! Mapping of SDK errors onto [`StoreError`].
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use session_core::StoreError;
+
+/// Error codes DynamoDB answers while it is overloaded; the SDK has already retried them.
+const OVERLOAD_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "InternalServerError",
+    "ServiceUnavailable",
+];
+
+/// The message DynamoDB (and moto) give for an item over 400 KB.
+const ITEM_TOO_LARGE: &str = "exceeded the maximum allowed size";
+
+/// A failed DynamoDB call: which operation on which table, with the SDK's full message
+/// (its own `Display` says only "service error").
+#[derive(Debug)]
+pub(crate) struct DynamoError {
+    operation: &'static str,
+    table: String,
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl DynamoError {
+    pub(crate) fn new(operation: &'static str, table: &str, message: impl Into<String>) -> Self {
+        DynamoError {
+            operation,
+            table: table.to_owned(),
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl fmt::Display for DynamoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "DynamoDB {} on table {:?} failed: {}",
+            self.operation, self.table, self.message
+        )
+    }
+}
+
+impl StdError for DynamoError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// The error code of a service error (`ConditionalCheckFailedException`, ...).
+pub(crate) fn error_code<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> &str {
+    error.code().unwrap_or_default()
+}
+
+/// Whether DynamoDB refused the item for its size.
+pub(crate) fn is_item_too_large<E: ProvideErrorMetadata>(
+    error: &SdkError<E, HttpResponse>,
+) -> bool {
+    error_code(error) == "ValidationException"
+        && error.message().is_some_and(|m| m.contains(ITEM_TOO_LARGE))
+}
+
+/// Maps a failed call: no answer (connection, timeout) and overload after the SDK's
+/// retries are `Unavailable`; every other answer is `Backend`.
+pub(crate) fn store_error<E>(
+    operation: &'static str,
+    table: &str,
+    error: SdkError<E, HttpResponse>,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let unavailable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+        SdkError::ResponseError(response) => response.raw().status().is_server_error(),
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || OVERLOAD_CODES.contains(&service.err().code().unwrap_or_default())
+        }
+        _ => false,
+    };
+    let mut message = DisplayErrorContext(&error).to_string();
+    if error_code(&error) == "ResourceNotFoundException" {
+        message.push_str(
+            " (the table does not exist: create it, or let the store create it by leaving \
+             table_exists off)",
+        );
+    }
+    let wrapped = DynamoError {
+        operation,
+        table: table.to_owned(),
+        message,
+        source: Some(Box::new(error)),
+    };
+    if unavailable {
+        StoreError::unavailable(wrapped)
+    } else {
+        StoreError::backend(wrapped)
+    }
+}

@@ -1,0 +1,670 @@
+//! [`DynamoStore`]: the [`SessionStore`] operations as DynamoDB calls on Flask-Session's items.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use session_core::{SessionStore, StoreError, StoredEntry};
+use tokio::task::JoinSet;
+
+use crate::builder::DynamoStoreBuilder;
+use crate::error::{error_code, is_item_too_large, store_error, DynamoError};
+
+/// The hash key attribute: the session key (prefix + session id), type S.
+pub const ATTR_ID: &str = "id";
+/// The session bytes, type B.
+pub const ATTR_VALUE: &str = "val";
+/// The expiry in Unix epoch seconds, type N; the table's TTL attribute.
+pub const ATTR_EXPIRATION: &str = "expiration";
+
+/// DynamoDB's item size limit: 400 KB, attribute names and values together.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// DynamoDB's limit for a partition key value (UTF-8 bytes).
+pub const MAX_KEY_BYTES: usize = 2048;
+/// The largest session value any key can hold: the item limit less the longest key, the
+/// three attribute names and the longest number DynamoDB stores (21 bytes).
+pub const MAX_VALUE_BYTES: usize =
+    MAX_ITEM_BYTES - MAX_KEY_BYTES - ATTR_ID.len() - ATTR_VALUE.len() - ATTR_EXPIRATION.len() - 21;
+
+/// An item is live while its expiration is in the future; a leftover that expired (or has
+/// no expiration) counts as absent, since DynamoDB's TTL deletes items only within days.
+const FREE_CONDITION: &str =
+    "attribute_not_exists(#id) OR attribute_not_exists(#exp) OR #exp <= :now";
+const LIVE_WITH_VALUE: &str = "#val = :expected AND #exp > :now";
+const LIVE: &str = "attribute_exists(#id) AND #exp > :now";
+/// Conditional deletes running at once during [`cleanup`](SessionStore::cleanup).
+const CLEANUP_CONCURRENCY: usize = 16;
+/// Pause between two looks at a table that is not ACTIVE yet.
+const TABLE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A session store on an Amazon DynamoDB table, holding the items Flask-Session 0.8 holds.
+///
+/// Cheap to clone: clones share the client and its connections.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    max_value_bytes: usize,
+}
+
+impl DynamoStore {
+    /// A builder with Flask-Session's defaults.
+    pub fn builder() -> DynamoStoreBuilder {
+        DynamoStoreBuilder::default()
+    }
+
+    /// The store on a client the application configured itself, in table `table_name`,
+    /// creating the table unless `table_exists`. Shorthand for the builder.
+    pub async fn from_client(
+        client: Client,
+        table_name: impl Into<String>,
+        table_exists: bool,
+    ) -> Result<DynamoStore, StoreError> {
+        DynamoStore::builder()
+            .client(client)
+            .table_name(table_name)
+            .table_exists(table_exists)
+            .build()
+            .await
+    }
+
+    pub(crate) fn new(client: Client, table: String, max_value_bytes: usize) -> DynamoStore {
+        DynamoStore {
+            client,
+            table,
+            max_value_bytes,
+        }
+    }
+
+    /// The DynamoDB client, for calls of the application's own.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// The largest value [`save`](SessionStore::save) accepts.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
+    /// Creates the table if missing, waits until it is ACTIVE, enables TTL on `expiration`.
+    pub(crate) async fn ensure_table(&self, ready_timeout: Duration) -> Result<(), StoreError> {
+        let definition = AttributeDefinition::builder()
+            .attribute_name(ATTR_ID)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(StoreError::backend)?;
+        let key = KeySchemaElement::builder()
+            .attribute_name(ATTR_ID)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(StoreError::backend)?;
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(definition)
+            .key_schema(key)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(_) => tracing::info!(table = %self.table, "created the session table"),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(error) => {
+                let denied = error_code(&error).contains("AccessDenied");
+                let mut mapped = store_error("CreateTable", &self.table, error);
+                if denied {
+                    mapped = StoreError::backend(DynamoError::new(
+                        "CreateTable",
+                        &self.table,
+                        format!(
+                            "{mapped}; without the dynamodb:CreateTable permission, create the \
+                             table yourself and set table_exists(true)"
+                        ),
+                    ));
+                }
+                return Err(mapped);
+            }
+        }
+        self.wait_until_active(ready_timeout).await?;
+        self.enable_ttl().await
+    }
+
+    async fn wait_until_active(&self, ready_timeout: Duration) -> Result<(), StoreError> {
+        let deadline = Instant::now() + ready_timeout;
+        loop {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| store_error("DescribeTable", &self.table, e))?;
+            let status = described.table().and_then(|t| t.table_status());
+            if status == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::unavailable(DynamoError::new(
+                    "DescribeTable",
+                    &self.table,
+                    format!("the table is not ACTIVE after {ready_timeout:?} (status {status:?})"),
+                )));
+            }
+            tokio::time::sleep(TABLE_POLL_INTERVAL).await;
+        }
+    }
+
+    async fn enable_ttl(&self) -> Result<(), StoreError> {
+        let specification = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(ATTR_EXPIRATION)
+            .build()
+            .map_err(StoreError::backend)?;
+        let result = self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(specification)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // "already enabled" is the normal case on restart; TTL on another attribute or a
+            // recent TTL change leave a usable table (expiry is checked on read anyway).
+            Err(error) if error_code(&error) == "ValidationException" => {
+                let message = error.message().unwrap_or_default();
+                if !message.contains("already enabled") {
+                    tracing::warn!(
+                        table = %self.table,
+                        message,
+                        "TTL on `expiration` not enabled; expired sessions are still never served"
+                    );
+                }
+                Ok(())
+            }
+            Err(error) => Err(store_error("UpdateTimeToLive", &self.table, error)),
+        }
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), StoreError> {
+        if value.len() > self.max_value_bytes {
+            return Err(self.too_large(value));
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, value: &[u8]) -> StoreError {
+        StoreError::TooLarge {
+            size: value.len(),
+            limit: self.max_value_bytes,
+        }
+    }
+
+    async fn conditional_delete_expired(
+        client: Client,
+        table: String,
+        id: String,
+    ) -> Result<bool, StoreError> {
+        let result = client
+            .delete_item()
+            .table_name(&table)
+            .key(ATTR_ID, AttributeValue::S(id))
+            .condition_expression("#exp <= :now")
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":now", now_number())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(store_error("DeleteItem", &table, error)),
+        }
+    }
+}
+
+/// Keys DynamoDB accepts as a partition key value.
+fn is_storable(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_BYTES
+}
+
+fn check_key(key: &str) -> Result<(), StoreError> {
+    if is_storable(key) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidKey(format!(
+            "DynamoDB keys are 1 to {MAX_KEY_BYTES} bytes, this one has {}",
+            key.len()
+        )))
+    }
+}
+
+fn since_epoch(time: SystemTime) -> Duration {
+    time.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// The current time as a DynamoDB number with milliseconds, for conditions.
+fn now_number() -> AttributeValue {
+    let now = since_epoch(SystemTime::now());
+    AttributeValue::N(format!("{}.{:03}", now.as_secs(), now.subsec_millis()))
+}
+
+/// `now + ttl` in whole seconds, rounded up so an entry never expires before its TTL.
+/// (Flask-Session writes a float with a fraction; both are numbers to each side.)
+fn expiration_number(ttl: Duration) -> AttributeValue {
+    let at = since_epoch(SystemTime::now()).saturating_add(ttl);
+    let seconds = at.as_secs() + u64::from(at.subsec_nanos() > 0);
+    AttributeValue::N(seconds.to_string())
+}
+
+/// Reads an `expiration` number, integer or decimal (Flask-Session writes
+/// `1798318610.440824985504150390625`).
+pub(crate) fn parse_expiration(number: &str) -> Option<SystemTime> {
+    let seconds: f64 = number.trim().parse().ok()?;
+    let offset = Duration::try_from_secs_f64(seconds).ok()?;
+    UNIX_EPOCH.checked_add(offset)
+}
+
+fn blob(bytes: &[u8]) -> AttributeValue {
+    AttributeValue::B(Blob::new(bytes))
+}
+
+#[async_trait]
+impl SessionStore for DynamoStore {
+    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        if !is_storable(key) {
+            return Ok(None);
+        }
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .projection_expression("#val, #exp")
+            .expression_attribute_names("#val", ATTR_VALUE)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.table, e))?;
+        let Some(mut item) = output.item else {
+            return Ok(None);
+        };
+        let expires_at = match item.get(ATTR_EXPIRATION) {
+            Some(AttributeValue::N(number)) => parse_expiration(number),
+            _ => None,
+        };
+        let Some(expires_at) = expires_at else {
+            tracing::warn!(table = %self.table, "session item without a numeric `expiration`; treated as expired");
+            return Ok(None);
+        };
+        if expires_at <= SystemTime::now() {
+            return Ok(None);
+        }
+        match item.remove(ATTR_VALUE) {
+            Some(AttributeValue::B(value)) => Ok(Some(StoredEntry {
+                value: value.into_inner(),
+                expires_at: Some(expires_at),
+            })),
+            _ => {
+                tracing::warn!(table = %self.table, "session item without a binary `val`; treated as missing");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        check_key(key)?;
+        self.check_value(value)?;
+        // UpdateItem like Flask-Session: attributes other writers keep on the item survive.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
+            .update_expression("SET #val = :val, #exp = :exp")
+            .expression_attribute_names("#val", ATTR_VALUE)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":val", blob(value))
+            .expression_attribute_values(":exp", expiration_number(ttl))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_item_too_large(&error) => Err(self.too_large(value)),
+            Err(error) => Err(store_error("UpdateItem", &self.table, error)),
+        }
+    }
+
+    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        check_key(key)?;
+        self.check_value(value)?;
+        // PutItem: an expired leftover is replaced whole, attributes and all.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(ATTR_ID, AttributeValue::S(key.to_owned()))
+            .item(ATTR_VALUE, blob(value))
+            .item(ATTR_EXPIRATION, expiration_number(ttl))
+            .condition_expression(FREE_CONDITION)
+            .expression_attribute_names("#id", ATTR_ID)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":now", now_number())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) if is_item_too_large(&error) => Err(self.too_large(value)),
+            Err(error) => Err(store_error("PutItem", &self.table, error)),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        if !is_storable(key) {
+            return Ok(false);
+        }
+        self.check_value(value)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
+            .update_expression("SET #val = :val, #exp = :exp")
+            .condition_expression(LIVE_WITH_VALUE)
+            .expression_attribute_names("#val", ATTR_VALUE)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":val", blob(value))
+            .expression_attribute_values(":exp", expiration_number(ttl))
+            .expression_attribute_values(":expected", blob(expected))
+            .expression_attribute_values(":now", now_number())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) if is_item_too_large(&error) => Err(self.too_large(value)),
+            Err(error) => Err(store_error("UpdateItem", &self.table, error)),
+        }
+    }
+
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        if !is_storable(key) {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
+            .update_expression("SET #exp = :exp")
+            .condition_expression(LIVE)
+            .expression_attribute_names("#id", ATTR_ID)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":exp", expiration_number(ttl))
+            .expression_attribute_values(":now", now_number())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(store_error("UpdateItem", &self.table, error)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        if !is_storable(key) {
+            return Ok(());
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", &self.table, e))?;
+        Ok(())
+    }
+
+    /// One `TransactWriteItems`: delete the old item if it still holds `expected` and is
+    /// live, put the new one if its key is free. Both happen or neither does.
+    async fn rotate(
+        &self,
+        old_key: &str,
+        expected: &[u8],
+        new_key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        check_key(new_key)?;
+        self.check_value(value)?;
+        if !is_storable(old_key) || old_key == new_key {
+            // The old entry cannot exist, or the new key is not free (it holds the old entry).
+            return Ok(false);
+        }
+        let now = now_number();
+        let delete_old = Delete::builder()
+            .table_name(&self.table)
+            .key(ATTR_ID, AttributeValue::S(old_key.to_owned()))
+            .condition_expression(LIVE_WITH_VALUE)
+            .expression_attribute_names("#val", ATTR_VALUE)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":expected", blob(expected))
+            .expression_attribute_values(":now", now.clone())
+            .build()
+            .map_err(StoreError::backend)?;
+        let put_new = Put::builder()
+            .table_name(&self.table)
+            .item(ATTR_ID, AttributeValue::S(new_key.to_owned()))
+            .item(ATTR_VALUE, blob(value))
+            .item(ATTR_EXPIRATION, expiration_number(ttl))
+            .condition_expression(FREE_CONDITION)
+            .expression_attribute_names("#id", ATTR_ID)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":now", now)
+            .build()
+            .map_err(StoreError::backend)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete_old).build())
+            .transact_items(TransactWriteItem::builder().put(put_new).build())
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(true),
+            Err(error) => error,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+            error.as_service_error()
+        {
+            let reasons = canceled.cancellation_reasons();
+            // A failed check, or a concurrent write to one of the items: nothing changed.
+            if reasons.iter().all(|reason| {
+                matches!(
+                    reason.code(),
+                    None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
+                )
+            }) {
+                return Ok(false);
+            }
+            if reasons.iter().any(|r| {
+                r.message()
+                    .is_some_and(|m| m.contains("maximum allowed size"))
+            }) {
+                return Err(self.too_large(value));
+            }
+        }
+        if is_item_too_large(&error) {
+            return Err(self.too_large(value));
+        }
+        Err(store_error("TransactWriteItems", &self.table, error))
+    }
+
+    /// Optional: DynamoDB's TTL deletes expired items by itself (within days; they are
+    /// never served meanwhile). Scans for expired items and deletes each with a condition
+    /// that it is still expired, so a session refreshed between the scan and the delete
+    /// survives (`BatchWriteItem` cannot carry that condition).
+    async fn cleanup(&self) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        let mut start_key: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#exp <= :now")
+                .projection_expression("#id")
+                .expression_attribute_names("#id", ATTR_ID)
+                .expression_attribute_names("#exp", ATTR_EXPIRATION)
+                .expression_attribute_values(":now", now_number())
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Scan", &self.table, e))?;
+            let ids = page
+                .items()
+                .iter()
+                .filter_map(|item| match item.get(ATTR_ID) {
+                    Some(AttributeValue::S(id)) => Some(id.clone()),
+                    _ => None,
+                });
+            let mut deletes = JoinSet::new();
+            let mut failure = None;
+            for id in ids {
+                if deletes.len() >= CLEANUP_CONCURRENCY {
+                    collect(deletes.join_next().await, &mut removed, &mut failure);
+                }
+                deletes.spawn(DynamoStore::conditional_delete_expired(
+                    self.client.clone(),
+                    self.table.clone(),
+                    id,
+                ));
+            }
+            while let Some(joined) = deletes.join_next().await {
+                collect(Some(joined), &mut removed, &mut failure);
+            }
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => return Ok(removed),
+            }
+        }
+    }
+}
+
+/// Adds a finished conditional delete to the count, keeping the first error.
+fn collect(
+    joined: Option<Result<Result<bool, StoreError>, tokio::task::JoinError>>,
+    removed: &mut u64,
+    failure: &mut Option<StoreError>,
+) {
+    match joined {
+        Some(Ok(Ok(true))) => *removed += 1,
+        Some(Ok(Ok(false))) | None => {}
+        Some(Ok(Err(error))) => {
+            failure.get_or_insert(error);
+        }
+        Some(Err(join_error)) => {
+            failure.get_or_insert(StoreError::backend(join_error));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expirations_in_both_formats_parse() {
+        let flask = parse_expiration("1798318610.440824985504150390625").unwrap();
+        let whole = parse_expiration("1798318610").unwrap();
+        assert_eq!(since_epoch(whole), Duration::from_secs(1_798_318_610));
+        let fraction = since_epoch(flask) - since_epoch(whole);
+        assert!(fraction > Duration::from_millis(440) && fraction < Duration::from_millis(441));
+        assert_eq!(parse_expiration("-5"), None);
+        assert_eq!(parse_expiration("NaN"), None);
+        assert_eq!(parse_expiration("1e400"), None);
+        assert_eq!(parse_expiration("soon"), None);
+    }
+
+    #[test]
+    fn expiration_is_rounded_up() {
+        let before = since_epoch(SystemTime::now()).as_secs();
+        let AttributeValue::N(number) = expiration_number(Duration::from_millis(1500)) else {
+            panic!("not a number");
+        };
+        let seconds: u64 = number.parse().unwrap();
+        assert!(seconds >= before + 2 && seconds <= before + 3, "{number}");
+    }
+
+    #[test]
+    fn value_limit_leaves_room_for_the_longest_key() {
+        let item = MAX_KEY_BYTES
+            + ATTR_ID.len()
+            + ATTR_VALUE.len()
+            + ATTR_EXPIRATION.len()
+            + 21
+            + MAX_VALUE_BYTES;
+        assert_eq!(item, MAX_ITEM_BYTES);
+    }
+
+    #[test]
+    fn keys_are_checked_against_dynamodb_limits() {
+        assert!(check_key("").is_err());
+        assert!(check_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        assert!(matches!(
+            check_key(&"k".repeat(MAX_KEY_BYTES + 1)),
+            Err(StoreError::InvalidKey(_))
+        ));
+    }
+}
