@@ -64,3 +64,20 @@ impl Backend for Filesystem {
         BackendStore::with_keep_alive(Arc::new(store), dir)
     }
 }
+
+/// `session_redis::RedisStore` on the server at `REDIS_URL` (default
+/// `redis://127.0.0.1:6379`). Session ids are random, so scenarios share the server safely.
+#[derive(Debug)]
+pub struct Redis;
+
+impl Backend for Redis {
+    async fn open() -> BackendStore {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let store = session_redis::RedisStore::from_url(&url)
+            .await
+            .unwrap_or_else(|error| {
+                panic!("Redis at {url} is not reachable ({error}); start it with `cargo xtask services up redis`")
+            });
+        BackendStore::new(Arc::new(store))
+    }
+}

@@ -21,11 +21,12 @@
 mod adapter;
 mod backend;
 mod client;
+pub mod flask;
 mod harness;
 pub mod scenarios;
 
 pub use adapter::{Adapter, Axum, Server};
-pub use backend::{Backend, BackendStore, Filesystem, Memory};
+pub use backend::{Backend, BackendStore, Filesystem, Memory, Redis};
 pub use client::{AxumClient, HttpClient, TestClient};
 pub use harness::{send_request, Calls, Harness, Reply};
 

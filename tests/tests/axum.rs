@@ -7,3 +7,7 @@ mod memory {
 mod filesystem {
     session_tests::http_suite!(session_tests::Axum, session_tests::Filesystem);
 }
+
+mod redis {
+    session_tests::http_suite!(session_tests::Axum, session_tests::Redis);
+}

@@ -61,6 +61,12 @@ fn save_failed(error: &SessionError) -> Response {
     }
 }
 
+/// The `SESSION_TYPE` values this example accepts.
+const SUPPORTED: &str = "filesystem, memory, redis";
+
+/// Redis URL used when `SESSION_REDIS_URL` is unset (Flask-Session's default server).
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
 /// The session store chosen by `SESSION_TYPE` (see [`store_from_lookup`]).
 pub async fn store_from_env() -> anyhow::Result<Arc<dyn SessionStore>> {
     store_from_lookup(|name| std::env::var(name).ok()).await
@@ -69,7 +75,9 @@ pub async fn store_from_env() -> anyhow::Result<Arc<dyn SessionStore>> {
 /// The session store chosen by the `SESSION_TYPE` variable read through `lookup`:
 ///
 /// - `filesystem` (the default): files under `SESSION_FILE_DIR` (default `flask_session`);
-/// - `memory`: in the process, lost on exit.
+/// - `memory`: in the process, lost on exit;
+/// - `redis`: Redis at `SESSION_REDIS_URL` (default `redis://127.0.0.1:6379`; cluster and
+///   sentinel URLs as `session-redis` documents them).
 ///
 /// Other Flask-Session types (`redis`, `memcached`, `sqlalchemy`, `mongodb`, `dynamodb`)
 /// get their arm here as their store crates are added; until then they are an error that
@@ -99,15 +107,22 @@ pub async fn store_from_lookup(
             tracing::warn!("sessions are kept in memory and lost when the process exits");
             Arc::new(MemoryStore::new())
         }
-        "redis" | "memcached" | "sqlalchemy" | "sql" | "mongodb" | "dynamodb" => {
+        "redis" => {
+            let url = get("SESSION_REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
+            let store = session_redis::RedisStore::from_url(&url)
+                .await
+                .context("cannot connect to Redis (SESSION_REDIS_URL)")?;
+            tracing::info!("sessions are stored in Redis");
+            Arc::new(store)
+        }
+        "memcached" | "sqlalchemy" | "sql" | "mongodb" | "dynamodb" => {
             anyhow::bail!(
                 "invalid SESSION_TYPE: {session_type:?} is not supported by this example yet \
-                 (supported: filesystem, memory)"
+                 (supported: {SUPPORTED})"
             )
         }
         other => anyhow::bail!(
-            "invalid SESSION_TYPE: {other:?} is not a session type \
-             (supported: filesystem, memory)"
+            "invalid SESSION_TYPE: {other:?} is not a session type (supported: {SUPPORTED})"
         ),
     };
     Ok(store)
@@ -240,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_and_unsupported_types_name_session_type() {
-        for value in ["bogus", "redis", "MongoDB", "pickle"] {
+        for value in ["bogus", "MongoDB", "pickle"] {
             let error = store_for(&[("SESSION_TYPE", value)])
                 .await
                 .err()

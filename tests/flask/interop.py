@@ -1,0 +1,223 @@
+"""A Flask app with the real Flask-Session 0.8, driven step by step by the Rust interop tests.
+
+Usage: python interop.py STEP [SID]
+
+The backend comes from SESSION_TYPE (redis, memcached, sqlalchemy, mongodb, dynamodb) and
+the usual connection variables (REDIS_URL, MEMCACHED_SERVERS, SQL_URL, MONGODB_URL,
+DYNAMODB_ENDPOINT, SESSION_DYNAMODB_TABLE, SESSION_KEY_PREFIX, SESSION_MONGODB_DB, ...).
+Each step prints one JSON object on stdout:
+
+  login        Flask creates a session holding Flask-typed data; prints the new sid.
+  get SID      Flask reads the session and checks that every typed value kept its type.
+  counter SID  Flask increments `counter`.
+  raw SID      Reads what the store holds for SID without Flask-Session: whether the stored
+               bytes are exactly what msgspec writes for the decoded dict, and the TTL.
+"""
+
+import datetime
+import json
+import os
+import sys
+
+import msgspec
+from flask import Flask, flash, get_flashed_messages, jsonify, request, session
+from flask_session import Session
+
+PREFIX = os.environ.get("SESSION_KEY_PREFIX", "session:")
+LIFETIME = int(os.environ.get("PERMANENT_SESSION_LIFETIME", str(31 * 24 * 3600)))
+WHEN = datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc)
+
+
+def make_app():
+    app = Flask(__name__)
+    kind = os.environ["SESSION_TYPE"]
+    app.config.update(
+        SESSION_TYPE=kind,
+        SECRET_KEY="interop-secret",
+        SESSION_KEY_PREFIX=PREFIX,
+        PERMANENT_SESSION_LIFETIME=LIFETIME,
+        SESSION_SERIALIZATION_FORMAT=os.environ.get("SESSION_SERIALIZATION_FORMAT", "msgpack"),
+    )
+    if kind == "redis":
+        import redis
+
+        app.config["SESSION_REDIS"] = redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
+    elif kind == "memcached":
+        from pymemcache.client.base import Client
+
+        host, port = os.environ.get("MEMCACHED_SERVERS", "127.0.0.1:11211").split(",")[0].split(":")
+        app.config["SESSION_MEMCACHED"] = Client((host, int(port)))
+    elif kind == "sqlalchemy":
+        from flask_sqlalchemy import SQLAlchemy
+
+        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["SQL_URL"]
+        app.config["SESSION_SQLALCHEMY_TABLE"] = os.environ.get("SESSION_SQLALCHEMY_TABLE", "sessions")
+        app.config["SESSION_SQLALCHEMY"] = SQLAlchemy(app)
+    elif kind == "mongodb":
+        import pymongo
+
+        app.config["SESSION_MONGODB"] = pymongo.MongoClient(
+            os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/?directConnection=true")
+        )
+        app.config["SESSION_MONGODB_DB"] = os.environ.get("SESSION_MONGODB_DB", "flask_session")
+        app.config["SESSION_MONGODB_COLLECT"] = os.environ.get("SESSION_MONGODB_COLLECT", "sessions")
+    elif kind == "dynamodb":
+        import boto3
+
+        app.config["SESSION_DYNAMODB"] = boto3.resource(
+            "dynamodb",
+            endpoint_url=os.environ.get("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
+            region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        )
+        app.config["SESSION_DYNAMODB_TABLE"] = os.environ.get("SESSION_DYNAMODB_TABLE", "Sessions")
+    Session(app)
+
+    @app.post("/login")
+    def login():
+        session["user"] = request.args["user"]
+        session["when"] = WHEN
+        session["blob"] = b"\x00\x01\xff"
+        session["big"] = 2**64 - 1
+        session["ratio"] = 0.5
+        session["nested"] = {1: "one", "k": [1, 2.0, None]}
+        flash("Welcome back")
+        return "ok"
+
+    @app.get("/")
+    def show():
+        data = dict(session)
+        problems = []
+        if "when" in data and data["when"] != WHEN:
+            problems.append(f"when: {data['when']!r}")
+        if "blob" in data and data["blob"] != b"\x00\x01\xff":
+            problems.append(f"blob: {data['blob']!r}")
+        if "big" in data and data["big"] != 2**64 - 1:
+            problems.append(f"big: {data['big']!r}")
+        if "ratio" in data and (type(data["ratio"]) is not float or data["ratio"] != 0.5):
+            problems.append(f"ratio: {data['ratio']!r}")
+        if "nested" in data and data["nested"] != {1: "one", "k": [1, 2.0, None]}:
+            problems.append(f"nested: {data['nested']!r}")
+        simple = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool)) and not isinstance(v, bool) or k == "_permanent"}
+        return jsonify(
+            session=simple,
+            keys=sorted(str(k) for k in data),
+            flashes=[list(f) for f in data.get("_flashes", [])],
+            problems=problems,
+            permanent=session.permanent,
+        )
+
+    @app.post("/counter")
+    def counter():
+        session["counter"] = session.get("counter", 0) + 1
+        return str(session["counter"])
+
+    return app
+
+
+def stored(sid):
+    """(bytes, ttl seconds or None) as the backend holds them, without Flask-Session."""
+    kind = os.environ["SESSION_TYPE"]
+    key = PREFIX + sid
+    if kind == "redis":
+        import redis
+
+        r = redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
+        return r.get(key), r.ttl(key)
+    if kind == "memcached":
+        from pymemcache.client.base import Client
+
+        host, port = os.environ.get("MEMCACHED_SERVERS", "127.0.0.1:11211").split(",")[0].split(":")
+        return Client((host, int(port))).get(key), None
+    if kind == "sqlalchemy":
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(os.environ["SQL_URL"])
+        table = os.environ.get("SESSION_SQLALCHEMY_TABLE", "sessions")
+        with engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.text(f"SELECT data, expiry FROM {table} WHERE session_id = :k"), {"k": key}
+            ).first()
+        if row is None:
+            return None, None
+        expiry = row[1]
+        if isinstance(expiry, str):
+            expiry = datetime.datetime.fromisoformat(expiry)
+        ttl = (expiry - datetime.datetime.utcnow()).total_seconds()
+        return bytes(row[0]), ttl
+    if kind == "mongodb":
+        import pymongo
+
+        client = pymongo.MongoClient(os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017/?directConnection=true"))
+        coll = client[os.environ.get("SESSION_MONGODB_DB", "flask_session")][os.environ.get("SESSION_MONGODB_COLLECT", "sessions")]
+        doc = coll.find_one({"id": key})
+        if doc is None:
+            return None, None
+        exp = doc["expiration"]
+        if exp.tzinfo is None:
+            exp = exp.replace(tzinfo=datetime.timezone.utc)
+        return bytes(doc["val"]), (exp - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    if kind == "dynamodb":
+        import boto3
+
+        table = boto3.resource(
+            "dynamodb",
+            endpoint_url=os.environ.get("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
+            region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        ).Table(os.environ.get("SESSION_DYNAMODB_TABLE", "Sessions"))
+        item = table.get_item(Key={"id": key}).get("Item")
+        if item is None:
+            return None, None
+        import time
+
+        return bytes(item["val"].value), float(item["expiration"]) - time.time()
+    raise SystemExit(f"unknown SESSION_TYPE {kind}")
+
+
+def main():
+    step = sys.argv[1]
+    sid = sys.argv[2] if len(sys.argv) > 2 else None
+    if step == "raw":
+        value, ttl = stored(sid)
+        if value is None:
+            print(json.dumps({"found": False}))
+            return
+        decoded = msgspec.msgpack.decode(value)
+        print(
+            json.dumps(
+                {
+                    "found": True,
+                    "is_msgpack_map": value[:1] >= b"\x80" and (value[:1] <= b"\x8f" or value[:1] in (b"\xde", b"\xdf")),
+                    "same_as_msgspec": msgspec.msgpack.encode(decoded) == value,
+                    "ttl": ttl,
+                    "keys": [str(k) for k in decoded],
+                }
+            )
+        )
+        return
+    app = make_app()
+    client = app.test_client()
+    if sid:
+        client.set_cookie("session", sid)
+    if step == "login":
+        response = client.post("/login?user=ann")
+    elif step == "get":
+        response = client.get("/")
+    elif step == "counter":
+        response = client.post("/counter")
+    else:
+        raise SystemExit(f"unknown step {step}")
+    cookie = client.get_cookie("session")
+    body = response.get_json(silent=True)
+    print(
+        json.dumps(
+            {
+                "status": response.status_code,
+                "sid": cookie.value if cookie is not None else None,
+                "body": body if body is not None else response.get_data(as_text=True),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
