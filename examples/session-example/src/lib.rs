@@ -62,7 +62,18 @@ fn save_failed(error: &SessionError) -> Response {
 }
 
 /// The `SESSION_TYPE` values this example accepts.
-const SUPPORTED: &str = "filesystem, memory, redis";
+const SUPPORTED: &str =
+    "filesystem, memory, redis, memcached, sqlalchemy (or sql), mongodb, dynamodb";
+
+/// A boolean option read through `get`: true/false, 1/0, yes/no, on/off; unset is false.
+fn flag(get: &impl Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<bool> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => anyhow::bail!("invalid {name}: {v:?} is not a boolean"),
+    }
+}
 
 /// Redis URL used when `SESSION_REDIS_URL` is unset (Flask-Session's default server).
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -77,11 +88,18 @@ pub async fn store_from_env() -> anyhow::Result<Arc<dyn SessionStore>> {
 /// - `filesystem` (the default): files under `SESSION_FILE_DIR` (default `flask_session`);
 /// - `memory`: in the process, lost on exit;
 /// - `redis`: Redis at `SESSION_REDIS_URL` (default `redis://127.0.0.1:6379`; cluster and
-///   sentinel URLs as `session-redis` documents them).
+///   sentinel URLs as `session-redis` documents them);
+/// - `memcached`: `SESSION_MEMCACHED_SERVERS`, comma-separated `host:port` (default
+///   `127.0.0.1:11211`);
+/// - `sqlalchemy` (or `sql`): `SESSION_SQL_URL` (`postgres://`, `mysql://`, `sqlite://`; falls
+///   back to `SQLALCHEMY_DATABASE_URI`), `SESSION_SQLALCHEMY_TABLE`, `_SCHEMA`, `_SEQUENCE`,
+///   `_TABLE_EXISTS`;
+/// - `mongodb`: `SESSION_MONGODB_URL` (default `mongodb://127.0.0.1:27017`),
+///   `SESSION_MONGODB_DB`, `SESSION_MONGODB_COLLECT`;
+/// - `dynamodb`: `SESSION_DYNAMODB_ENDPOINT` (default `http://localhost:8000`),
+///   `SESSION_DYNAMODB_TABLE`, `SESSION_DYNAMODB_TABLE_EXISTS`, region from `AWS_REGION`.
 ///
-/// Other Flask-Session types (`redis`, `memcached`, `sqlalchemy`, `mongodb`, `dynamodb`)
-/// get their arm here as their store crates are added; until then they are an error that
-/// names `SESSION_TYPE`.
+/// Anything else is an error that names `SESSION_TYPE`.
 pub async fn store_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Arc<dyn SessionStore>> {
@@ -115,11 +133,72 @@ pub async fn store_from_lookup(
             tracing::info!("sessions are stored in Redis");
             Arc::new(store)
         }
-        "memcached" | "sqlalchemy" | "sql" | "mongodb" | "dynamodb" => {
-            anyhow::bail!(
-                "invalid SESSION_TYPE: {session_type:?} is not supported by this example yet \
-                 (supported: {SUPPORTED})"
-            )
+        "memcached" => {
+            let servers = get("SESSION_MEMCACHED_SERVERS").unwrap_or_default();
+            let store = session_memcached::MemcachedStore::from_servers(&servers)
+                .context("invalid SESSION_MEMCACHED_SERVERS")?;
+            let servers: Vec<&str> = store.servers().collect();
+            tracing::info!(?servers, "sessions are stored in memcached");
+            Arc::new(store)
+        }
+        "sqlalchemy" | "sql" => {
+            let url = get("SESSION_SQL_URL")
+                .or_else(|| get("SQLALCHEMY_DATABASE_URI"))
+                .context("SESSION_TYPE=sqlalchemy needs SESSION_SQL_URL (postgres://, mysql://, sqlite://)")?;
+            let mut builder = session_sql::SqlStore::builder();
+            if let Some(table) = get("SESSION_SQLALCHEMY_TABLE") {
+                builder = builder.table(table);
+            }
+            if let Some(schema) = get("SESSION_SQLALCHEMY_SCHEMA") {
+                builder = builder.schema(schema);
+            }
+            if let Some(sequence) = get("SESSION_SQLALCHEMY_SEQUENCE") {
+                builder = builder.sequence(sequence);
+            }
+            builder = builder.table_exists(flag(&get, "SESSION_SQLALCHEMY_TABLE_EXISTS")?);
+            let store = builder
+                .connect(&url)
+                .await
+                .context("cannot open the session table (SESSION_SQL_URL)")?;
+            tracing::info!("sessions are stored in SQL");
+            Arc::new(store)
+        }
+        "mongodb" => {
+            let mut builder = session_mongodb::MongoStore::builder();
+            if let Some(url) = get("SESSION_MONGODB_URL") {
+                builder = builder.url(url);
+            }
+            if let Some(database) = get("SESSION_MONGODB_DB") {
+                builder = builder.database(database);
+            }
+            if let Some(collection) = get("SESSION_MONGODB_COLLECT") {
+                builder = builder.collection(collection);
+            }
+            let store = builder
+                .connect()
+                .await
+                .context("cannot connect to MongoDB (SESSION_MONGODB_URL)")?;
+            tracing::info!("sessions are stored in MongoDB");
+            Arc::new(store)
+        }
+        "dynamodb" => {
+            let mut builder = session_dynamo::DynamoStore::builder()
+                .table_exists(flag(&get, "SESSION_DYNAMODB_TABLE_EXISTS")?);
+            if let Some(endpoint) = get("SESSION_DYNAMODB_ENDPOINT") {
+                builder = builder.endpoint_url(endpoint);
+            }
+            if let Some(table) = get("SESSION_DYNAMODB_TABLE") {
+                builder = builder.table_name(table);
+            }
+            if let Some(region) = get("AWS_REGION") {
+                builder = builder.region(region);
+            }
+            let store = builder
+                .build()
+                .await
+                .context("cannot open the DynamoDB table (SESSION_DYNAMODB_ENDPOINT)")?;
+            tracing::info!("sessions are stored in DynamoDB");
+            Arc::new(store)
         }
         other => anyhow::bail!(
             "invalid SESSION_TYPE: {other:?} is not a session type (supported: {SUPPORTED})"
@@ -255,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_and_unsupported_types_name_session_type() {
-        for value in ["bogus", "MongoDB", "pickle"] {
+        for value in ["bogus", "pickle", "cachelib"] {
             let error = store_for(&[("SESSION_TYPE", value)])
                 .await
                 .err()

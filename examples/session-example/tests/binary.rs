@@ -17,15 +17,15 @@ fn example() -> Command {
 /// Invalid settings stop the program with a message naming the setting.
 #[test]
 fn configuration_errors_name_the_option_and_exit_non_zero() {
-    for (name, value) in [
-        ("SESSION_ID_LENGTH", "0"),
-        ("SESSION_PERMANENT", "maybe"),
-        ("SESSION_TYPE", "bogus"),
-        ("SESSION_TYPE", "redis"),
-        ("PORT", "http"),
+    for (session_type, name, value) in [
+        ("memory", "SESSION_ID_LENGTH", "0"),
+        ("memory", "SESSION_PERMANENT", "maybe"),
+        ("memory", "SESSION_TYPE", "bogus"),
+        ("redis", "SESSION_REDIS_URL", "http://127.0.0.1:1"),
+        ("memory", "PORT", "http"),
     ] {
         let output = example()
-            .env("SESSION_TYPE", "memory")
+            .env("SESSION_TYPE", session_type)
             .env(name, value)
             .output()
             .expect("running session-example");
