@@ -673,24 +673,29 @@ fn start_dynamodb(ctx: &Context) -> Result<(), String> {
         return Ok(());
     }
     ensure_port_free(what, port)?;
-    let moto_server = venv::MOTO.dir(ctx).join("bin/moto_server");
     if !install::venv_of(Service::Dynamodb).is_some_and(|spec| spec.is_current(ctx)) {
         return Err(format!(
             "{what}: {} is not installed",
-            moto_server.display()
+            venv::MOTO.dir(ctx).display()
         ));
     }
+    // moto's own `moto_server` serves requests on parallel threads and checks a write's
+    // condition apart from applying it, so racing conditional writes could both succeed;
+    // this launcher serves moto's app one request at a time, as DynamoDB's atomic
+    // conditional writes behave.
+    let launcher = ctx.workspace_root.join("scripts/moto_server.py");
     let args = [
-        "-H".to_string(),
-        HOST.to_string(),
-        "-p".to_string(),
-        port.to_string(),
+        launcher.into_os_string(),
+        "-H".into(),
+        HOST.into(),
+        "-p".into(),
+        port.to_string().into(),
     ];
     let log = log_file(ctx, what, port);
     let child = start_server(
         ctx,
-        &format!("{what} (moto_server)"),
-        &moto_server,
+        &format!("{what} (moto)"),
+        venv::MOTO.python(ctx),
         &args,
         &log,
         &pid_file(ctx, what, port),

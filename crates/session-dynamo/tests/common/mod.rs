@@ -2,7 +2,7 @@
 //!
 //! By default the tests use the emulator at `DYNAMODB_ENDPOINT` (default
 //! `http://127.0.0.1:8000`, started by `cargo xtask services up dynamodb`; moto must run
-//! through `tests/support/moto_server.py`, see the README), with region
+//! through `scripts/moto_server.py`, see the README), with region
 //! `AWS_REGION` (default `us-east-1`) and credentials from the environment (default
 //! `dummy`/`dummy`); each test module uses a table of its own, created by the store.
 //!
