@@ -81,3 +81,107 @@ impl Backend for Redis {
         BackendStore::new(Arc::new(store))
     }
 }
+
+/// `session_memcached::MemcachedStore` on `MEMCACHED_SERVERS` (default `127.0.0.1:11211`).
+#[derive(Debug)]
+pub struct Memcached;
+
+impl Backend for Memcached {
+    async fn open() -> BackendStore {
+        let servers =
+            std::env::var("MEMCACHED_SERVERS").unwrap_or_else(|_| "127.0.0.1:11211".into());
+        let store = session_memcached::MemcachedStore::from_servers(&servers)
+            .unwrap_or_else(|e| panic!("invalid MEMCACHED_SERVERS {servers:?}: {e}"));
+        if let Err(error) = store.ping().await {
+            panic!("memcached at {servers} is not reachable ({error}); start it with `cargo xtask services up memcached`");
+        }
+        BackendStore::new(Arc::new(store))
+    }
+}
+
+/// `session_sql::SqlStore` on PostgreSQL at `POSTGRES_URL`, in a table the suite creates
+/// once per process (creating it from parallel tests would race on PostgreSQL's catalog).
+#[derive(Debug)]
+pub struct Postgres;
+
+const SUITE_TABLE: &str = "http_suite_sessions";
+
+impl Backend for Postgres {
+    async fn open() -> BackendStore {
+        static CREATED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        let url = std::env::var("POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://sessions:sessions@127.0.0.1:5432/sessions".into());
+        let unreachable = |e: &dyn std::fmt::Display| -> ! {
+            panic!("PostgreSQL is not reachable ({e}); start it with `cargo xtask services up postgres`")
+        };
+        let creator_url = url.clone();
+        // The pool of a store is bound to the runtime that made it, so the table is created
+        // on a runtime of its own, once.
+        std::thread::spawn(move || {
+            CREATED.get_or_init(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    session_sql::SqlStore::builder()
+                        .table(SUITE_TABLE)
+                        .connect(&creator_url)
+                        .await
+                        .unwrap_or_else(|e| unreachable(&e));
+                });
+            });
+        })
+        .join()
+        .expect("table creation");
+        let store = session_sql::SqlStore::builder()
+            .table(SUITE_TABLE)
+            .table_exists(true)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| unreachable(&e));
+        BackendStore::new(Arc::new(store))
+    }
+}
+
+/// `session_mongodb::MongoStore` at `MONGODB_URL`, in a database of its own.
+#[derive(Debug)]
+pub struct MongoDb;
+
+impl Backend for MongoDb {
+    async fn open() -> BackendStore {
+        let url = std::env::var("MONGODB_URL")
+            .unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into());
+        let store = session_mongodb::MongoStore::builder()
+            .url(url)
+            .database(crate::flask::unique("http_suite_"))
+            .connect()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("MongoDB is not reachable ({e}); start it with `cargo xtask services up mongodb`")
+            });
+        BackendStore::new(Arc::new(store))
+    }
+}
+
+/// `session_dynamo::DynamoStore` at `DYNAMODB_ENDPOINT`, in a table of its own.
+#[derive(Debug)]
+pub struct DynamoDb;
+
+impl Backend for DynamoDb {
+    async fn open() -> BackendStore {
+        let endpoint =
+            std::env::var("DYNAMODB_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+        let store = session_dynamo::DynamoStore::builder()
+            .endpoint_url(endpoint)
+            .region(region)
+            .table_name(crate::flask::unique("HttpSuite"))
+            .build()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("DynamoDB is not reachable ({e}); start it with `cargo xtask services up dynamodb`")
+            });
+        BackendStore::new(Arc::new(store))
+    }
+}

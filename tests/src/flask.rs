@@ -65,3 +65,197 @@ pub fn run(step: &str, sid: Option<&str>, env: &[(&str, String)]) -> FlaskReply 
             .unwrap_or_else(|e| panic!("interop.py {step} printed {line:?}: {e}\n{stderr}")),
     )
 }
+
+/// One Rust app and one Flask app sharing a store, for the two interop scenarios.
+pub struct Interop {
+    /// The Rust example app on the shared store.
+    pub app: crate::AxumClient,
+    /// The environment that points `interop.py` at the same store.
+    pub env: Vec<(&'static str, String)>,
+    /// Flask-Session's lifetime in seconds, to check the TTL the store reports.
+    pub lifetime: u64,
+}
+
+/// What the Rust app answered.
+pub struct RustReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body as text.
+    pub body: String,
+    /// The session id of a `Set-Cookie`, if one was sent.
+    pub sid: Option<String>,
+}
+
+impl RustReply {
+    /// The body parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body {:?} is not JSON: {e}", self.body))
+    }
+}
+
+impl Interop {
+    /// Sends one request to the Rust app.
+    pub async fn rust(&self, method: &str, path: &str, sid: Option<&str>, body: &str) -> RustReply {
+        use crate::TestClient;
+        let mut request = http::Request::builder().method(method).uri(path);
+        if let Some(sid) = sid {
+            request = request.header("cookie", format!("session={sid}"));
+        }
+        if !body.is_empty() {
+            request = request.header("content-type", "application/json");
+        }
+        let response = self
+            .app
+            .send(request.body(bytes::Bytes::from(body.to_owned())).unwrap())
+            .await;
+        let sid = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .and_then(|pair| pair.strip_prefix("session="))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        RustReply {
+            status: response.status().as_u16(),
+            body: String::from_utf8_lossy(response.body()).into_owned(),
+            sid,
+        }
+    }
+
+    /// Runs one step of the Flask app.
+    pub fn flask(&self, step: &str, sid: Option<&str>) -> FlaskReply {
+        run(step, sid, &self.env)
+    }
+
+    /// The stored value of `sid` is a msgpack map byte-identical to what msgspec writes,
+    /// and its TTL (where the store reports one) is Flask-Session's lifetime.
+    pub fn assert_stored_like_flask(&self, sid: &str) {
+        let raw = self.flask("raw", Some(sid)).0;
+        assert_eq!(raw["found"], true, "{raw}");
+        assert_eq!(raw["is_msgpack_map"], true, "{raw}");
+        assert_eq!(
+            raw["same_as_msgspec"], true,
+            "stored bytes differ from msgspec's: {raw}"
+        );
+        if let Some(ttl) = raw["ttl"].as_f64() {
+            let lifetime = self.lifetime as f64;
+            assert!(
+                ttl > lifetime - 120.0 && ttl <= lifetime + 1.0,
+                "TTL {ttl} is not Flask-Session's {lifetime}"
+            );
+        }
+    }
+
+    /// A session Flask wrote (with datetime, bytes, u64, int-keyed maps and flashes) is read
+    /// and changed by Rust, and Flask reads the change with every value's type intact;
+    /// then Flask changes it again and Rust sees that.
+    pub async fn flask_to_rust_and_back(&self) {
+        let login = self.flask("login", None);
+        assert_eq!(login.status(), 200);
+        let sid = login.sid().expect("Flask set a session cookie");
+
+        let shown = self.rust("GET", "/", Some(&sid), "").await;
+        assert_eq!(shown.status, 200, "{}", shown.body);
+        let data = shown.json();
+        assert_eq!(data["user"], "ann");
+        assert_eq!(data["_permanent"], true);
+        assert_eq!(data["big"], serde_json::json!(18446744073709551615u64));
+        assert_eq!(data["when"], "2024-01-02T03:04:05.123456Z");
+
+        let counted = self.rust("POST", "/counter", Some(&sid), "").await;
+        assert_eq!((counted.status, counted.body.as_str()), (200, "1"));
+        assert_eq!(
+            counted.sid.as_deref(),
+            Some(sid.as_str()),
+            "Rust kept Flask's session id"
+        );
+        self.assert_stored_like_flask(&sid);
+
+        let seen = self.flask("get", Some(&sid));
+        assert_eq!(seen.status(), 200);
+        let body = seen.body();
+        assert_eq!(
+            body["problems"],
+            serde_json::json!([]),
+            "Flask-typed values changed: {body}"
+        );
+        assert_eq!(body["session"]["counter"], 1);
+        assert_eq!(body["session"]["user"], "ann");
+        assert_eq!(
+            body["flashes"],
+            serde_json::json!([["message", "Welcome back"]])
+        );
+        assert_eq!(body["permanent"], true);
+
+        assert_eq!(self.flask("counter", Some(&sid)).body(), "2");
+        let shown = self.rust("GET", "/", Some(&sid), "").await;
+        assert_eq!(shown.json()["counter"], 2);
+    }
+
+    /// A session Rust created is read and changed by Flask, which keeps its id, and Rust
+    /// reads Flask's change.
+    pub async fn rust_to_flask(&self) {
+        let login = self.rust("POST", "/login?user=bob", None, "").await;
+        assert_eq!(login.status, 200);
+        let sid = login.sid.expect("Rust set a session cookie");
+        let put = self
+            .rust(
+                "PUT",
+                "/data/prefs",
+                Some(&sid),
+                r#"{"theme":"dark","sizes":[1,2.5]}"#,
+            )
+            .await;
+        assert_eq!(put.status, 200, "{}", put.body);
+        self.assert_stored_like_flask(&sid);
+
+        let seen = self.flask("get", Some(&sid));
+        assert_eq!(seen.status(), 200);
+        assert_eq!(seen.body()["session"]["user"], "bob");
+        assert_eq!(seen.body()["permanent"], true);
+        assert!(seen.body()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "prefs"));
+        let counted = self.flask("counter", Some(&sid));
+        assert_eq!(counted.sid().as_deref(), Some(sid.as_str()));
+        let shown = self.rust("GET", "/", Some(&sid), "").await.json();
+        assert_eq!(shown["counter"], 1);
+        assert_eq!(shown["prefs"]["theme"], "dark");
+        assert_eq!(shown["prefs"]["sizes"], serde_json::json!([1, 2.5]));
+    }
+}
+
+/// A random suffix for names (key prefixes, tables, databases) private to one test.
+pub fn unique(label: &str) -> String {
+    let id = session_core::SessionId::generate(6).expect("random id");
+    let clean: String = id
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                'x'
+            }
+        })
+        .collect();
+    format!("{label}{clean}")
+}
+
+/// The Rust example app on `store` with the default configuration and `prefix`.
+pub fn rust_app(
+    store: std::sync::Arc<dyn session_core::SessionStore>,
+    prefix: &str,
+) -> crate::AxumClient {
+    let config = session_core::SessionConfig::builder()
+        .key_prefix(prefix)
+        .build()
+        .expect("valid config");
+    crate::AxumClient::new(session_example::app(
+        session_core::SessionManager::from_shared(store, config),
+    ))
+}

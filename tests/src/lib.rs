@@ -26,7 +26,9 @@ mod harness;
 pub mod scenarios;
 
 pub use adapter::{Adapter, Axum, Server};
-pub use backend::{Backend, BackendStore, Filesystem, Memory, Redis};
+pub use backend::{
+    Backend, BackendStore, DynamoDb, Filesystem, Memcached, Memory, MongoDb, Postgres, Redis,
+};
 pub use client::{AxumClient, HttpClient, TestClient};
 pub use harness::{send_request, Calls, Harness, Reply};
 

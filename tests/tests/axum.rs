@@ -1,4 +1,4 @@
-//! The HTTP suite for the axum adapter, on every store that needs no server.
+//! The HTTP suite for the axum adapter, on every store (servers: `cargo xtask services up`).
 
 mod memory {
     session_tests::http_suite!(session_tests::Axum, session_tests::Memory);
@@ -10,4 +10,20 @@ mod filesystem {
 
 mod redis {
     session_tests::http_suite!(session_tests::Axum, session_tests::Redis);
+}
+
+mod memcached {
+    session_tests::http_suite!(session_tests::Axum, session_tests::Memcached);
+}
+
+mod postgres {
+    session_tests::http_suite!(session_tests::Axum, session_tests::Postgres);
+}
+
+mod mongodb {
+    session_tests::http_suite!(session_tests::Axum, session_tests::MongoDb);
+}
+
+mod dynamodb {
+    session_tests::http_suite!(session_tests::Axum, session_tests::DynamoDb);
 }

@@ -464,9 +464,12 @@ impl ManagerInner {
         }
         let ttl = self.ttl_for(&loaded.data);
         let now = SystemTime::now();
-        if let Some(expires_at) = stored.expires_at {
+        // A threshold of 1.0 means every request, even where the store rounds expiries up
+        // to whole seconds and so reports a little more than the TTL.
+        let threshold = self.config.refresh_threshold();
+        if let (Some(expires_at), true) = (stored.expires_at, threshold < 1.0) {
             let remaining = expires_at.duration_since(now).unwrap_or_default();
-            if remaining > ttl.mul_f64(self.config.refresh_threshold()) {
+            if remaining > ttl.mul_f64(threshold) {
                 return Ok(());
             }
         }
