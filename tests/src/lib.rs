@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod actix;
 mod adapter;
 mod backend;
 mod client;
@@ -25,6 +26,7 @@ pub mod flask;
 mod harness;
 pub mod scenarios;
 
+pub use actix::{Actix, ActixClient};
 pub use adapter::{Adapter, Axum, Server};
 pub use backend::{
     Backend, BackendStore, DynamoDb, Filesystem, Memcached, Memory, MongoDb, Postgres, Redis,

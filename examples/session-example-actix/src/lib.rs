@@ -1,0 +1,226 @@
+//! An actix-web app with server-side sessions, used by `cargo run -p session-example-actix`
+//! and by the HTTP-level test suite. It has the endpoints, the environment variables and the
+//! behaviour of the axum example (`session-example`), whose store selection it reuses.
+//!
+//! | request | effect | response |
+//! |---|---|---|
+//! | `GET /` | reads the session, changes nothing | the session as a JSON object, `{}` when empty |
+//! | `POST /login?user=NAME` | sets `user`, then gives the session a new id | `200`, text |
+//! | `POST /counter` | adds 1 to `counter`, saves | `200`, the stored value as text |
+//! | `PUT /data/{key}` | stores the JSON body under `key` | `200`, text |
+//! | `DELETE /data/{key}` | removes `key` | `200`, or `404` when absent |
+//! | `POST /logout` | clears the session (deleted from the store, deletion cookie) | `200`, text |
+//! | `GET /health` | never touches the session | `200` `ok` |
+//!
+//! Invalid input (a body that is not JSON, a missing `user`, a key starting with `_`, a
+//! `counter` that is not an integer) answers `400` with a short text; a store failure
+//! answers an empty `503`.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::ContentType;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, ResponseError};
+use serde::Deserialize;
+use session_actix::{
+    default_error_response, Session, SessionError, SessionManager, SessionMiddleware, StoreError,
+};
+
+pub use session_example::{store_from_env, store_from_lookup, DEFAULT_REDIS_URL};
+
+/// Largest request body accepted, as axum's default body limit (actix-web's own default
+/// is 256 KiB).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The app: [`routes`] behind [`middleware`] for `manager`.
+///
+/// Call it inside the `HttpServer::new` factory with a clone of one manager, so that every
+/// worker shares it.
+pub fn app(
+    manager: SessionManager,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new().wrap(middleware(manager)).configure(routes)
+}
+
+/// The session middleware the app uses: the library's, with [`save_failed`] as the
+/// failure response.
+pub fn middleware(manager: SessionManager) -> SessionMiddleware {
+    SessionMiddleware::new(manager).on_error(save_failed)
+}
+
+/// The app's routes and body limit, without the session middleware.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .service(web::resource("/").get(show))
+        .service(web::resource("/login").post(login))
+        .service(web::resource("/counter").post(counter))
+        .service(
+            web::resource("/data/{key}")
+                .put(put_data)
+                .delete(delete_data),
+        )
+        .service(web::resource("/logout").post(logout))
+        .service(web::resource("/health").get(health));
+}
+
+/// The response when the session cannot be saved after a handler: `413` when the session
+/// outgrew what the store accepts (the client sent too much), the library's default (an
+/// empty `503` for store failures, `500` otherwise) for everything else.
+pub fn save_failed(error: &SessionError) -> HttpResponse {
+    match error {
+        SessionError::Store(StoreError::TooLarge { .. }) => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "session data too large".to_owned(),
+        ),
+        other => default_error_response(other),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(ContentType::plaintext())
+        .body(body)
+}
+
+/// A handler failure: bad input (`400` with a short reason) or a session error (an empty
+/// `503`/`500`, detail only in the log).
+#[derive(Debug)]
+pub enum AppError {
+    /// The request is invalid; the text says why.
+    BadRequest(String),
+    /// The session failed.
+    Session(session_actix::Error),
+}
+
+impl From<SessionError> for AppError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            // A stored value of the wrong type for this handler is the client's doing (for
+            // instance `PUT /data/counter` with a string), not a server fault.
+            SessionError::Value { key, .. } => {
+                AppError::BadRequest(format!("the session value {key:?} has an unexpected type"))
+            }
+            other => AppError::Session(other.into()),
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::BadRequest(reason) => f.write_str(reason),
+            AppError::Session(error) => fmt::Display::fmt(error, f),
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Session(error) => error.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            AppError::BadRequest(reason) => text(StatusCode::BAD_REQUEST, reason.clone()),
+            AppError::Session(error) => error.error_response(),
+        }
+    }
+}
+
+async fn show(session: Session) -> Result<HttpResponse, AppError> {
+    let data = session.data().await?;
+    let json = if data.is_empty() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        data.to_json()
+    };
+    Ok(HttpResponse::Ok().json(json))
+}
+
+#[derive(Deserialize)]
+struct LoginParams {
+    user: Option<String>,
+}
+
+async fn login(session: Session, request: HttpRequest) -> Result<String, AppError> {
+    let user = web::Query::<LoginParams>::from_query(request.query_string())
+        .ok()
+        .and_then(|query| query.into_inner().user)
+        .filter(|user| !user.trim().is_empty())
+        .ok_or_else(|| AppError::BadRequest("missing user: POST /login?user=NAME".to_owned()))?;
+    session.insert("user", &user).await?;
+    // A new id at login, so an id planted before login is worthless afterwards.
+    session.regenerate().await?;
+    Ok(format!("logged in as {user}"))
+}
+
+async fn counter(session: Session) -> Result<String, AppError> {
+    session
+        .update("counter", |count: Option<i64>| {
+            count.unwrap_or(0).saturating_add(1)
+        })
+        .await?;
+    // Save now so the answer is the value actually stored, after any concurrent requests'
+    // increments were merged in.
+    session.save().await?;
+    let stored: i64 = session.get("counter").await?.unwrap_or(0);
+    Ok(stored.to_string())
+}
+
+/// Keys starting with `_` are reserved for the library (`_permanent`, `_session_created`).
+fn check_key(key: &str) -> Result<(), AppError> {
+    if key.is_empty() || key.starts_with('_') {
+        return Err(AppError::BadRequest(
+            "keys must be non-empty and must not start with _".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+async fn put_data(
+    session: Session,
+    key: web::Path<String>,
+    body: web::Bytes,
+) -> Result<String, AppError> {
+    let key = key.into_inner();
+    check_key(&key)?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| AppError::BadRequest("the body is not valid JSON".to_owned()))?;
+    session.insert(&key, &value).await?;
+    Ok(format!("stored {key}"))
+}
+
+async fn delete_data(session: Session, key: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let key = key.into_inner();
+    check_key(&key)?;
+    Ok(match session.remove_value(&key).await? {
+        Some(_) => text(StatusCode::OK, format!("removed {key}")),
+        None => text(StatusCode::NOT_FOUND, format!("no {key} in the session")),
+    })
+}
+
+async fn logout(session: Session) -> Result<&'static str, AppError> {
+    session.clear().await?;
+    Ok("logged out")
+}
+
+async fn health() -> &'static str {
+    "ok"
+}

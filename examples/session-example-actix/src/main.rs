@@ -1,0 +1,52 @@
+//! `cargo run -p session-example-actix`: serves the example app on 127.0.0.1:3000.
+//!
+//! Environment: `HOST` (default 127.0.0.1), `PORT` (default 3000), `SESSION_TYPE` and the
+//! store's variables (see `session_example::store_from_env`), every Flask-Session option
+//! read by `SessionConfig::from_env` (`SESSION_COOKIE_NAME`, `SESSION_PERMANENT`, ...), and
+//! `RUST_LOG` for the log filter (default `info`).
+
+use std::process::ExitCode;
+
+use actix_web::HttpServer;
+use anyhow::Context as _;
+use session_actix::{SessionConfig, SessionManager};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    match actix_web::rt::System::new().block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("session-example-actix: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    // A ConfigError's message names the option, e.g. "invalid SESSION_ID_LENGTH: ...".
+    let config = SessionConfig::from_env()?;
+    let store = session_example_actix::store_from_env().await?;
+    // One manager for every worker thread: the factory below clones it.
+    let manager = SessionManager::from_shared(store, config);
+
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let port = match std::env::var("PORT") {
+        Ok(port) => port
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| anyhow::anyhow!("invalid PORT: {port:?} is not a port number"))?,
+        Err(_) => 3000,
+    };
+    let server = HttpServer::new(move || session_example_actix::app(manager.clone()))
+        .bind((host.as_str(), port))
+        .with_context(|| format!("cannot listen on {host}:{port} (HOST, PORT)"))?;
+    for address in server.addrs() {
+        tracing::info!("listening on http://{address}");
+    }
+    // actix-web stops gracefully on Ctrl-C (SIGINT) and SIGTERM.
+    server.run().await?;
+    Ok(())
+}

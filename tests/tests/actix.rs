@@ -1,0 +1,13 @@
+//! The HTTP suite for the actix-web adapter, on the same stores as axum's.
+
+mod memory {
+    session_tests::http_suite!(session_tests::Actix, session_tests::Memory);
+}
+
+mod filesystem {
+    session_tests::http_suite!(session_tests::Actix, session_tests::Filesystem);
+}
+
+mod redis {
+    session_tests::http_suite!(session_tests::Actix, session_tests::Redis);
+}
