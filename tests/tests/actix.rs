@@ -11,3 +11,19 @@ mod filesystem {
 mod redis {
     session_tests::http_suite!(session_tests::Actix, session_tests::Redis);
 }
+
+mod memcached {
+    session_tests::http_suite!(session_tests::Actix, session_tests::Memcached);
+}
+
+mod postgres {
+    session_tests::http_suite!(session_tests::Actix, session_tests::Postgres);
+}
+
+mod mongodb {
+    session_tests::http_suite!(session_tests::Actix, session_tests::MongoDb);
+}
+
+mod dynamodb {
+    session_tests::http_suite!(session_tests::Actix, session_tests::DynamoDb);
+}
