@@ -2,6 +2,7 @@
 //! applying Flask-Session's rules plus lazy loading, skipped rewrites and conflict-free
 //! saves.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +25,8 @@ pub(crate) struct ManagerInner {
     pub(crate) config: SessionConfig,
     signer: Option<Signer>,
     save_locks: Box<[tokio::sync::Mutex<()>]>,
+    /// Per stripe of `save_locks`, how many saves have completed in this process.
+    save_generations: Box<[AtomicU64]>,
 }
 
 /// Number of stripes of the in-process save lock.
@@ -74,6 +77,7 @@ impl SessionManager {
                 save_locks: (0..SAVE_LOCK_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
+                save_generations: (0..SAVE_LOCK_STRIPES).map(|_| AtomicU64::new(0)).collect(),
             }),
         }
     }
@@ -221,26 +225,31 @@ impl ManagerInner {
         }
         let loaded = match &state.cookie_id {
             None => self.fresh(),
-            Some(id) => match self.store.load(&self.key(id)).await? {
+            Some(id) => match self.load_entry(id).await? {
                 None => self.fresh(),
-                Some(entry) => match self.config.serialization_format().decode(&entry.value) {
-                    Ok(data) if self.within_absolute_lifetime(&data) => Loaded {
-                        data,
-                        stored: Some(Stored {
-                            id: id.clone(),
-                            bytes: entry.value,
-                            expires_at: entry.expires_at,
-                        }),
-                    },
-                    Ok(_) => {
-                        tracing::debug!("session past its absolute lifetime; starting a new one");
-                        self.fresh()
+                Some((entry, generation)) => {
+                    match self.config.serialization_format().decode(&entry.value) {
+                        Ok(data) if self.within_absolute_lifetime(&data) => Loaded {
+                            data,
+                            stored: Some(Stored {
+                                id: id.clone(),
+                                bytes: entry.value,
+                                expires_at: entry.expires_at,
+                                generation,
+                            }),
+                        },
+                        Ok(_) => {
+                            tracing::debug!(
+                                "session past its absolute lifetime; starting a new one"
+                            );
+                            self.fresh()
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "stored session data is undecodable; starting a new session");
+                            self.fresh()
+                        }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "stored session data is undecodable; starting a new session");
-                        self.fresh()
-                    }
-                },
+                }
             },
         };
         state.loaded = Some(loaded);
@@ -300,10 +309,22 @@ impl ManagerInner {
         // Saves of one session inside this process take turns, so compare-and-set only
         // has to settle races with other processes: one retry at most per request here,
         // instead of every racing request retrying against every other.
-        let _turn = match state.loaded.as_ref().and_then(|l| l.stored.as_ref()) {
-            Some(stored) => Some(self.save_lock(&stored.id).lock().await),
+        let locked_id = state
+            .loaded
+            .as_ref()
+            .and_then(|l| l.stored.as_ref())
+            .map(|s| s.id.clone());
+        let _turn = match &locked_id {
+            Some(id) => Some(self.save_lock(id).lock().await),
             None => None,
         };
+        // A request of this process saved the session after we read it: our compare-and-set
+        // would fail, so start from its result right away (saves a doomed round trip).
+        let mut stale = state
+            .loaded
+            .as_ref()
+            .and_then(|l| l.stored.as_ref())
+            .is_some_and(|s| s.generation != self.generation(&s.id));
         let max_attempts = self.config.max_save_attempts();
         let mut attempt = 0;
         loop {
@@ -317,11 +338,33 @@ impl ManagerInner {
                 ..
             } = &mut *state;
             let loaded = loaded.as_mut().expect("checked above");
+            if stale {
+                stale = false;
+                // Another request saved first: start from its result and re-apply ours.
+                let id = loaded.stored.as_ref().map(|s| s.id.clone());
+                let fresh = match id {
+                    Some(id) => self.reload(&id).await?,
+                    None => None,
+                };
+                *loaded = match fresh {
+                    Some(fresh) => fresh,
+                    None => {
+                        // The session ended meanwhile (logout, rotation, expiry): never
+                        // revive it; this request's changes start a new one.
+                        *regenerate = false;
+                        self.fresh()
+                    }
+                };
+                for change in changes.iter() {
+                    change.apply(&mut loaded.data)?;
+                }
+            }
             if loaded.data.is_empty() {
                 // Emptied (logout): delete unconditionally, so a racing save cannot keep
                 // the user logged in; the browser gets a deletion cookie.
                 if let Some(stored) = &loaded.stored {
                     self.store.delete(&self.key(&stored.id)).await?;
+                    self.bump_generation(locked_id.as_ref());
                 }
                 loaded.stored = None;
                 *cookie = CookieAction::Delete;
@@ -376,7 +419,9 @@ impl ManagerInner {
             match written {
                 Ok(id) => {
                     let permanent = loaded.data.is_permanent();
+                    self.bump_generation(locked_id.as_ref());
                     loaded.stored = Some(Stored {
+                        generation: self.generation(&id),
                         id,
                         bytes,
                         expires_at: Some(SystemTime::now() + ttl),
@@ -389,24 +434,9 @@ impl ManagerInner {
                 }
                 Err(Retry::Collision) => continue,
                 Err(Retry::Conflict) => {
-                    // Another request saved first: start from its result and re-apply ours.
-                    let id = loaded.stored.as_ref().map(|s| s.id.clone());
-                    let fresh = match id {
-                        Some(id) => self.reload(&id).await?,
-                        None => None,
-                    };
-                    *loaded = match fresh {
-                        Some(fresh) => fresh,
-                        None => {
-                            // The session ended meanwhile (logout, rotation, expiry): never
-                            // revive it; this request's changes start a new one.
-                            *regenerate = false;
-                            self.fresh()
-                        }
-                    };
-                    for change in changes.iter() {
-                        change.apply(&mut loaded.data)?;
-                    }
+                    // Another process saved first (this process's saves take turns):
+                    // reload, re-apply, and give the other writer room.
+                    stale = true;
                     backoff(attempt).await;
                 }
             }
@@ -418,18 +448,47 @@ impl ManagerInner {
         Ok(())
     }
 
+    /// Records that a save under the lock of `id` completed.
+    fn bump_generation(&self, id: Option<&SessionId>) {
+        if let Some(id) = id {
+            self.save_generations[self.stripe(id)].fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn generation(&self, id: &SessionId) -> u64 {
+        self.save_generations[self.stripe(id)].load(Ordering::SeqCst)
+    }
+
     /// The lock that orders saves of session `id` within this process (striped: ids that
     /// share a stripe take turns too, which is harmless since a save is short).
     fn save_lock(&self, id: &SessionId) -> &tokio::sync::Mutex<()> {
+        &self.save_locks[self.stripe(id)]
+    }
+
+    fn stripe(&self, id: &SessionId) -> usize {
         // FNV-1a over the id: ids are random, so any cheap hash spreads them.
         let hash = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
         });
-        &self.save_locks[(hash % self.save_locks.len() as u64) as usize]
+        (hash % SAVE_LOCK_STRIPES as u64) as usize
+    }
+
+    /// The stored entry of `id` and the save generation of its stripe, read before the
+    /// entry so that a save finishing in between is noticed.
+    async fn load_entry(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(crate::store::StoredEntry, u64)>, SessionError> {
+        let generation = self.generation(id);
+        Ok(self
+            .store
+            .load(&self.key(id))
+            .await?
+            .map(|entry| (entry, generation)))
     }
 
     async fn reload(&self, id: &SessionId) -> Result<Option<Loaded>, SessionError> {
-        let Some(entry) = self.store.load(&self.key(id)).await? else {
+        let Some((entry, generation)) = self.load_entry(id).await? else {
             return Ok(None);
         };
         Ok(self
@@ -443,6 +502,7 @@ impl ManagerInner {
                     id: id.clone(),
                     bytes: entry.value,
                     expires_at: entry.expires_at,
+                    generation,
                 }),
             }))
     }

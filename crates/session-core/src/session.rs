@@ -50,6 +50,9 @@ pub(crate) struct Stored {
     pub(crate) id: SessionId,
     pub(crate) bytes: Vec<u8>,
     pub(crate) expires_at: Option<SystemTime>,
+    /// The in-process save generation of this id's stripe when the bytes were read: if it
+    /// moved, another request of this process saved meanwhile (see `ManagerInner::commit`).
+    pub(crate) generation: u64,
 }
 
 pub(crate) struct Loaded {

@@ -731,3 +731,59 @@ fn oversized_values_are_not_reported_as_an_outage() {
     let down = SessionError::Store(session_core::StoreError::unavailable("refused"));
     assert!(down.is_store_error());
 }
+
+/// Two managers on one store behave like two processes: their saves race through
+/// compare-and-set, and the loser re-applies its changes on the winner's result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_lose_no_update() {
+    let store = Arc::new(TestStore::new(MemoryStore::new()));
+    let first = SessionManager::from_shared(store.clone(), SessionConfig::default());
+    let second = SessionManager::from_shared(store.clone(), SessionConfig::default());
+    let id = login(&first).await;
+
+    let a = first.open(Some(&id));
+    let b = second.open(Some(&id));
+    a.insert("theme", "dark").await.unwrap();
+    b.insert("lang", "fr").await.unwrap();
+    first.finish(&a).await.unwrap();
+    let conflicts_before = store.counts.compare_and_set.load(Ordering::SeqCst);
+    second.finish(&b).await.unwrap();
+    assert_eq!(
+        store.counts.compare_and_set.load(Ordering::SeqCst) - conflicts_before,
+        2,
+        "the second process's first compare-and-set must fail and its retry succeed"
+    );
+    let check = first.open(Some(&id));
+    assert_eq!(
+        check.get::<String>("theme").await.unwrap().as_deref(),
+        Some("dark")
+    );
+    assert_eq!(
+        check.get::<String>("lang").await.unwrap().as_deref(),
+        Some("fr")
+    );
+
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let manager = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            let id = id.clone();
+            tokio::spawn(async move {
+                let session = manager.open(Some(&id));
+                session
+                    .update("counter", |n: Option<i64>| n.unwrap_or(0) + 1)
+                    .await
+                    .unwrap();
+                manager.finish(&session).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let check = second.open(Some(&id));
+    assert_eq!(check.get::<i64>("counter").await.unwrap(), Some(64));
+}
