@@ -2,7 +2,7 @@
 //!
 //! Every store crate runs the kit against its real server:
 //!
-//! ```ignore
+//! ```text
 //! session_core::store_conformance_tests!(async { MyStore::connect("...").await.unwrap() });
 //! ```
 //!
