@@ -8,7 +8,7 @@
 //! cargo xtask services env                  print the connection settings as shell exports
 //! cargo xtask flask-venv                    build the Python venv for the Flask interop tests
 //! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
-//! cargo xtask bench                         the load benchmark (not implemented yet)
+//! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
 //! ```
 //!
 //! Standard library only, so that it compiles in seconds before every test run.
@@ -40,7 +40,7 @@ commands:
   services env                  print the connection settings as shell `export` lines
   flask-venv                    create the Python venv for the Flask interop tests, print FLASK_PYTHON
   test [ARGS...]                services up + flask-venv + `cargo test --workspace ARGS...`
-  bench                         the load benchmark (not implemented yet)
+  bench [ARGS...]               Redis up + the load benchmark in bench/ (see bench/README.md)
 
 services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb mongodb
 
@@ -87,11 +87,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             test_runner::run(&ctx, rest)
         }
         "bench" => {
-            eprintln!(
-                "error: the load benchmark is not implemented yet, so `cargo xtask bench` has no \
-                 numbers to report"
-            );
-            Ok(ExitCode::from(2))
+            let ctx = Context::from_env()?;
+            bench(&ctx, rest)
         }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
@@ -99,4 +96,37 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     }
+}
+
+/// `cargo xtask bench`: Redis up, then the load benchmark of `bench/` (a separate workspace,
+/// built in release into its own target directory so it never disturbs the test build).
+fn bench(ctx: &Context, runner_args: &[String]) -> Result<ExitCode, String> {
+    {
+        let _lock = ctx.lock()?;
+        services::up(ctx, &[service::Service::Redis])?;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = std::env::var_os("SESSIONS_BENCH_TARGET_DIR")
+        .unwrap_or_else(|| "/var/tmp/sessions-bench-target".into());
+    let manifest = ctx.workspace_root.join("bench/Cargo.toml");
+    let mut command = std::process::Command::new(cargo);
+    command
+        .args(["run", "--release", "--manifest-path"])
+        .arg(&manifest)
+        .args(["-p", "bench-runner", "--"])
+        .args(runner_args)
+        .env("CARGO_TARGET_DIR", target);
+    for (key, value) in services::settings(ctx) {
+        if std::env::var_os(key).is_none() {
+            command.env(key, value);
+        }
+    }
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run the benchmark: {e}"))?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
