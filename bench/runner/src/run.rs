@@ -115,8 +115,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     }
     admin.flush()?;
     let results = rounds
-        .into_iter()
-        .map(|(kind, results)| (kind, ServerResults::median(results)))
+        .iter()
+        .map(|(kind, results)| (*kind, ServerResults::median(results.clone())))
         .collect();
 
     let report = Report {
@@ -128,6 +128,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         realtime: launch.realtime.map(|rt| rt.priority),
         redis_url: admin.url.clone(),
         results,
+        rounds,
     };
     let markdown = report::render(&report);
     print!("{markdown}");
