@@ -198,7 +198,77 @@ pub fn render(report: &Report) -> String {
     }
     commands(&mut out, report);
     targets(&mut out, report);
+    actix(&mut out, report);
     out
+}
+
+/// The actix-web comparison: ours on session-actix against actix-session, same run.
+fn actix(out: &mut String, report: &Report) {
+    let (Some(ours), Some(theirs)) = (
+        report.get(ServerKind::OursActix),
+        report.get(ServerKind::ActixSession),
+    ) else {
+        return;
+    };
+    let (ours_rounds, their_rounds) = (
+        report.rounds_of(ServerKind::OursActix),
+        report.rounds_of(ServerKind::ActixSession),
+    );
+    let _ = writeln!(
+        out,
+        "### actix-web: ours (session-actix) against actix-session\n\n\
+         Ours ÷ actix-session, both on actix-web 4 and Redis: higher is better for req/s, \
+         lower for CPU.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | req/s | server CPU µs/req | lost increments (ours / actix-session) |\n\
+         |---|---|---|---|"
+    );
+    let scenarios = report.params.scenarios;
+    type Pick = fn(&ServerResults) -> &Measurement;
+    let rows: [(&str, bool, Pick, bool); 3] = [
+        (
+            "1: `POST /counter`",
+            scenarios.counter,
+            |r| &r.counter,
+            false,
+        ),
+        ("2: `GET /`", scenarios.read, |r| &r.read, false),
+        (
+            "3: shared `POST /counter`",
+            scenarios.shared,
+            |r| &r.shared.measurement,
+            true,
+        ),
+    ];
+    for (name, measured, pick, shared) in rows {
+        if !measured {
+            continue;
+        }
+        let per_round = |value: fn(&Measurement) -> f64| {
+            let single = value(pick(ours)) / value(pick(theirs)).max(1e-9);
+            report
+                .ratio(single, |i| {
+                    let ours = pick(ours_rounds?.get(i)?);
+                    let theirs = pick(their_rounds?.get(i)?);
+                    Some(value(ours) / value(theirs).max(1e-9))
+                })
+                .1
+        };
+        let lost = if shared {
+            format!("{} / {}", ours.shared.lost(), theirs.shared.lost())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {lost} |",
+            per_round(Measurement::rps),
+            per_round(Measurement::server_cpu_us_per_request),
+        );
+    }
+    let _ = writeln!(out);
 }
 
 fn commands(out: &mut String, report: &Report) {

@@ -1,5 +1,5 @@
-//! The four servers under test. Each serves the same routes over Redis with a cookie-held
-//! session id:
+//! The servers under test: four on axum, two on actix-web. Each serves the same routes over
+//! Redis with a cookie-held session id:
 //!
 //! | route | effect | response |
 //! |---|---|---|
@@ -7,6 +7,7 @@
 //! | `POST /counter` | reads `counter`, adds 1, stores it | `200`, the new value as text |
 //! | `GET /` | reads the session, changes nothing | `200`, the session as a JSON object |
 
+mod actix;
 mod handwritten;
 mod ours;
 mod tower;
@@ -30,15 +31,21 @@ pub enum ServerKind {
     TowerSessions,
     /// The library: `session_example::app` on `session_redis::RedisStore`, default config.
     Ours,
+    /// (d) actix-session with its Redis store, as its documentation shows.
+    ActixSession,
+    /// The library on actix-web: `session_example_actix::app` on the same store and config.
+    OursActix,
 }
 
 impl ServerKind {
     /// Every server, the baseline first.
-    pub const ALL: [ServerKind; 4] = [
+    pub const ALL: [ServerKind; 6] = [
         ServerKind::Fred,
         ServerKind::RedisRs,
         ServerKind::TowerSessions,
         ServerKind::Ours,
+        ServerKind::ActixSession,
+        ServerKind::OursActix,
     ];
 
     /// The name used on the command line.
@@ -48,6 +55,8 @@ impl ServerKind {
             ServerKind::RedisRs => "redis-rs",
             ServerKind::TowerSessions => "tower-sessions",
             ServerKind::Ours => "ours",
+            ServerKind::ActixSession => "actix-session",
+            ServerKind::OursActix => "ours-actix",
         }
     }
 
@@ -57,8 +66,15 @@ impl ServerKind {
             ServerKind::Fred => "(b) hand-written, fred",
             ServerKind::RedisRs => "(c) hand-written, redis-rs",
             ServerKind::TowerSessions => "(a) tower-sessions",
-            ServerKind::Ours => "ours (session-redis)",
+            ServerKind::Ours => "ours, axum (session-redis)",
+            ServerKind::ActixSession => "(d) actix-session, actix-web",
+            ServerKind::OursActix => "ours, actix-web (session-redis)",
         }
+    }
+
+    /// Whether the server runs on actix-web (otherwise on axum).
+    pub fn is_actix(self) -> bool {
+        matches!(self, ServerKind::ActixSession | ServerKind::OursActix)
     }
 }
 
@@ -76,7 +92,10 @@ impl FromStr for ServerKind {
             .into_iter()
             .find(|kind| kind.name() == s)
             .ok_or_else(|| {
-                format!("unknown server {s:?} (known: fred, redis-rs, tower-sessions, ours)")
+                format!(
+                    "unknown server {s:?} (known: fred, redis-rs, tower-sessions, ours, \
+                     actix-session, ours-actix)"
+                )
             })
     }
 }
@@ -87,6 +106,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let args = Args::parse(args, &[])?;
     let kind: ServerKind = args.required("server")?;
     let redis_url: String = args.required("redis")?;
+    if kind.is_actix() {
+        return actix::main(kind, &redis_url);
+    }
     // The default multi-threaded runtime, as `#[tokio::main]` builds it: pinned to one core
     // with taskset, it has one worker thread.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -102,6 +124,9 @@ async fn serve(kind: ServerKind, redis_url: &str) -> anyhow::Result<()> {
         ServerKind::TowerSessions => tower::router(redis_url).await?,
         ServerKind::Fred => handwritten::fred_router(redis_url).await?,
         ServerKind::RedisRs => handwritten::redis_rs_router(redis_url).await?,
+        ServerKind::ActixSession | ServerKind::OursActix => {
+            bail!("{kind} runs on actix-web, not axum")
+        }
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
