@@ -1,4 +1,5 @@
-//! The Lua scripts that make compare-and-set and rotation atomic on the server.
+//! The Lua scripts that load in one command and make compare-and-set and rotation atomic
+//! on the server.
 //!
 //! Each script only touches the keys it is given (`KEYS`), as Redis Cluster requires, and
 //! writes with `SET ... EX`, so the stored layout stays exactly Flask-Session's.
@@ -18,6 +19,17 @@ impl Script {
         }
     }
 }
+
+/// KEYS[1] = key. Returns nil for a missing key, else `{value, PTTL}`: the value and its
+/// remaining lifetime in one command. A `GET` + `PTTL` pipeline would be two commands, which
+/// fred writes to the socket separately (one more system call and wake-up per request).
+const LOAD: &str = r#"
+local value = redis.call('GET', KEYS[1])
+if not value then
+  return false
+end
+return {value, redis.call('PTTL', KEYS[1])}
+"#;
 
 /// KEYS[1] = key; ARGV = expected bytes, new bytes, seconds. Returns 1 when written.
 /// `GET` of a missing key is `false` in Lua, which equals no string, so a missing entry
@@ -57,6 +69,7 @@ return 0
 /// The store's scripts with their digests computed once.
 #[derive(Clone, Debug)]
 pub(crate) struct Scripts {
+    pub(crate) load: Script,
     pub(crate) compare_and_set: Script,
     pub(crate) rotate: Script,
     pub(crate) compare_and_delete: Script,
@@ -65,6 +78,7 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Scripts {
         Scripts {
+            load: Script::new(LOAD),
             compare_and_set: Script::new(COMPARE_AND_SET),
             rotate: Script::new(ROTATE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),

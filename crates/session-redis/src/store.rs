@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
-use fred::types::{Expiration, SetOptions, Value};
+use fred::types::{Expiration, Key, SetOptions, Value};
 use session_core::{SessionStore, StoreError, StoredEntry};
 
 use crate::builder::RedisStoreBuilder;
@@ -22,13 +22,15 @@ pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 /// serialized bytes as a plain string value, written with `SET key value EX seconds`.
 /// No other key is ever written.
 ///
-/// - [`load`](SessionStore::load) reads the value and its remaining TTL in one round trip
-///   (a `GET` + `PTTL` pipeline); an empty value counts as missing, as in Flask-Session.
+/// - [`load`](SessionStore::load) reads the value and its remaining TTL with one command
+///   (a read-only Lua script running `GET` and `PTTL`); an empty value counts as missing,
+///   as in Flask-Session.
 /// - [`create`](SessionStore::create) is `SET … EX … NX`, [`touch`](SessionStore::touch)
 ///   is `EXPIRE`, [`delete`](SessionStore::delete) is `DEL`.
 /// - [`compare_and_set`](SessionStore::compare_and_set) and
-///   [`rotate`](SessionStore::rotate) are Lua scripts (`EVALSHA`, falling back to `EVAL`
-///   when the server's script cache is empty), atomic on the server.
+///   [`rotate`](SessionStore::rotate) are Lua scripts, atomic on the server.
+/// - Scripts run with `EVALSHA`, falling back to `EVAL` when the server's script cache is
+///   empty (after a restart or `SCRIPT FLUSH`).
 /// - In Redis Cluster, a rotation whose two keys hash to different slots cannot be one
 ///   script; it creates the new entry, then deletes the old one only if it still holds the
 ///   expected bytes (atomically), undoing the new entry otherwise. A crash between the two
@@ -110,28 +112,42 @@ impl RedisStore {
     }
 
     /// Runs a script by digest, sending its source when the server does not have it cached.
+    /// `args` builds the arguments: a second time only for that fallback, so the common path
+    /// copies nothing.
     async fn run_script(
         &self,
         script: &Script,
-        keys: Vec<&str>,
-        args: Vec<Value>,
-    ) -> Result<i64, StoreError> {
-        let reply: Value = match self
+        keys: &[&str],
+        args: impl Fn() -> Vec<Value>,
+    ) -> Result<Value, StoreError> {
+        let keys = || keys.iter().map(|key| Key::from(*key)).collect::<Vec<Key>>();
+        match self
             .pool
-            .evalsha(script.sha1.as_str(), keys.clone(), args.clone())
+            .evalsha(script.sha1.as_str(), keys(), args())
             .await
         {
             // EVAL also caches the script, so the next EVALSHA finds it.
             Err(error) if is_noscript(&error) => self
                 .pool
-                .eval(script.source, keys, args)
+                .eval(script.source, keys(), args())
                 .await
-                .map_err(map_error)?,
-            other => other.map_err(map_error)?,
-        };
-        reply
-            .as_i64()
-            .ok_or_else(|| unexpected_reply("EVALSHA", &reply))
+                .map_err(map_error),
+            other => other.map_err(map_error),
+        }
+    }
+
+    /// [`run_script`](Self::run_script) for the scripts that answer 0 or 1.
+    async fn run_flag_script(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: impl Fn() -> Vec<Value>,
+    ) -> Result<bool, StoreError> {
+        let reply = self.run_script(script, keys, args).await?;
+        match reply.as_i64() {
+            Some(flag) => Ok(flag == 1),
+            None => Err(unexpected_reply("EVALSHA", &reply)),
+        }
     }
 
     /// Rotation for a Cluster whose keys live in different slots: no script can see both.
@@ -147,13 +163,11 @@ impl RedisStore {
             return Ok(false);
         }
         let deleted = self
-            .run_script(
-                &self.scripts.compare_and_delete,
-                vec![old_key],
-                vec![Value::from(expected)],
-            )
+            .run_flag_script(&self.scripts.compare_and_delete, &[old_key], || {
+                vec![Value::from(expected)]
+            })
             .await?;
-        if deleted == 1 {
+        if deleted {
             return Ok(true);
         }
         // The old entry changed or vanished: undo, so a failed check changes nothing. Nobody
@@ -191,6 +205,35 @@ fn reply_bytes(reply: Value) -> Result<Option<Vec<u8>>, StoreError> {
     }
 }
 
+/// The load script's reply: nil for a missing key, else the value and its `PTTL`.
+fn load_reply(reply: Value) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+    let Value::Array(mut parts) = reply else {
+        return match reply {
+            Value::Null => Ok(None),
+            other => Err(unexpected_reply("the load script", &other)),
+        };
+    };
+    match (parts.pop(), parts.pop(), parts.is_empty()) {
+        (Some(Value::Integer(pttl)), Some(value), true) => match reply_bytes(value)? {
+            Some(value) => Ok(Some((value, pttl))),
+            None => Err(unexpected_reply("the load script", &Value::Null)),
+        },
+        (pttl, value, _) => {
+            let parts: Vec<Value> = value.into_iter().chain(pttl).collect();
+            Err(unexpected_reply("the load script", &Value::Array(parts)))
+        }
+    }
+}
+
+/// ARGV of the compare-and-set and rotate scripts: expected bytes, new bytes, seconds.
+fn script_args(expected: &[u8], value: &[u8], ttl: Duration) -> Vec<Value> {
+    vec![
+        Value::from(expected),
+        Value::from(value),
+        Value::from(ttl_seconds(ttl)),
+    ]
+}
+
 /// The expiry from a `PTTL` reply: -1 is a key without expiry, -2 one that is gone.
 fn expiry_from_pttl(pttl: i64, now: SystemTime) -> Option<Option<SystemTime>> {
     match pttl {
@@ -203,16 +246,14 @@ fn expiry_from_pttl(pttl: i64, now: SystemTime) -> Option<Option<SystemTime>> {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
-        let pipeline = self.pool.next_connected().pipeline();
-        let () = pipeline.get(key).await.map_err(map_error)?;
-        let () = pipeline.pttl(key).await.map_err(map_error)?;
-        let (reply, pttl): (Value, i64) = pipeline.all().await.map_err(map_error)?;
+        let reply = self
+            .run_script(&self.scripts.load, &[key], Vec::new)
+            .await?;
         let now = SystemTime::now();
-        let Some(value) = reply_bytes(reply)? else {
+        let Some((value, pttl)) = load_reply(reply)? else {
             return Ok(None);
         };
-        // Flask-Session treats an empty value as a miss; the key may also have expired
-        // between the GET and the PTTL.
+        // Flask-Session treats an empty value as a miss.
         match expiry_from_pttl(pttl, now) {
             Some(expires_at) if !value.is_empty() => Ok(Some(StoredEntry { value, expires_at })),
             _ => Ok(None),
@@ -250,15 +291,10 @@ impl SessionStore for RedisStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         check_size(value.len())?;
-        let args = vec![
-            Value::from(expected),
-            Value::from(value),
-            Value::from(ttl_seconds(ttl)),
-        ];
-        let written = self
-            .run_script(&self.scripts.compare_and_set, vec![key], args)
-            .await?;
-        Ok(written == 1)
+        self.run_flag_script(&self.scripts.compare_and_set, &[key], || {
+            script_args(expected, value, ttl)
+        })
+        .await
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -293,15 +329,10 @@ impl SessionStore for RedisStore {
                 .rotate_across_slots(old_key, expected, new_key, value, ttl)
                 .await;
         }
-        let args = vec![
-            Value::from(expected),
-            Value::from(value),
-            Value::from(ttl_seconds(ttl)),
-        ];
-        let moved = self
-            .run_script(&self.scripts.rotate, vec![old_key, new_key], args)
-            .await?;
-        Ok(moved == 1)
+        self.run_flag_script(&self.scripts.rotate, &[old_key, new_key], || {
+            script_args(expected, value, ttl)
+        })
+        .await
     }
 }
 
@@ -344,6 +375,29 @@ mod tests {
             reply_bytes(Value::Integer(3)),
             Err(StoreError::Backend(_))
         ));
+    }
+
+    #[test]
+    fn load_script_replies() {
+        assert_eq!(load_reply(Value::Null).ok(), Some(None));
+        let found = Value::Array(vec![Value::from(&b"\x80"[..]), Value::Integer(1_500)]);
+        assert_eq!(
+            load_reply(found).ok(),
+            Some(Some((b"\x80".to_vec(), 1_500)))
+        );
+        for malformed in [
+            Value::Integer(1),
+            Value::Array(vec![]),
+            Value::Array(vec![Value::Integer(1_500)]),
+            Value::Array(vec![Value::from("a"), Value::from("b")]),
+            Value::Array(vec![Value::Null, Value::Integer(1_500)]),
+            Value::Array(vec![Value::from("a"), Value::from("b"), Value::Integer(1)]),
+        ] {
+            assert!(
+                matches!(load_reply(malformed.clone()), Err(StoreError::Backend(_))),
+                "{malformed:?}"
+            );
+        }
     }
 
     #[test]

@@ -131,8 +131,11 @@ async fn scripts_are_resent_after_the_script_cache_is_flushed() {
     assert!(store.compare_and_set("k", b"v2", b"v3", TTL).await.unwrap());
     let () = store.pool().script_flush(false).await.unwrap();
     assert!(store.rotate("k", b"v3", "k2", b"v4", TTL).await.unwrap());
+    // Loading is a script too.
+    let () = store.pool().script_flush(false).await.unwrap();
     assert_eq!(
         store.load("k2").await.unwrap().map(|e| e.value),
         Some(b"v4".to_vec())
     );
+    assert_eq!(store.load("k").await.unwrap(), None);
 }
