@@ -2,7 +2,7 @@
 //! applying Flask-Session's rules plus lazy loading, skipped rewrites and conflict-free
 //! saves.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,13 +24,52 @@ pub(crate) struct ManagerInner {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: SessionConfig,
     signer: Option<Signer>,
-    save_locks: Box<[tokio::sync::Mutex<()>]>,
-    /// Per stripe of `save_locks`, how many saves have completed in this process.
+    save_turns: Box<[SaveTurn]>,
+    /// Per stripe of `save_turns`, how many saves have completed in this process.
     save_generations: Box<[AtomicU64]>,
 }
 
 /// Number of stripes of the in-process save lock.
 const SAVE_LOCK_STRIPES: usize = 1024;
+
+/// One stripe of the in-process save lock: saves of the sessions whose ids fall in it take
+/// turns. While requests wait for their turn, the lock also holds what the last save wrote,
+/// so that the next request (whose copy is then stale) starts from it instead of reading
+/// the store again: one round trip per save instead of two when one session is busy.
+#[derive(Default)]
+struct SaveTurn {
+    last_save: tokio::sync::Mutex<Option<LastSave>>,
+    /// Requests waiting for (or holding) this turn.
+    waiting: AtomicUsize,
+}
+
+/// What a save wrote, kept only while other requests wait for the same stripe.
+struct LastSave {
+    id: SessionId,
+    bytes: Vec<u8>,
+    expires_at: Option<SystemTime>,
+}
+
+impl SaveTurn {
+    async fn take(&self) -> tokio::sync::MutexGuard<'_, Option<LastSave>> {
+        /// Counts a waiter until its turn is granted, or until it gives up (the request's
+        /// future dropped).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        self.last_save.lock().await
+    }
+
+    /// Whether another request waits for this turn (the caller holds it).
+    fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+}
 
 /// What the adapter must add to the response once the handler is done.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -74,8 +113,8 @@ impl SessionManager {
                 store,
                 config,
                 signer,
-                save_locks: (0..SAVE_LOCK_STRIPES)
-                    .map(|_| tokio::sync::Mutex::new(()))
+                save_turns: (0..SAVE_LOCK_STRIPES)
+                    .map(|_| SaveTurn::default())
                     .collect(),
                 save_generations: (0..SAVE_LOCK_STRIPES).map(|_| AtomicU64::new(0)).collect(),
             }),
@@ -314,8 +353,11 @@ impl ManagerInner {
             .as_ref()
             .and_then(|l| l.stored.as_ref())
             .map(|s| s.id.clone());
-        let _turn = match &locked_id {
-            Some(id) => Some(self.save_lock(id).lock().await),
+        let stripe = locked_id
+            .as_ref()
+            .map(|id| &self.save_turns[self.stripe(id)]);
+        let mut turn = match stripe {
+            Some(stripe) => Some(stripe.take().await),
             None => None,
         };
         // A request of this process saved the session after we read it: our compare-and-set
@@ -342,9 +384,17 @@ impl ManagerInner {
                 stale = false;
                 // Another request saved first: start from its result and re-apply ours.
                 let id = loaded.stored.as_ref().map(|s| s.id.clone());
-                let fresh = match id {
-                    Some(id) => self.reload(&id).await?,
-                    None => None,
+                let last_save = turn
+                    .as_mut()
+                    .and_then(|last| last.take_if(|last| Some(&last.id) == id.as_ref()));
+                let fresh = match (id, last_save) {
+                    // The request that just had the turn wrote it: no need to read it back.
+                    (Some(id), Some(last)) => match self.decode_stored(&id, last) {
+                        Some(fresh) => Some(fresh),
+                        None => self.reload(&id).await?,
+                    },
+                    (Some(id), None) => self.reload(&id).await?,
+                    (None, _) => None,
                 };
                 *loaded = match fresh {
                     Some(fresh) => fresh,
@@ -365,6 +415,9 @@ impl ManagerInner {
                 if let Some(stored) = &loaded.stored {
                     self.store.delete(&self.key(&stored.id)).await?;
                     self.bump_generation(locked_id.as_ref());
+                }
+                if let Some(last) = turn.as_mut() {
+                    **last = None;
                 }
                 loaded.stored = None;
                 *cookie = CookieAction::Delete;
@@ -420,11 +473,21 @@ impl ManagerInner {
                 Ok(id) => {
                     let permanent = loaded.data.is_permanent();
                     self.bump_generation(locked_id.as_ref());
+                    let expires_at = Some(SystemTime::now() + ttl);
+                    if let (Some(last), Some(stripe)) = (turn.as_mut(), stripe) {
+                        // Not after a rotation: nobody waits for the new id yet.
+                        let useful = stripe.has_waiters() && locked_id.as_ref() == Some(&id);
+                        **last = useful.then(|| LastSave {
+                            id: id.clone(),
+                            bytes: bytes.clone(),
+                            expires_at,
+                        });
+                    }
                     loaded.stored = Some(Stored {
                         generation: self.generation(&id),
                         id,
                         bytes,
-                        expires_at: Some(SystemTime::now() + ttl),
+                        expires_at,
                     });
                     *cookie = CookieAction::Set { permanent, ttl };
                     break;
@@ -457,12 +520,6 @@ impl ManagerInner {
 
     fn generation(&self, id: &SessionId) -> u64 {
         self.save_generations[self.stripe(id)].load(Ordering::SeqCst)
-    }
-
-    /// The lock that orders saves of session `id` within this process (striped: ids that
-    /// share a stripe take turns too, which is harmless since a save is short).
-    fn save_lock(&self, id: &SessionId) -> &tokio::sync::Mutex<()> {
-        &self.save_locks[self.stripe(id)]
     }
 
     fn stripe(&self, id: &SessionId) -> usize {
@@ -505,6 +562,25 @@ impl ManagerInner {
                     generation,
                 }),
             }))
+    }
+
+    /// The session as the previous holder of the save turn wrote it. Called with the turn
+    /// held, so the stripe's generation is the one that save left.
+    fn decode_stored(&self, id: &SessionId, last: LastSave) -> Option<Loaded> {
+        let data = self
+            .config
+            .serialization_format()
+            .decode(&last.bytes)
+            .ok()?;
+        Some(Loaded {
+            data,
+            stored: Some(Stored {
+                id: id.clone(),
+                bytes: last.bytes,
+                expires_at: last.expires_at,
+                generation: self.generation(id),
+            }),
+        })
     }
 
     /// An unchanged session: with refresh-each-request, extend its expiry (never rewrite

@@ -787,3 +787,167 @@ async fn two_processes_lose_no_update() {
     let check = second.open(Some(&id));
     assert_eq!(check.get::<i64>("counter").await.unwrap(), Some(64));
 }
+
+/// A store whose compare-and-set waits for a permit, so a test can hold one save in the
+/// store while another request queues behind it.
+struct GatedStore {
+    inner: Arc<TestStore<MemoryStore>>,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for GatedStore {
+    async fn load(
+        &self,
+        key: &str,
+    ) -> Result<Option<session_core::StoredEntry>, session_core::StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), session_core::StoreError> {
+        self.inner.save(key, value, ttl).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, session_core::StoreError> {
+        self.inner.create(key, value, ttl).await
+    }
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, session_core::StoreError> {
+        self.gate.acquire().await.expect("gate open").forget();
+        self.inner.compare_and_set(key, expected, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, session_core::StoreError> {
+        self.inner.touch(key, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), session_core::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// When a request waits for its turn to save while another saves the same session, it
+/// starts from what that save wrote: no second read of the store, and nothing lost.
+#[tokio::test(flavor = "current_thread")]
+async fn a_queued_save_starts_from_the_previous_save_without_reading_the_store() {
+    let store = Arc::new(GatedStore {
+        inner: Arc::new(TestStore::new(MemoryStore::new())),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let manager = SessionManager::from_shared(store.clone(), SessionConfig::default());
+    // Logging in creates the entry: no compare-and-set, no permit needed.
+    let id = login(&manager).await;
+    let loads_before = store.inner.counts.reads();
+
+    let first = manager.open(Some(&id));
+    let second = manager.open(Some(&id));
+    first.insert("theme", "dark").await.unwrap();
+    second.insert("lang", "fr").await.unwrap();
+    assert_eq!(store.inner.counts.reads() - loads_before, 2);
+
+    let finish = |session: Session| {
+        let manager = manager.clone();
+        tokio::spawn(async move { manager.finish(&session).await })
+    };
+    let first_done = finish(first);
+    let second_done = finish(second);
+    // On this single-threaded runtime, yielding lets both tasks run until they block: the
+    // first inside the store's compare-and-set, the second waiting for its turn.
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!first_done.is_finished() && !second_done.is_finished());
+    store.gate.add_permits(2);
+    first_done.await.unwrap().unwrap();
+    second_done.await.unwrap().unwrap();
+
+    assert_eq!(
+        store.inner.counts.reads() - loads_before,
+        2,
+        "the queued save must not read the session again"
+    );
+    assert_eq!(
+        store.inner.counts.compare_and_set.load(Ordering::SeqCst),
+        2,
+        "each save is one compare-and-set that succeeds"
+    );
+    let check = manager.open(Some(&id));
+    assert_eq!(
+        check.get::<String>("theme").await.unwrap().as_deref(),
+        Some("dark")
+    );
+    assert_eq!(
+        check.get::<String>("lang").await.unwrap().as_deref(),
+        Some("fr")
+    );
+}
+
+/// What a save leaves for queued requests is only a shortcut: when another process wrote
+/// the session meanwhile, the queued request's compare-and-set fails, it reads the store,
+/// and every change survives.
+#[tokio::test(flavor = "current_thread")]
+async fn a_queued_save_still_sees_writes_of_other_processes() {
+    let store = Arc::new(GatedStore {
+        inner: Arc::new(TestStore::new(MemoryStore::new())),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let manager = SessionManager::from_shared(store.clone(), SessionConfig::default());
+    // Another process on the same data; its writes do not wait at the gate.
+    let other_process = SessionManager::from_shared(store.inner.clone(), SessionConfig::default());
+    // Logging in creates the entry: no compare-and-set, no permit needed.
+    let id = login(&manager).await;
+
+    let first = manager.open(Some(&id));
+    let second = manager.open(Some(&id));
+    let other = other_process.open(Some(&id));
+    first.insert("theme", "dark").await.unwrap();
+    second.insert("lang", "fr").await.unwrap();
+    other.insert("tz", "UTC").await.unwrap();
+
+    let finish = |session: Session| {
+        let manager = manager.clone();
+        tokio::spawn(async move { manager.finish(&session).await })
+    };
+    let first_done = finish(first);
+    let second_done = finish(second);
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    // The first save goes through; the queued one then tries its compare-and-set on what
+    // the first wrote, but another process saves before that reaches the store.
+    store.gate.add_permits(1);
+    first_done.await.unwrap().unwrap();
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!second_done.is_finished());
+    other_process.finish(&other).await.unwrap();
+    let attempts_before = store.inner.counts.compare_and_set.load(Ordering::SeqCst);
+    store.gate.add_permits(2);
+    second_done.await.unwrap().unwrap();
+    assert_eq!(
+        store.inner.counts.compare_and_set.load(Ordering::SeqCst) - attempts_before,
+        2,
+        "the queued save's first compare-and-set must fail and its retry succeed"
+    );
+
+    let check = manager.open(Some(&id));
+    for (key, value) in [("theme", "dark"), ("lang", "fr"), ("tz", "UTC")] {
+        assert_eq!(
+            check.get::<String>(key).await.unwrap().as_deref(),
+            Some(value),
+            "{key}"
+        );
+    }
+}
