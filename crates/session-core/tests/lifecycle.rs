@@ -837,60 +837,94 @@ impl SessionStore for GatedStore {
     }
 }
 
+type Finishing = tokio::task::JoinHandle<Result<session_core::FinishOutcome, SessionError>>;
+
+/// Two requests of one process on one logged-in session of a [`GatedStore`]: the first
+/// sets `theme`, the second `lang`, and both finishes are started. Once `start` returns,
+/// the first is held inside the store's compare-and-set and the second waits for its turn.
+struct QueuedSaves {
+    store: Arc<GatedStore>,
+    manager: SessionManager,
+    id: String,
+    first_done: Finishing,
+    second_done: Finishing,
+}
+
+impl QueuedSaves {
+    /// Call on a current-thread runtime, where yielding runs every other task until it
+    /// blocks.
+    async fn start() -> QueuedSaves {
+        let store = Arc::new(GatedStore {
+            inner: Arc::new(TestStore::new(MemoryStore::new())),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let manager = SessionManager::from_shared(store.clone(), SessionConfig::default());
+        // Logging in creates the entry: no compare-and-set, no permit needed.
+        let id = login(&manager).await;
+        let first = manager.open(Some(&id));
+        let second = manager.open(Some(&id));
+        first.insert("theme", "dark").await.unwrap();
+        second.insert("lang", "fr").await.unwrap();
+        let finish = |session: Session| {
+            let manager = manager.clone();
+            tokio::spawn(async move { manager.finish(&session).await })
+        };
+        let first_done = finish(first);
+        let second_done = finish(second);
+        yield_to_other_tasks().await;
+        assert!(!first_done.is_finished() && !second_done.is_finished());
+        QueuedSaves {
+            store,
+            manager,
+            id,
+            first_done,
+            second_done,
+        }
+    }
+
+    /// Asserts that the session holds every `(key, value)`.
+    async fn assert_holds(&self, entries: &[(&str, &str)]) {
+        let check = self.manager.open(Some(&self.id));
+        for (key, value) in entries {
+            assert_eq!(
+                check.get::<String>(key).await.unwrap().as_deref(),
+                Some(*value),
+                "{key}"
+            );
+        }
+    }
+}
+
+async fn yield_to_other_tasks() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// When a request waits for its turn to save while another saves the same session, it
 /// starts from what that save wrote: no second read of the store, and nothing lost.
 #[tokio::test(flavor = "current_thread")]
 async fn a_queued_save_starts_from_the_previous_save_without_reading_the_store() {
-    let store = Arc::new(GatedStore {
-        inner: Arc::new(TestStore::new(MemoryStore::new())),
-        gate: tokio::sync::Semaphore::new(0),
-    });
-    let manager = SessionManager::from_shared(store.clone(), SessionConfig::default());
-    // Logging in creates the entry: no compare-and-set, no permit needed.
-    let id = login(&manager).await;
-    let loads_before = store.inner.counts.reads();
-
-    let first = manager.open(Some(&id));
-    let second = manager.open(Some(&id));
-    first.insert("theme", "dark").await.unwrap();
-    second.insert("lang", "fr").await.unwrap();
-    assert_eq!(store.inner.counts.reads() - loads_before, 2);
-
-    let finish = |session: Session| {
-        let manager = manager.clone();
-        tokio::spawn(async move { manager.finish(&session).await })
-    };
-    let first_done = finish(first);
-    let second_done = finish(second);
-    // On this single-threaded runtime, yielding lets both tasks run until they block: the
-    // first inside the store's compare-and-set, the second waiting for its turn.
-    for _ in 0..8 {
-        tokio::task::yield_now().await;
-    }
-    assert!(!first_done.is_finished() && !second_done.is_finished());
-    store.gate.add_permits(2);
-    first_done.await.unwrap().unwrap();
-    second_done.await.unwrap().unwrap();
-
+    let mut saves = QueuedSaves::start().await;
+    let counts = &saves.store.inner.counts;
+    let loads_before = counts.reads();
+    saves.store.gate.add_permits(2);
+    (&mut saves.first_done).await.unwrap().unwrap();
+    (&mut saves.second_done).await.unwrap().unwrap();
+    let counts = &saves.store.inner.counts;
     assert_eq!(
-        store.inner.counts.reads() - loads_before,
-        2,
+        counts.reads(),
+        loads_before,
         "the queued save must not read the session again"
     );
     assert_eq!(
-        store.inner.counts.compare_and_set.load(Ordering::SeqCst),
+        counts.compare_and_set.load(Ordering::SeqCst),
         2,
         "each save is one compare-and-set that succeeds"
     );
-    let check = manager.open(Some(&id));
-    assert_eq!(
-        check.get::<String>("theme").await.unwrap().as_deref(),
-        Some("dark")
-    );
-    assert_eq!(
-        check.get::<String>("lang").await.unwrap().as_deref(),
-        Some("fr")
-    );
+    saves
+        .assert_holds(&[("theme", "dark"), ("lang", "fr")])
+        .await;
 }
 
 /// What a save leaves for queued requests is only a shortcut: when another process wrote
@@ -898,56 +932,36 @@ async fn a_queued_save_starts_from_the_previous_save_without_reading_the_store()
 /// and every change survives.
 #[tokio::test(flavor = "current_thread")]
 async fn a_queued_save_still_sees_writes_of_other_processes() {
-    let store = Arc::new(GatedStore {
-        inner: Arc::new(TestStore::new(MemoryStore::new())),
-        gate: tokio::sync::Semaphore::new(0),
-    });
-    let manager = SessionManager::from_shared(store.clone(), SessionConfig::default());
+    let mut saves = QueuedSaves::start().await;
     // Another process on the same data; its writes do not wait at the gate.
-    let other_process = SessionManager::from_shared(store.inner.clone(), SessionConfig::default());
-    // Logging in creates the entry: no compare-and-set, no permit needed.
-    let id = login(&manager).await;
-
-    let first = manager.open(Some(&id));
-    let second = manager.open(Some(&id));
-    let other = other_process.open(Some(&id));
-    first.insert("theme", "dark").await.unwrap();
-    second.insert("lang", "fr").await.unwrap();
+    let other_process =
+        SessionManager::from_shared(saves.store.inner.clone(), SessionConfig::default());
+    let other = other_process.open(Some(&saves.id));
     other.insert("tz", "UTC").await.unwrap();
 
-    let finish = |session: Session| {
-        let manager = manager.clone();
-        tokio::spawn(async move { manager.finish(&session).await })
-    };
-    let first_done = finish(first);
-    let second_done = finish(second);
-    for _ in 0..8 {
-        tokio::task::yield_now().await;
-    }
     // The first save goes through; the queued one then tries its compare-and-set on what
     // the first wrote, but another process saves before that reaches the store.
-    store.gate.add_permits(1);
-    first_done.await.unwrap().unwrap();
-    for _ in 0..8 {
-        tokio::task::yield_now().await;
-    }
-    assert!(!second_done.is_finished());
+    saves.store.gate.add_permits(1);
+    (&mut saves.first_done).await.unwrap().unwrap();
+    yield_to_other_tasks().await;
+    assert!(!saves.second_done.is_finished());
     other_process.finish(&other).await.unwrap();
-    let attempts_before = store.inner.counts.compare_and_set.load(Ordering::SeqCst);
-    store.gate.add_permits(2);
-    second_done.await.unwrap().unwrap();
+    let counts = &saves.store.inner.counts;
+    let attempts_before = counts.compare_and_set.load(Ordering::SeqCst);
+    saves.store.gate.add_permits(2);
+    (&mut saves.second_done).await.unwrap().unwrap();
     assert_eq!(
-        store.inner.counts.compare_and_set.load(Ordering::SeqCst) - attempts_before,
+        saves
+            .store
+            .inner
+            .counts
+            .compare_and_set
+            .load(Ordering::SeqCst)
+            - attempts_before,
         2,
         "the queued save's first compare-and-set must fail and its retry succeed"
     );
-
-    let check = manager.open(Some(&id));
-    for (key, value) in [("theme", "dark"), ("lang", "fr"), ("tz", "UTC")] {
-        assert_eq!(
-            check.get::<String>(key).await.unwrap().as_deref(),
-            Some(value),
-            "{key}"
-        );
-    }
+    saves
+        .assert_holds(&[("theme", "dark"), ("lang", "fr"), ("tz", "UTC")])
+        .await;
 }
