@@ -65,7 +65,20 @@ fn save_failed(error: &SessionError) -> Response {
 const SUPPORTED: &str =
     "filesystem, memory, redis, memcached, sqlalchemy (or sql), mongodb, dynamodb";
 
+/// The cargo feature that builds the store of `session_type`, for the network backends.
+fn backend_feature(session_type: &str) -> Option<&'static str> {
+    match session_type {
+        "redis" => Some("redis"),
+        "memcached" => Some("memcached"),
+        "sqlalchemy" | "sql" => Some("sql"),
+        "mongodb" => Some("mongodb"),
+        "dynamodb" => Some("dynamodb"),
+        _ => None,
+    }
+}
+
 /// A boolean option read through `get`: true/false, 1/0, yes/no, on/off; unset is false.
+#[cfg_attr(not(any(feature = "sql", feature = "dynamodb")), allow(dead_code))]
 fn flag(get: &impl Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<bool> {
     match get(name).map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(false),
@@ -99,7 +112,8 @@ pub async fn store_from_env() -> anyhow::Result<Arc<dyn SessionStore>> {
 /// - `dynamodb`: `SESSION_DYNAMODB_ENDPOINT` (default `http://localhost:8000`),
 ///   `SESSION_DYNAMODB_TABLE`, `SESSION_DYNAMODB_TABLE_EXISTS`, region from `AWS_REGION`.
 ///
-/// Anything else is an error that names `SESSION_TYPE`.
+/// Anything else is an error that names `SESSION_TYPE`; so is a network backend whose cargo
+/// feature (`redis`, `memcached`, `sql`, `mongodb`, `dynamodb`, all on by default) is off.
 pub async fn store_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Arc<dyn SessionStore>> {
@@ -125,6 +139,7 @@ pub async fn store_from_lookup(
             tracing::warn!("sessions are kept in memory and lost when the process exits");
             Arc::new(MemoryStore::new())
         }
+        #[cfg(feature = "redis")]
         "redis" => {
             let url = get("SESSION_REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
             let store = session_redis::RedisStore::from_url(&url)
@@ -133,6 +148,7 @@ pub async fn store_from_lookup(
             tracing::info!("sessions are stored in Redis");
             Arc::new(store)
         }
+        #[cfg(feature = "memcached")]
         "memcached" => {
             let servers = get("SESSION_MEMCACHED_SERVERS").unwrap_or_default();
             let store = session_memcached::MemcachedStore::from_servers(&servers)
@@ -141,6 +157,7 @@ pub async fn store_from_lookup(
             tracing::info!(?servers, "sessions are stored in memcached");
             Arc::new(store)
         }
+        #[cfg(feature = "sql")]
         "sqlalchemy" | "sql" => {
             let url = get("SESSION_SQL_URL")
                 .or_else(|| get("SQLALCHEMY_DATABASE_URI"))
@@ -163,6 +180,7 @@ pub async fn store_from_lookup(
             tracing::info!("sessions are stored in SQL");
             Arc::new(store)
         }
+        #[cfg(feature = "mongodb")]
         "mongodb" => {
             let mut builder = session_mongodb::MongoStore::builder();
             if let Some(url) = get("SESSION_MONGODB_URL") {
@@ -181,6 +199,7 @@ pub async fn store_from_lookup(
             tracing::info!("sessions are stored in MongoDB");
             Arc::new(store)
         }
+        #[cfg(feature = "dynamodb")]
         "dynamodb" => {
             let mut builder = session_dynamo::DynamoStore::builder()
                 .table_exists(flag(&get, "SESSION_DYNAMODB_TABLE_EXISTS")?);
@@ -200,9 +219,15 @@ pub async fn store_from_lookup(
             tracing::info!("sessions are stored in DynamoDB");
             Arc::new(store)
         }
-        other => anyhow::bail!(
-            "invalid SESSION_TYPE: {other:?} is not a session type (supported: {SUPPORTED})"
-        ),
+        other => match backend_feature(other) {
+            Some(feature) => anyhow::bail!(
+                "SESSION_TYPE={other} needs this program built with the cargo feature \
+                 {feature:?} (on by default)"
+            ),
+            None => anyhow::bail!(
+                "invalid SESSION_TYPE: {other:?} is not a session type (supported: {SUPPORTED})"
+            ),
+        },
     };
     Ok(store)
 }
@@ -343,6 +368,22 @@ mod tests {
             assert!(message.contains("SESSION_TYPE"), "{message}");
             assert!(message.contains(&value.to_ascii_lowercase()), "{message}");
         }
+    }
+
+    #[test]
+    fn every_network_backend_names_its_cargo_feature() {
+        for session_type in [
+            "redis",
+            "memcached",
+            "sqlalchemy",
+            "sql",
+            "mongodb",
+            "dynamodb",
+        ] {
+            assert!(backend_feature(session_type).is_some(), "{session_type}");
+        }
+        assert_eq!(backend_feature("memory"), None);
+        assert_eq!(backend_feature("filesystem"), None);
     }
 
     #[tokio::test]
