@@ -168,28 +168,14 @@ async fn cleanup_removes_exactly_the_expired_rows_in_batches() {
         "INSERT INTO cleanup_mysql (session_id, data, expiry) VALUES ('session:null', 'x', NULL)",
     )
     .await;
-    for i in 0..3 {
-        store
-            .save(
-                &format!("session:live-{i}"),
-                b"live",
-                Duration::from_secs(600),
-            )
-            .await
-            .expect("save");
-    }
-    assert_eq!(store.cleanup().await.expect("cleanup"), 10);
-    assert_eq!(store.cleanup().await.expect("second cleanup"), 0);
+    let live = common::save_live_and_clean_up(&store, 3, 9).await;
     let remaining: Vec<String> = sqlx::query_scalar(
         "SELECT CAST(session_id AS CHAR) FROM cleanup_mysql ORDER BY session_id",
     )
     .fetch_all(my(&store))
     .await
     .expect("remaining");
-    assert_eq!(
-        remaining,
-        ["session:live-0", "session:live-1", "session:live-2"]
-    );
+    assert_eq!(remaining, live);
 }
 
 #[tokio::test]
@@ -258,24 +244,8 @@ async fn long_blob_tables_take_large_values() {
 
 #[tokio::test]
 async fn identical_rewrites_still_count_as_written() {
-    // MySQL reports 0 changed rows for an UPDATE that changes nothing unless the client
-    // asks for found rows; compare-and-set and touch must not read that as "missing".
     let store = mysql(SqlStore::builder().table("conformance_mysql")).await;
-    let key = format!("session:same-{}", std::process::id());
-    store
-        .save(&key, b"same", Duration::from_secs(60))
-        .await
-        .expect("save");
-    for _ in 0..3 {
-        assert!(store
-            .compare_and_set(&key, b"same", b"same", Duration::from_secs(60))
-            .await
-            .expect("cas"));
-        assert!(store
-            .touch(&key, Duration::from_secs(60))
-            .await
-            .expect("touch"));
-    }
+    common::assert_identical_rewrites_count_as_written(&store).await;
 }
 
 #[tokio::test]

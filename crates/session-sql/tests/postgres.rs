@@ -169,32 +169,13 @@ async fn cleanup_removes_exactly_the_expired_rows_in_batches() {
         "INSERT INTO cleanup_pg (session_id, data, expiry) VALUES ('session:null', 'x', NULL)",
     )
     .await;
-    for i in 0..4 {
-        store
-            .save(
-                &format!("session:live-{i}"),
-                b"live",
-                Duration::from_secs(600),
-            )
-            .await
-            .expect("save");
-    }
-    assert_eq!(store.cleanup().await.expect("cleanup"), 11);
-    assert_eq!(store.cleanup().await.expect("second cleanup"), 0);
+    let live = common::save_live_and_clean_up(&store, 4, 10).await;
     let remaining: Vec<String> =
         sqlx::query_scalar("SELECT session_id FROM cleanup_pg ORDER BY session_id")
             .fetch_all(pg(&store))
             .await
             .expect("remaining");
-    assert_eq!(
-        remaining,
-        [
-            "session:live-0",
-            "session:live-1",
-            "session:live-2",
-            "session:live-3"
-        ]
-    );
+    assert_eq!(remaining, live);
 }
 
 #[tokio::test]
@@ -386,21 +367,7 @@ async fn a_pool_owned_by_the_application_is_used() {
 #[tokio::test]
 async fn identical_rewrites_still_count_as_written() {
     let store = postgres(SqlStore::builder().table("conformance_pg")).await;
-    let key = format!("session:same-{}", std::process::id());
-    store
-        .save(&key, b"same", Duration::from_secs(60))
-        .await
-        .expect("save");
-    for _ in 0..3 {
-        assert!(store
-            .compare_and_set(&key, b"same", b"same", Duration::from_secs(60))
-            .await
-            .expect("cas"));
-        assert!(store
-            .touch(&key, Duration::from_secs(60))
-            .await
-            .expect("touch"));
-    }
+    common::assert_identical_rewrites_count_as_written(&store).await;
 }
 
 #[tokio::test]

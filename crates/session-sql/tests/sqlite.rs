@@ -191,29 +191,21 @@ async fn cleanup_removes_exactly_the_expired_rows_in_batches() {
         "INSERT INTO sessions (session_id, data, expiry) VALUES ('session:null', x'00', NULL)",
     )
     .await;
-    for i in 0..3 {
-        store
-            .save(
-                &format!("session:live-{i}"),
-                b"live",
-                Duration::from_secs(600),
-            )
-            .await
-            .expect("save");
-    }
-    assert_eq!(store.cleanup().await.expect("cleanup"), 8);
-    assert_eq!(store.cleanup().await.expect("second cleanup"), 0);
+    let live = common::save_live_and_clean_up(&store, 3, 7).await;
     let remaining: Vec<String> =
         sqlx::query_scalar("SELECT session_id FROM sessions ORDER BY session_id")
             .fetch_all(lite(&store))
             .await
             .expect("remaining");
-    assert_eq!(
-        remaining,
-        ["session:live-0", "session:live-1", "session:live-2"]
-    );
+    assert_eq!(remaining, live);
     store.pool().close().await;
     let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn identical_rewrites_still_count_as_written() {
+    let store = sqlite_memory(SqlStore::builder()).await;
+    common::assert_identical_rewrites_count_as_written(&store).await;
 }
 
 #[tokio::test]

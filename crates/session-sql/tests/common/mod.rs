@@ -137,3 +137,41 @@ pub async fn stored(store: &SqlStore, key: &str) -> Option<Vec<u8>> {
         .unwrap_or_else(|error| panic!("load({key}): {error}"))
         .map(|entry| entry.value)
 }
+
+/// Compare-and-set and touch of a row whose bytes do not change still report success: MySQL
+/// counts 0 changed rows for such an UPDATE unless the client asks for found rows, and
+/// that must not read as "missing".
+pub async fn assert_identical_rewrites_count_as_written(store: &SqlStore) {
+    let key = format!("session:same-{}", std::process::id());
+    store
+        .save(&key, b"same", Duration::from_secs(60))
+        .await
+        .expect("save");
+    for _ in 0..3 {
+        assert!(store
+            .compare_and_set(&key, b"same", b"same", Duration::from_secs(60))
+            .await
+            .expect("cas"));
+        assert!(store
+            .touch(&key, Duration::from_secs(60))
+            .await
+            .expect("touch"));
+    }
+}
+
+/// The second half of the cleanup tests: with `expired` expired rows (and one without
+/// expiry) already inserted, saves `live` live sessions, checks that one cleanup removes
+/// exactly the `expired` + 1 others and a second removes nothing, and returns the keys the
+/// table must still hold.
+pub async fn save_live_and_clean_up(store: &SqlStore, live: usize, expired: u64) -> Vec<String> {
+    let keys: Vec<String> = (0..live).map(|i| format!("session:live-{i}")).collect();
+    for key in &keys {
+        store
+            .save(key, b"live", Duration::from_secs(600))
+            .await
+            .expect("save");
+    }
+    assert_eq!(store.cleanup().await.expect("cleanup"), expired + 1);
+    assert_eq!(store.cleanup().await.expect("second cleanup"), 0);
+    keys
+}
