@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use crate::context::{is_root, Context};
-use crate::install::{self, postgres_version};
+use crate::install::postgres_version;
 use crate::probe;
 use crate::process::{self, find_program, start_server, stop_tracked, tracked_pid, wait_until};
 use crate::service::{
@@ -667,85 +667,84 @@ fn provision_mariadb(ctx: &Context, port: u16) -> Result<(), String> {
 // ------------------------------------------------------------------------ DynamoDB, MongoDB
 
 fn start_dynamodb(ctx: &Context) -> Result<(), String> {
-    let (what, port) = ("dynamodb", Service::Dynamodb.main_port());
-    if probe::dynamodb_list_tables(port) {
-        ctx.log(format!("{what}: already answering on {HOST}:{port}"));
-        return Ok(());
-    }
-    ensure_port_free(what, port)?;
-    if !install::venv_of(Service::Dynamodb).is_some_and(|spec| spec.is_current(ctx)) {
-        return Err(format!(
-            "{what}: {} is not installed",
-            venv::MOTO.dir(ctx).display()
-        ));
-    }
     // moto's own `moto_server` serves requests on parallel threads and checks a write's
     // condition apart from applying it, so racing conditional writes could both succeed;
     // this launcher serves moto's app one request at a time, as DynamoDB's atomic
     // conditional writes behave.
-    let launcher = ctx.workspace_root.join("scripts/moto_server.py");
-    let args = [
-        launcher.into_os_string(),
-        "-H".into(),
-        HOST.into(),
-        "-p".into(),
-        port.to_string().into(),
-    ];
-    let log = log_file(ctx, what, port);
-    let child = start_server(
+    start_emulator(
         ctx,
-        &format!("{what} (moto)"),
-        venv::MOTO.python(ctx),
-        &args,
-        &log,
-        &pid_file(ctx, what, port),
-        || probe::dynamodb_list_tables(port),
-    )?;
-    started(
-        ctx,
-        &format!("{what} (moto)"),
-        &child,
-        format!("{HOST}:{port}"),
-    );
-    Ok(())
+        Emulator {
+            service: Service::Dynamodb,
+            label: "dynamodb (moto)",
+            venv: &venv::MOTO,
+            launcher: "scripts/moto_server.py",
+            host_flag: "-H",
+            port_flag: "-p",
+            answers: probe::dynamodb_list_tables,
+        },
+    )
 }
 
 fn start_mongodb(ctx: &Context) -> Result<(), String> {
-    let (what, port) = ("mongodb", Service::Mongodb.main_port());
-    if probe::mongodb_ping(port) {
+    start_emulator(
+        ctx,
+        Emulator {
+            service: Service::Mongodb,
+            label: "mongodb (mongoeco)",
+            venv: &venv::MONGOECO,
+            launcher: "scripts/mongoeco_server.py",
+            host_flag: "--host",
+            port_flag: "--port",
+            answers: probe::mongodb_ping,
+        },
+    )
+}
+
+/// A server emulated by a Python launcher of `scripts/` running in its own venv.
+struct Emulator {
+    service: Service,
+    /// The service and the emulator, in messages.
+    label: &'static str,
+    venv: &'static venv::VenvSpec,
+    /// The launcher, relative to the workspace root.
+    launcher: &'static str,
+    host_flag: &'static str,
+    port_flag: &'static str,
+    /// Whether the server answers on a port.
+    answers: fn(u16) -> bool,
+}
+
+fn start_emulator(ctx: &Context, emulator: Emulator) -> Result<(), String> {
+    let what = emulator.service.name();
+    let port = emulator.service.main_port();
+    if (emulator.answers)(port) {
         ctx.log(format!("{what}: already answering on {HOST}:{port}"));
         return Ok(());
     }
     ensure_port_free(what, port)?;
-    if !venv::MONGOECO.is_current(ctx) {
+    if !emulator.venv.is_current(ctx) {
         return Err(format!(
             "{what}: {} is not installed",
-            venv::MONGOECO.dir(ctx).display()
+            emulator.venv.dir(ctx).display()
         ));
     }
-    let launcher = ctx.workspace_root.join("scripts/mongoeco_server.py");
     let args = [
-        launcher.into_os_string(),
-        "--host".into(),
+        ctx.workspace_root.join(emulator.launcher).into_os_string(),
+        emulator.host_flag.into(),
         HOST.into(),
-        "--port".into(),
+        emulator.port_flag.into(),
         port.to_string().into(),
     ];
     let log = log_file(ctx, what, port);
     let child = start_server(
         ctx,
-        &format!("{what} (mongoeco)"),
-        venv::MONGOECO.python(ctx),
+        emulator.label,
+        emulator.venv.python(ctx),
         &args,
         &log,
         &pid_file(ctx, what, port),
-        || probe::mongodb_ping(port),
+        || (emulator.answers)(port),
     )?;
-    started(
-        ctx,
-        &format!("{what} (mongoeco)"),
-        &child,
-        format!("{HOST}:{port}"),
-    );
+    started(ctx, emulator.label, &child, format!("{HOST}:{port}"));
     Ok(())
 }
