@@ -64,6 +64,14 @@ pub(crate) fn error_code<E: ProvideErrorMetadata>(error: &SdkError<E, HttpRespon
     error.code().unwrap_or_default()
 }
 
+/// Whether DynamoDB refused a conditional write or delete because its condition did not
+/// hold (the outcome "not written", not a failure).
+pub(crate) fn is_condition_failed<E: ProvideErrorMetadata>(
+    error: &SdkError<E, HttpResponse>,
+) -> bool {
+    error_code(error) == "ConditionalCheckFailedException"
+}
+
 /// Whether DynamoDB refused the item for its size.
 pub(crate) fn is_item_too_large<E: ProvideErrorMetadata>(
     error: &SdkError<E, HttpResponse>,

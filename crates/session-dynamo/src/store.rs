@@ -16,7 +16,7 @@ use session_core::{SessionStore, StoreError, StoredEntry};
 use tokio::task::JoinSet;
 
 use crate::builder::DynamoStoreBuilder;
-use crate::error::{error_code, is_item_too_large, store_error, DynamoError};
+use crate::error::{error_code, is_condition_failed, is_item_too_large, store_error, DynamoError};
 
 /// The hash key attribute: the session key (prefix + session id), type S.
 pub const ATTR_ID: &str = "id";
@@ -233,13 +233,7 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(error) if is_condition_failed(&error) => Ok(false),
             Err(error) => Err(store_error("DeleteItem", &table, error)),
         }
     }
@@ -377,13 +371,7 @@ impl SessionStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(error) if is_condition_failed(&error) => Ok(false),
             Err(error) if is_item_too_large(&error) => Err(self.too_large(value)),
             Err(error) => Err(store_error("PutItem", &self.table, error)),
         }
@@ -417,13 +405,7 @@ impl SessionStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(error) if is_condition_failed(&error) => Ok(false),
             Err(error) if is_item_too_large(&error) => Err(self.too_large(value)),
             Err(error) => Err(store_error("UpdateItem", &self.table, error)),
         }
@@ -448,13 +430,7 @@ impl SessionStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(error) if is_condition_failed(&error) => Ok(false),
             Err(error) => Err(store_error("UpdateItem", &self.table, error)),
         }
     }
