@@ -1,5 +1,6 @@
 //! [`Harness`]: the example app on one store and one adapter, with request helpers.
 
+use session_core::testkit::SeedExt as _;
 use std::ops::Sub;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -176,7 +177,7 @@ impl<A: Adapter> Harness<A> {
     pub async fn put_stored(&self, id: &str, bytes: &[u8]) {
         self.store
             .inner()
-            .save(&self.key(id), bytes, Duration::from_secs(3600))
+            .put(&self.key(id), bytes, Duration::from_secs(3600))
             .await
             .expect("writing the store directly");
     }

@@ -2,10 +2,10 @@
 //! (POSTGRES_URL, default postgres://sessions:sessions@127.0.0.1:5432/sessions; start it
 //! with `cargo xtask services up postgres`).
 
+use session_core::testkit::SeedExt as _;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use session_core::SessionStore;
 use session_sql::sqlx::{self, Row};
 use session_sql::{SqlPool, SqlStore};
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -96,7 +96,7 @@ async fn sqlite_with_rows(
     }
     for i in 0..live {
         store
-            .save(
+            .put(
                 &format!("session:live-{i}"),
                 b"\x81",
                 Duration::from_secs(600),
@@ -198,7 +198,7 @@ async fn postgres_cleanup_removes_the_expired_rows() {
     }
     for i in 0..2 {
         store
-            .save(&format!("session:live-{i}"), b"x", Duration::from_secs(600))
+            .put(&format!("session:live-{i}"), b"x", Duration::from_secs(600))
             .await
             .expect("save");
     }

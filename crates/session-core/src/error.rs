@@ -97,10 +97,36 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(option: &'static str, message: impl Into<String>) -> Self {
+    /// An error for `option` (its environment name, e.g. `SESSION_REDIS_URL`) saying what
+    /// is wrong with its value.
+    pub fn new(option: &'static str, message: impl Into<String>) -> Self {
         ConfigError {
             option,
             message: message.into(),
         }
+    }
+}
+
+/// Why a store could not be built.
+///
+/// Every backend's `connect` (or `build`) returns it: a wrong option is a
+/// [`ConfigError`] naming the option, a server that cannot be reached or refuses the setup
+/// a [`StoreError`]. The `Display` text never contains a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// An option is invalid; the message names it.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server could not be reached, or refused what setting up the store needs.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SetupError {
+    /// True when the server could not be reached (as opposed to a wrong setting): worth
+    /// retrying later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, SetupError::Store(StoreError::Unavailable(_)))
     }
 }

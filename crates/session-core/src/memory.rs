@@ -109,12 +109,6 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let mut map = self.lock();
-        self.insert(&mut map, key, value, ttl);
-        Ok(())
-    }
-
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let mut map = self.lock();
         if live(&map, key).is_some() {
@@ -154,6 +148,15 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock().remove(key);
         Ok(())
+    }
+
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let mut map = self.lock();
+        if live(&map, key).is_none_or(|e| e.value != expected) {
+            return Ok(false);
+        }
+        map.remove(key);
+        Ok(true)
     }
 
     async fn rotate(

@@ -30,9 +30,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The entry under `key`, or `None` when it is missing or expired.
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError>;
 
-    /// Writes `value` under `key` (insert or overwrite), expiring after `ttl`.
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError>;
-
     /// Writes only when no live entry exists under `key`; `false` when one does.
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError>;
 
@@ -53,13 +50,23 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes the entry; removing a missing entry is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
+    /// Removes the entry only while it still holds exactly `expected`, atomically on the
+    /// server; `false` when it changed or is gone. Id rotation is built on it (see
+    /// [`rotate_in_steps`]), so that a rotation racing another writer or a logout loses
+    /// nothing and revives nothing.
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError>;
+
     /// Moves a session to a new key (id rotation): writes `value` under `new_key` only if
     /// the entry under `old_key` still holds `expected` and `new_key` is free, then removes
     /// `old_key`. Returns `false`, having changed nothing, when either check fails.
     ///
-    /// The default runs [`compare_and_set`](Self::compare_and_set)-style checks as separate
-    /// calls, so data is never lost but a crash in between can leave the old entry until it
-    /// expires. Stores that can, do it in one atomic step.
+    /// The default, [`rotate_in_steps`], creates the new entry, then removes the old one
+    /// with [`compare_and_delete`](Self::compare_and_delete); when the old entry changed or
+    /// vanished meanwhile (another request saved or logged out), or could not be removed,
+    /// it undoes the rotation by deleting the new entry, so the old id never stays valid
+    /// beside the new one and a logged-out session is never revived under a new id. A
+    /// crash between the steps leaves at most an unreferenced new entry (its id was never
+    /// sent to anyone) until it expires. Stores that can, do it in one atomic step.
     async fn rotate(
         &self,
         old_key: &str,
@@ -68,18 +75,7 @@ pub trait SessionStore: Send + Sync + 'static {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        match self.load(old_key).await? {
-            Some(entry) if entry.value == expected => {}
-            _ => return Ok(false),
-        }
-        if !self.create(new_key, value, ttl).await? {
-            return Ok(false);
-        }
-        // The new entry exists; a failed delete leaves the old one to expire, no data lost.
-        if let Err(error) = self.delete(old_key).await {
-            tracing::warn!(%error, "old session entry not deleted after id rotation; it will expire");
-        }
-        Ok(true)
+        rotate_in_steps(self, old_key, expected, new_key, value, ttl).await
     }
 
     /// Removes expired entries and returns how many, for stores without native expiry.
@@ -89,13 +85,41 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
+/// Id rotation from the store's own atomic steps, for stores (or cases, such as keys in
+/// two Redis Cluster slots) where no single operation can do it: creates the new entry,
+/// removes the old one with [`SessionStore::compare_and_delete`], and undoes the new entry
+/// when the old one changed, vanished or could not be removed. The default
+/// [`SessionStore::rotate`].
+///
+/// Undoing fails closed: when the removal of the old entry fails in a way that leaves
+/// unknown whether it happened, the new entry is deleted all the same, so the session may
+/// end (the user logs in again) but is never valid under two ids, and a session logged out
+/// meanwhile is never revived.
+pub async fn rotate_in_steps<S: SessionStore + ?Sized>(
+    store: &S,
+    old_key: &str,
+    expected: &[u8],
+    new_key: &str,
+    value: &[u8],
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    if !store.create(new_key, value, ttl).await? {
+        return Ok(false);
+    }
+    let moved = store.compare_and_delete(old_key, expected).await;
+    if !matches!(moved, Ok(true)) {
+        // Nobody else knows the fresh key, so deleting it cannot remove anyone's session.
+        if let Err(error) = store.delete(new_key).await {
+            tracing::warn!(%error, "could not undo an id rotation; the unused new entry will expire");
+        }
+    }
+    moved
+}
+
 #[async_trait]
 impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
         (**self).load(key).await
-    }
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        (**self).save(key, value, ttl).await
     }
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         (**self).create(key, value, ttl).await
@@ -114,6 +138,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         (**self).delete(key).await
+    }
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        (**self).compare_and_delete(key, expected).await
     }
     async fn rotate(
         &self,

@@ -62,6 +62,23 @@ async fn value_of(store: &dyn SessionStore, key: &str) -> Option<Vec<u8>> {
         .map(|entry| entry.value)
 }
 
+/// Writes test data whatever is stored: the stores have no blind overwrite (the lifecycle
+/// never needs one), so tests that set up an entry use this instead.
+#[async_trait]
+pub trait SeedExt: SessionStore {
+    /// Makes `value` the entry under `key`, replacing any entry there.
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        loop {
+            self.delete(key).await?;
+            if self.create(key, value, ttl).await? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl<S: SessionStore + ?Sized> SeedExt for S {}
+
 /// A missing key loads as `None`; deleting it is not an error.
 pub async fn check_missing(store: &dyn SessionStore) {
     let key = format!("{}missing", unique_prefix("missing"));
@@ -74,11 +91,12 @@ pub async fn check_missing(store: &dyn SessionStore) {
     assert_eq!(value_of(store, &key).await, None, "touch created an entry");
 }
 
-/// `save` stores exactly the bytes given, overwrites, and reports a plausible expiry.
-pub async fn check_save_load_overwrite(store: &dyn SessionStore) {
-    let key = format!("{}k", unique_prefix("save"));
+/// A written entry loads with exactly the bytes given and a plausible expiry; a deleted
+/// one is gone.
+pub async fn check_load_delete(store: &dyn SessionStore) {
+    let key = format!("{}k", unique_prefix("load"));
     let before = SystemTime::now();
-    store.save(&key, b"\x81\xa1a\x01", TTL).await.expect("save");
+    store.put(&key, b"\x81\xa1a\x01", TTL).await.expect("put");
     let entry = store
         .load(&key)
         .await
@@ -92,7 +110,7 @@ pub async fn check_save_load_overwrite(store: &dyn SessionStore) {
             "expiry later than the TTL"
         );
     }
-    store.save(&key, b"second", TTL).await.expect("overwrite");
+    store.put(&key, b"second", TTL).await.expect("overwrite");
     assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"second"[..]));
     store.delete(&key).await.expect("delete");
     assert_eq!(
@@ -151,7 +169,7 @@ pub async fn check_compare_and_set(store: &dyn SessionStore) {
         None,
         "cas on a missing key created it"
     );
-    store.save(&key, b"v1", TTL).await.expect("save");
+    store.put(&key, b"v1", TTL).await.expect("put");
     assert!(store
         .compare_and_set(&key, b"v1", b"v2", TTL)
         .await
@@ -170,10 +188,55 @@ pub async fn check_compare_and_set(store: &dyn SessionStore) {
     assert_eq!(value_of(store, &key).await.as_deref(), Some(&b"v2"[..]));
 }
 
+/// `compare_and_delete` removes only the expected bytes, and of racing deletes and writes
+/// none is lost.
+pub async fn check_compare_and_delete(store: Arc<dyn SessionStore>) {
+    let key = format!("{}k", unique_prefix("cad"));
+    assert!(!store
+        .compare_and_delete(&key, b"x")
+        .await
+        .expect("cad on missing"));
+    store.put(&key, b"v1", TTL).await.expect("put");
+    assert!(!store
+        .compare_and_delete(&key, b"v")
+        .await
+        .expect("cad of a prefix"));
+    assert!(!store
+        .compare_and_delete(&key, b"v2")
+        .await
+        .expect("stale cad"));
+    assert_eq!(value_of(&*store, &key).await.as_deref(), Some(&b"v1"[..]));
+    assert!(store.compare_and_delete(&key, b"v1").await.expect("cad"));
+    assert_eq!(value_of(&*store, &key).await, None, "cad left the entry");
+
+    // A delete racing a compare-and-set: exactly one of them wins, and the loser changes
+    // nothing.
+    for round in 0..8u8 {
+        let key = format!("{}race{round}", unique_prefix("cad-race"));
+        store.put(&key, b"v1", TTL).await.expect("put");
+        let deleter = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.compare_and_delete(&key, b"v1").await })
+        };
+        let writer = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.compare_and_set(&key, b"v1", b"v2", TTL).await })
+        };
+        let deleted = deleter.await.expect("task").expect("cad");
+        let written = writer.await.expect("task").expect("cas");
+        let now = value_of(&*store, &key).await;
+        match (deleted, written) {
+            (true, false) => assert_eq!(now, None, "round {round}"),
+            (false, true) => assert_eq!(now.as_deref(), Some(&b"v2"[..]), "round {round}"),
+            other => panic!("round {round}: delete and write both {other:?}; stored {now:?}"),
+        }
+    }
+}
+
 /// Concurrent read-compare-and-set loops on one key lose no increment.
 pub async fn check_concurrent_writers(store: Arc<dyn SessionStore>) {
     let key = format!("{}counter", unique_prefix("writers"));
-    store.save(&key, b"0", TTL).await.expect("save");
+    store.put(&key, b"0", TTL).await.expect("put");
     let writers = 24;
     let tasks: Vec<_> = (0..writers)
         .map(|_| {
@@ -221,8 +284,8 @@ pub async fn check_expiry(store: &dyn SessionStore, options: &Options) {
     // Two seconds, not one: stores with a one-second clock (memcached) may expire a
     // one-second entry before the first read.
     let one = Duration::from_secs(2);
-    store.save(&short, b"short", one).await.expect("save");
-    store.save(&touched, b"touched", one).await.expect("save");
+    store.put(&short, b"short", one).await.expect("put");
+    store.put(&touched, b"touched", one).await.expect("put");
     assert!(
         store.touch(&touched, TTL).await.expect("touch"),
         "touch of a live entry failed"
@@ -275,8 +338,8 @@ pub async fn check_rotate(store: &dyn SessionStore) {
         format!("{prefix}new"),
         format!("{prefix}taken"),
     );
-    store.save(&old, b"v1", TTL).await.expect("save");
-    store.save(&taken, b"other", TTL).await.expect("save");
+    store.put(&old, b"v1", TTL).await.expect("put");
+    store.put(&taken, b"other", TTL).await.expect("put");
     assert!(!store
         .rotate(&old, b"stale", &new, b"v2", TTL)
         .await
@@ -309,7 +372,7 @@ pub async fn check_binary_and_large_values(store: &dyn SessionStore, options: &O
     let prefix = unique_prefix("values");
     let all_bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     store
-        .save(&format!("{prefix}bytes"), &all_bytes, TTL)
+        .put(&format!("{prefix}bytes"), &all_bytes, TTL)
         .await
         .expect("save binary");
     assert_eq!(
@@ -317,9 +380,9 @@ pub async fn check_binary_and_large_values(store: &dyn SessionStore, options: &O
         Some(all_bytes)
     );
     store
-        .save(&format!("{prefix}empty-ish"), b"\x80", TTL)
+        .put(&format!("{prefix}empty-ish"), b"\x80", TTL)
         .await
-        .expect("save");
+        .expect("put");
     assert_eq!(
         value_of(store, &format!("{prefix}empty-ish"))
             .await
@@ -329,7 +392,7 @@ pub async fn check_binary_and_large_values(store: &dyn SessionStore, options: &O
     let fits = options.max_value_bytes.unwrap_or(1 << 20).min(1 << 20);
     let large: Vec<u8> = (0..fits).map(|i| (i * 7 % 251) as u8).collect();
     store
-        .save(&format!("{prefix}large"), &large, TTL)
+        .put(&format!("{prefix}large"), &large, TTL)
         .await
         .expect("save of a value within the limit");
     assert_eq!(
@@ -339,7 +402,7 @@ pub async fn check_binary_and_large_values(store: &dyn SessionStore, options: &O
     if let Some(limit) = options.max_value_bytes {
         let too_large = vec![1u8; limit + 1];
         match store
-            .save(&format!("{prefix}too-large"), &too_large, TTL)
+            .create(&format!("{prefix}too-large"), &too_large, TTL)
             .await
         {
             Err(StoreError::TooLarge { .. }) => {}
@@ -364,8 +427,12 @@ pub async fn check_odd_keys(store: &dyn SessionStore) {
     ];
     let mut accepted = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        match store.save(key, format!("value-{i}").as_bytes(), TTL).await {
-            Ok(()) => accepted.push((i, key)),
+        match store
+            .create(key, format!("value-{i}").as_bytes(), TTL)
+            .await
+        {
+            Ok(true) => accepted.push((i, key)),
+            Ok(false) => panic!("key {key:?} collided with another key"),
             Err(StoreError::InvalidKey(_)) => {}
             Err(other) => panic!("key {key:?} gave {other}, not InvalidKey"),
         }
@@ -384,11 +451,11 @@ pub async fn check_odd_keys(store: &dyn SessionStore) {
 pub async fn check_cleanup(store: &dyn SessionStore, options: &Options) {
     let prefix = unique_prefix("cleanup");
     let (live, expired) = (format!("{prefix}live"), format!("{prefix}expired"));
-    store.save(&live, b"live", TTL).await.expect("save");
+    store.put(&live, b"live", TTL).await.expect("put");
     store
-        .save(&expired, b"expired", Duration::from_secs(1))
+        .put(&expired, b"expired", Duration::from_secs(1))
         .await
-        .expect("save");
+        .expect("put");
     if options.cleanup_removes_expired {
         let deadline = Instant::now() + Duration::from_secs(1) + options.expiry_slack;
         let mut removed = 0;
@@ -436,8 +503,12 @@ macro_rules! store_conformance_tests {
                 kit::check_missing(&*store().await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn save_load_overwrite_delete() {
-                kit::check_save_load_overwrite(&*store().await).await;
+            async fn load_and_delete() {
+                kit::check_load_delete(&*store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn compare_and_delete() {
+                kit::check_compare_and_delete(store().await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn create_if_absent() {
@@ -484,8 +555,6 @@ macro_rules! store_conformance_tests {
 pub struct CallCounts {
     /// `load` calls.
     pub load: AtomicU64,
-    /// `save` calls.
-    pub save: AtomicU64,
     /// `create` calls.
     pub create: AtomicU64,
     /// `compare_and_set` calls.
@@ -494,6 +563,8 @@ pub struct CallCounts {
     pub touch: AtomicU64,
     /// `delete` calls.
     pub delete: AtomicU64,
+    /// `compare_and_delete` calls.
+    pub compare_and_delete: AtomicU64,
     /// `rotate` calls.
     pub rotate: AtomicU64,
     /// `cleanup` calls.
@@ -512,11 +583,12 @@ impl CallCounts {
     pub fn reads(&self) -> u64 {
         self.load.load(Ordering::SeqCst)
     }
-    /// Calls that write data (`save`, `create`, `compare_and_set`, `rotate`, `delete`).
+    /// Calls that write data (`create`, `compare_and_set`, `rotate`, `delete`,
+    /// `compare_and_delete`).
     pub fn writes(&self) -> u64 {
         [
-            &self.save,
             &self.create,
+            &self.compare_and_delete,
             &self.compare_and_set,
             &self.rotate,
             &self.delete,
@@ -573,10 +645,6 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
         self.enter(&self.counts.load)?;
         self.inner.load(key).await
     }
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        self.enter(&self.counts.save)?;
-        self.inner.save(key, value, ttl).await
-    }
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         self.enter(&self.counts.create)?;
         self.inner.create(key, value, ttl).await
@@ -598,6 +666,10 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.enter(&self.counts.delete)?;
         self.inner.delete(key).await
+    }
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.enter(&self.counts.compare_and_delete)?;
+        self.inner.compare_and_delete(key, expected).await
     }
     async fn rotate(
         &self,

@@ -1,6 +1,7 @@
 //! The request lifecycle on MemoryStore: Flask-Session's rules plus lazy loading, skipped
 //! rewrites and conflict-free saves.
 
+use session_core::testkit::SeedExt as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -301,7 +302,7 @@ async fn corrupt_stored_bytes_give_a_fresh_session() {
     let (manager, store) = manager();
     let id = login(&manager).await;
     store
-        .save(
+        .put(
             &format!("session:{id}"),
             b"\x80\x04\x95pickled",
             Duration::from_secs(60),
@@ -643,7 +644,7 @@ async fn absolute_lifetime_caps_the_ttl_and_ends_old_sessions() {
     data.insert(CREATED_KEY, Value::from(two_hours_ago));
     let bytes = SerializationFormat::Msgpack.encode(&data).unwrap();
     store
-        .save(&key, &bytes, Duration::from_secs(60))
+        .put(&key, &bytes, Duration::from_secs(60))
         .await
         .unwrap();
     let session = manager.open(Some(&id));
@@ -803,14 +804,6 @@ impl SessionStore for GatedStore {
     ) -> Result<Option<session_core::StoredEntry>, session_core::StoreError> {
         self.inner.load(key).await
     }
-    async fn save(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<(), session_core::StoreError> {
-        self.inner.save(key, value, ttl).await
-    }
     async fn create(
         &self,
         key: &str,
@@ -834,6 +827,13 @@ impl SessionStore for GatedStore {
     }
     async fn delete(&self, key: &str) -> Result<(), session_core::StoreError> {
         self.inner.delete(key).await
+    }
+    async fn compare_and_delete(
+        &self,
+        key: &str,
+        expected: &[u8],
+    ) -> Result<bool, session_core::StoreError> {
+        self.inner.compare_and_delete(key, expected).await
     }
 }
 

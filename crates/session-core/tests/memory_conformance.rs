@@ -1,5 +1,6 @@
 //! MemoryStore passes the same conformance kit every backend runs.
 
+use session_core::testkit::SeedExt as _;
 use session_core::MemoryStore;
 
 session_core::store_conformance_tests!(
@@ -17,7 +18,7 @@ async fn memory_store_is_bounded() {
     let store = MemoryStore::with_max_entries(3);
     for (i, ttl) in [(0, 10), (1, 20), (2, 30), (3, 40)] {
         store
-            .save(&format!("k{i}"), b"v", Duration::from_secs(ttl))
+            .put(&format!("k{i}"), b"v", Duration::from_secs(ttl))
             .await
             .unwrap();
     }

@@ -329,29 +329,6 @@ impl SessionStore for DynamoStore {
         }
     }
 
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        check_key(key)?;
-        self.check_value(value)?;
-        // UpdateItem like Flask-Session: attributes other writers keep on the item survive.
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
-            .update_expression("SET #val = :val, #exp = :exp")
-            .expression_attribute_names("#val", ATTR_VALUE)
-            .expression_attribute_names("#exp", ATTR_EXPIRATION)
-            .expression_attribute_values(":val", blob(value))
-            .expression_attribute_values(":exp", expiration_number(ttl))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_item_too_large(&error) => Err(self.too_large(value)),
-            Err(error) => Err(store_error("UpdateItem", &self.table, error)),
-        }
-    }
-
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         check_key(key)?;
         self.check_value(value)?;
@@ -447,6 +424,30 @@ impl SessionStore for DynamoStore {
             .await
             .map_err(|e| store_error("DeleteItem", &self.table, e))?;
         Ok(())
+    }
+
+    /// `DeleteItem` with the condition that the item is live and holds `expected`.
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        if !is_storable(key) {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
+            .condition_expression(LIVE_WITH_VALUE)
+            .expression_attribute_names("#val", ATTR_VALUE)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":expected", blob(expected))
+            .expression_attribute_values(":now", now_number())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failed(&error) => Ok(false),
+            Err(error) => Err(store_error("DeleteItem", &self.table, error)),
+        }
     }
 
     /// One `TransactWriteItems`: delete the old item if it still holds `expected` and is

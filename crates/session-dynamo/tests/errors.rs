@@ -3,6 +3,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -30,7 +31,7 @@ async fn an_unreachable_endpoint_is_unavailable_within_seconds() {
     let started = Instant::now();
     let load = store.load("session:abc").await;
     assert!(matches!(load, Err(StoreError::Unavailable(_))), "{load:?}");
-    let save = store.save("session:abc", b"v", TTL).await;
+    let save = store.put("session:abc", b"v", TTL).await;
     assert!(matches!(save, Err(StoreError::Unavailable(_))), "{save:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -61,7 +62,6 @@ async fn oversized_values_and_keys_are_refused_before_sending() {
     let store = unreachable_store().await;
     let too_large = vec![0u8; MAX_VALUE_BYTES + 1];
     for result in [
-        store.save("k", &too_large, TTL).await.map(|_| true),
         store.create("k", &too_large, TTL).await,
         store.compare_and_set("k", b"v", &too_large, TTL).await,
         store.rotate("k", b"v", "k2", &too_large, TTL).await,
@@ -76,7 +76,7 @@ async fn oversized_values_and_keys_are_refused_before_sending() {
 
     let long_key = "k".repeat(MAX_KEY_BYTES + 1);
     for result in [
-        store.save(&long_key, b"v", TTL).await.map(|_| true),
+        store.create(&long_key, b"v", TTL).await,
         store.create("", b"v", TTL).await,
         store.rotate("k", b"v", &long_key, b"v", TTL).await,
     ] {
@@ -97,19 +97,21 @@ async fn dynamodbs_own_size_refusal_is_too_large() {
     let store = common::store("session-dynamo-errors").await;
     let key = format!("{}big", session_core::testkit::unique_prefix("size"));
     // Another writer's attribute fills most of the item; the session value then fits our
-    // own limit but not the item.
+    // own limit but not the item, which an update keeps whole.
+    assert!(store.create(&key, b"v1", TTL).await.unwrap());
     store
         .client()
-        .put_item()
+        .update_item()
         .table_name(store.table_name())
-        .item("id", AttributeValue::S(key.clone()))
-        .item("other", AttributeValue::S("o".repeat(300_000)))
+        .key("id", AttributeValue::S(key.clone()))
+        .update_expression("SET extra = :other")
+        .expression_attribute_values(":other", AttributeValue::S("o".repeat(300_000)))
         .send()
         .await
         .unwrap();
     let value = vec![7u8; 200_000];
     assert!(value.len() <= store.max_value_bytes());
-    match store.save(&key, &value, TTL).await {
+    match store.compare_and_set(&key, b"v1", &value, TTL).await {
         Err(StoreError::TooLarge { size, .. }) => assert_eq!(size, value.len()),
         other => panic!("gave {other:?}"),
     }
@@ -122,7 +124,7 @@ async fn concurrent_stores_share_one_table_without_losing_updates() {
     let first = common::store("session-dynamo-errors").await;
     let second = common::store("session-dynamo-errors").await;
     let key = format!("{}shared", session_core::testkit::unique_prefix("two"));
-    first.save(&key, b"v1", TTL).await.unwrap();
+    first.put(&key, b"v1", TTL).await.unwrap();
     assert!(second
         .compare_and_set(&key, b"v1", b"v2", TTL)
         .await

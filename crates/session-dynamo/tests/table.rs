@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use common::Recorder;
+use session_core::testkit::SeedExt as _;
 use session_core::{SessionStore, StoreError};
 use session_dynamo::DynamoStore;
 
@@ -115,7 +116,7 @@ async fn start_up_creates_the_table_and_enables_ttl_on_expiration() {
         .expect("start-up on an existing table");
     assert_start_up_calls(&recorder.operations());
     again
-        .save("k", b"v", std::time::Duration::from_secs(60))
+        .put("k", b"v", std::time::Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(store.load("k").await.unwrap().unwrap().value, b"v");

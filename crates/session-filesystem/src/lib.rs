@@ -46,7 +46,7 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// # let temp = tempfile::tempdir().unwrap();
 /// # let dir = temp.path().join("flask_session");
 /// let store = FileStore::new(&dir)?;
-/// store.save("session:abc", b"\x80", Duration::from_secs(60)).await?;
+/// assert!(store.create("session:abc", b"\x80", Duration::from_secs(60)).await?);
 /// let entry = store.load("session:abc").await?.expect("just saved");
 /// assert_eq!(entry.value, b"\x80");
 /// # Ok(())
@@ -169,14 +169,6 @@ impl SessionStore for FileStore {
         .await
     }
 
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let value = value.to_vec();
-        self.exclusive(key, move |dir, key, now| {
-            ops::save(dir, key, &value, ttl, now)
-        })
-        .await
-    }
-
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         let value = value.to_vec();
         self.exclusive(key, move |dir, key, now| {
@@ -207,6 +199,14 @@ impl SessionStore for FileStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.exclusive(key, |dir, key, _| ops::delete(dir, key))
             .await
+    }
+
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        let expected = expected.to_vec();
+        self.exclusive(key, move |dir, key, now| {
+            ops::compare_and_delete(dir, key, &expected, now)
+        })
+        .await
     }
 
     /// Atomic: both keys' locks are held while the old entry is checked, the new one
@@ -279,8 +279,8 @@ mod tests {
         let waker = Waker::from(Arc::new(NoopWake));
         let mut cx = Context::from_waker(&waker);
         // Outside Tokio the work runs inline, so each call completes on its first poll.
-        let save = pin!(store.save("k", b"v", Duration::from_secs(60)));
-        assert!(matches!(save.poll(&mut cx), Poll::Ready(Ok(()))));
+        let create = pin!(store.create("k", b"v", Duration::from_secs(60)));
+        assert!(matches!(create.poll(&mut cx), Poll::Ready(Ok(true))));
         let load = pin!(store.load("k"));
         match load.poll(&mut cx) {
             Poll::Ready(Ok(Some(entry))) => assert_eq!(entry.value, b"v"),

@@ -275,17 +275,6 @@ pub(crate) fn load(dir: &Path, key: &str, now_ms: u64) -> Result<Option<StoredEn
     )
 }
 
-pub(crate) fn save(
-    dir: &Path,
-    key: &str,
-    value: &[u8],
-    ttl: Duration,
-    now_ms: u64,
-) -> Result<(), StoreError> {
-    let previous = find(dir, key)?;
-    write(dir, key, value, expiry_ms(now_ms, ttl), previous.as_ref())
-}
-
 pub(crate) fn create(
     dir: &Path,
     key: &str,
@@ -342,6 +331,23 @@ pub(crate) fn delete(dir: &Path, key: &str) -> Result<(), StoreError> {
         Some(entry) => remove(dir, key, &entry),
         None => Ok(()),
     }
+}
+
+/// Removes the entry only while it holds exactly `expected` (called under the key's lock).
+pub(crate) fn compare_and_delete(
+    dir: &Path,
+    key: &str,
+    expected: &[u8],
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    let Some(entry) = find(dir, key)? else {
+        return Ok(false);
+    };
+    if live_value(dir, Some(&entry), now_ms)?.as_deref() != Some(expected) {
+        return Ok(false);
+    }
+    remove(dir, key, &entry)?;
+    Ok(true)
 }
 
 pub(crate) fn rotate(
@@ -438,10 +444,18 @@ mod tests {
                 .map(|path| std::fs::metadata(path).unwrap().len())
                 .sum()
         };
-        save(dir.path(), "k", b"v", Duration::from_secs(60), now_ms()).unwrap();
+        assert!(create(dir.path(), "k", b"v", Duration::from_secs(60), now_ms()).unwrap());
         let one_line = bucket_sizes();
         for _ in 0..50 {
-            save(dir.path(), "k", b"v", Duration::from_secs(60), now_ms()).unwrap();
+            assert!(compare_and_set(
+                dir.path(),
+                "k",
+                b"v",
+                b"v",
+                Duration::from_secs(60),
+                now_ms()
+            )
+            .unwrap());
             assert!(touch(dir.path(), "k", Duration::from_secs(60), now_ms()).unwrap());
         }
         assert!(

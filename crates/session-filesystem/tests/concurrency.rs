@@ -2,6 +2,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ async fn two_handles_on_one_directory_lose_no_increment() {
     // Two independent opens of the same directory, as two parts of an app might do.
     let first: Arc<dyn SessionStore> = Arc::new(FileStore::new(temp.dir()).unwrap());
     let second: Arc<dyn SessionStore> = Arc::new(FileStore::new(temp.dir()).unwrap());
-    first.save("session:counter", b"0", TTL).await.unwrap();
+    first.put("session:counter", b"0", TTL).await.unwrap();
 
     let (tasks_per_handle, increments) = (4, 25);
     let mut tasks = Vec::new();
@@ -80,7 +81,7 @@ async fn rotations_racing_writes_keep_exactly_one_copy() {
     let other = FileStore::new(temp.dir()).unwrap();
     for round in 0..20 {
         let (old, new) = (format!("session:old{round}"), format!("session:new{round}"));
-        store.save(&old, b"1", TTL).await.unwrap();
+        store.put(&old, b"1", TTL).await.unwrap();
         let rotate = {
             let (store, old, new) = (store.clone(), old.clone(), new.clone());
             tokio::spawn(async move { store.rotate(&old, b"1", &new, b"1", TTL).await.unwrap() })

@@ -6,6 +6,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ async fn work(store: FileStore) {
 
 async fn coordinate() {
     let temp = common::TempStore::new();
-    temp.store.save(KEY, b"0", TTL).await.unwrap();
+    temp.store.put(KEY, b"0", TTL).await.unwrap();
     let exe = std::env::current_exe().expect("path of the test binary");
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {

@@ -1,6 +1,7 @@
 //! Relative directories resolve once, when the store is opened. Alone in its test binary
 //! because it changes the process's working directory.
 
+use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use session_core::SessionStore;
@@ -21,7 +22,7 @@ async fn relative_directory_is_resolved_when_opened() {
     // Moving the process elsewhere does not move the store.
     std::env::set_current_dir(second.path()).unwrap();
     store
-        .save("session:k", b"v", Duration::from_secs(60))
+        .put("session:k", b"v", Duration::from_secs(60))
         .await
         .unwrap();
     assert!(expected.join("index-v5").is_dir());

@@ -2,6 +2,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{content_files, index_files, TempStore};
@@ -32,8 +33,8 @@ async fn wait_until_expired(store: &dyn SessionStore, keys: &[String]) {
 #[tokio::test]
 async fn identical_data_under_two_keys_survives_deleting_one() {
     let temp = TempStore::new();
-    temp.save("session:a", b"same bytes", TTL).await.unwrap();
-    temp.save("session:b", b"same bytes", TTL).await.unwrap();
+    temp.put("session:a", b"same bytes", TTL).await.unwrap();
+    temp.put("session:b", b"same bytes", TTL).await.unwrap();
     assert_eq!(
         content_files(&temp.store).len(),
         2,
@@ -49,7 +50,7 @@ async fn identical_data_under_two_keys_survives_deleting_one() {
     assert_eq!(content_files(&temp.store).len(), 1);
 
     // Rewriting the same bytes under the same key must not remove the new content either.
-    temp.save("session:b", b"same bytes", TTL).await.unwrap();
+    temp.put("session:b", b"same bytes", TTL).await.unwrap();
     assert!(temp
         .compare_and_set("session:b", b"same bytes", b"same bytes", TTL)
         .await
@@ -70,7 +71,7 @@ async fn overwrites_touches_and_deletes_leave_no_files_behind() {
         } else {
             format!("odd {i}").into_bytes()
         };
-        temp.save("session:k", &data, TTL).await.unwrap();
+        temp.put("session:k", &data, TTL).await.unwrap();
         assert!(temp.touch("session:k", TTL).await.unwrap());
     }
     assert_eq!(content_files(&temp.store).len(), 1, "old content leaked");
@@ -103,7 +104,7 @@ async fn overwrites_touches_and_deletes_leave_no_files_behind() {
 #[tokio::test]
 async fn touch_rewrites_only_the_expiry() {
     let temp = TempStore::new();
-    temp.save("session:k", b"v", SHORT).await.unwrap();
+    temp.put("session:k", b"v", SHORT).await.unwrap();
     let before = content_files(&temp.store);
     let written = std::fs::metadata(&before[0]).unwrap().modified().unwrap();
     assert!(temp.touch("session:k", TTL).await.unwrap());
@@ -129,10 +130,10 @@ async fn cleanup_removes_expired_entries_and_their_files_and_keeps_live_ones() {
     let expiring: Vec<String> = (0..5).map(|i| format!("session:expiring{i}")).collect();
     let live: Vec<String> = (0..3).map(|i| format!("session:live{i}")).collect();
     for key in &expiring {
-        temp.save(key, b"same", SHORT).await.unwrap();
+        temp.put(key, b"same", SHORT).await.unwrap();
     }
     for key in &live {
-        temp.save(key, b"same", TTL).await.unwrap();
+        temp.put(key, b"same", TTL).await.unwrap();
     }
     assert_eq!(
         temp.cleanup().await.unwrap(),
@@ -168,7 +169,7 @@ async fn cleanup_of_an_empty_or_new_directory_is_zero() {
 #[tokio::test]
 async fn expired_entries_report_their_expiry_and_vanish_from_every_operation() {
     let temp = TempStore::new();
-    temp.save("session:k", b"v", SHORT).await.unwrap();
+    temp.put("session:k", b"v", SHORT).await.unwrap();
     let entry = temp.load("session:k").await.unwrap().unwrap();
     let expires_at = entry.expires_at.expect("the file store knows the expiry");
     let remaining = expires_at
@@ -201,7 +202,7 @@ async fn expired_entries_report_their_expiry_and_vanish_from_every_operation() {
 #[tokio::test]
 async fn huge_ttls_do_not_overflow() {
     let temp = TempStore::new();
-    temp.save("session:forever", b"v", Duration::MAX)
+    temp.put("session:forever", b"v", Duration::MAX)
         .await
         .unwrap();
     assert_eq!(
@@ -209,7 +210,7 @@ async fn huge_ttls_do_not_overflow() {
         Some(&b"v"[..])
     );
     assert!(temp.touch("session:forever", Duration::MAX).await.unwrap());
-    temp.save("session:zero", b"v", Duration::ZERO)
+    temp.put("session:zero", b"v", Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(
@@ -224,7 +225,7 @@ async fn huge_ttls_do_not_overflow() {
 /// Saves one entry and returns the store with the path of its only content file.
 async fn one_entry() -> (TempStore, std::path::PathBuf) {
     let temp = TempStore::new();
-    temp.save("session:k", b"precious data", TTL).await.unwrap();
+    temp.put("session:k", b"precious data", TTL).await.unwrap();
     let files = content_files(&temp.store);
     assert_eq!(files.len(), 1);
     (temp, files[0].clone())
@@ -324,7 +325,7 @@ async fn garbage_appended_to_an_index_bucket_does_not_hide_later_writes() {
         Some(&b"precious data"[..])
     );
     // A write after the damage must be visible, not hidden behind the unreadable line.
-    temp.save("session:k", b"second", TTL).await.unwrap();
+    temp.put("session:k", b"second", TTL).await.unwrap();
     assert_eq!(
         value(&temp, "session:k").await.as_deref(),
         Some(&b"second"[..])
@@ -340,15 +341,15 @@ async fn garbage_appended_to_an_index_bucket_does_not_hide_later_writes() {
 #[tokio::test]
 async fn truncated_index_bucket_falls_back_to_missing() {
     let temp = TempStore::new();
-    temp.save("session:k", b"first", TTL).await.unwrap();
-    temp.save("session:k", b"second", TTL).await.unwrap();
+    temp.put("session:k", b"first", TTL).await.unwrap();
+    temp.put("session:k", b"second", TTL).await.unwrap();
     // Cut the newest index line in half: the older line points at content removed by the
     // second save, so the entry reads as missing rather than as stale data.
     let bucket = index_files(&temp.store).remove(0);
     let bytes = std::fs::read(&bucket).unwrap();
     std::fs::write(&bucket, &bytes[..bytes.len() - 20]).unwrap();
     assert_eq!(value(&temp, "session:k").await, None);
-    temp.save("session:k", b"third", TTL).await.unwrap();
+    temp.put("session:k", b"third", TTL).await.unwrap();
     assert_eq!(
         value(&temp, "session:k").await.as_deref(),
         Some(&b"third"[..])
@@ -381,14 +382,14 @@ async fn an_unusable_lock_folder_is_a_backend_error() {
     let locks = temp.dir().join("locks");
     std::fs::remove_dir_all(&locks).unwrap();
     std::fs::write(&locks, b"a file where the lock folder belongs").unwrap();
-    let result = temp.save("session:k", b"v", TTL).await;
+    let result = temp.put("session:k", b"v", TTL).await;
     assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
     let result = temp.load("session:k").await;
     assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
 
     // Once the folder is back, the store works again without being reopened.
     std::fs::remove_file(&locks).unwrap();
-    temp.save("session:k", b"v", TTL).await.unwrap();
+    temp.put("session:k", b"v", TTL).await.unwrap();
     assert_eq!(value(&temp, "session:k").await.as_deref(), Some(&b"v"[..]));
 }
 

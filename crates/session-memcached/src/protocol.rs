@@ -220,21 +220,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         })
     }
 
-    /// `set`, waiting for `STORED`.
-    pub(crate) async fn set(
-        &mut self,
-        key: &str,
-        value: &[u8],
-        flags: u32,
-        exptime: u32,
-    ) -> Result<(), Error> {
-        self.begin();
-        let header = format!("set {key} {flags} {exptime} {}\r\n", value.len());
-        self.send(&[header.as_bytes(), value, b"\r\n"]).await?;
-        self.read_status(&["STORED"]).await?;
-        self.done(())
-    }
-
     /// `add` (memcache-async): `false` when the key already holds a live item.
     pub(crate) async fn add(
         &mut self,
@@ -443,27 +428,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn set_waits_for_stored() {
-        let (mut c, server) = serve(&[(b"set k 0 60 4\r\nv\r\nx\r\n", b"STORED\r\n")]);
-        c.set("k", b"v\r\nx", 0, 60).await.unwrap();
+    async fn touch_waits_for_its_reply() {
+        let (mut c, server) = serve(&[(b"touch k 60\r\n", b"TOUCHED\r\n")]);
+        assert!(c.touch("k", 60).await.unwrap());
         assert!(c.is_reusable());
         server.await.unwrap();
     }
 
     #[tokio::test]
-    async fn set_reports_a_refused_value() {
+    async fn server_errors_are_reported() {
         let (mut c, _server) = serve(&[(
-            b"set k 0 60 1\r\nv\r\n",
+            b"touch k 60\r\n",
             b"SERVER_ERROR object too large for cache\r\n",
         )]);
-        let error = c.set("k", b"v", 0, 60).await.unwrap_err();
+        let error = c.touch("k", 60).await.unwrap_err();
         assert!(error.is_too_large(), "{error}");
         assert!(!c.is_reusable());
         let (mut c, _server) = serve(&[(
-            b"set k 0 60 1\r\nv\r\n",
+            b"touch k 60\r\n",
             b"SERVER_ERROR out of memory storing object\r\n",
         )]);
-        let error = c.set("k", b"v", 0, 60).await.unwrap_err();
+        let error = c.touch("k", 60).await.unwrap_err();
         assert!(matches!(error, Error::Server(_)) && !error.is_too_large());
     }
 
@@ -474,8 +459,8 @@ mod tests {
         let mut c = Connection::new(client);
         assert!(matches!(c.touch("k", 1).await, Err(Error::Io(_))));
         // Closed in the middle of a reply.
-        let (mut c, server) = serve(&[(b"set k 0 1 1\r\nv\r\n", b"STOR")]);
-        let result = c.set("k", b"v", 0, 1).await;
+        let (mut c, server) = serve(&[(b"touch k 1\r\n", b"TOUC")]);
+        let result = c.touch("k", 1).await;
         server.await.unwrap();
         assert!(matches!(result, Err(Error::Io(_))), "{result:?}");
         assert!(!c.is_reusable());

@@ -524,20 +524,6 @@ impl SessionStore for MemcachedStore {
         }))
     }
 
-    /// `set <key> 0 <exptime> <bytes>`, waiting for `STORED`.
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        require_valid_key(key)?;
-        let server = self.server(key);
-        let mut connection = server.checkout_for(value.len()).await?;
-        let exptime = exptime(ttl, SystemTime::now());
-        self.timed(
-            server,
-            Some(value.len()),
-            connection.set(key, value, 0, exptime),
-        )
-        .await
-    }
-
     /// `add`: stores only when the key holds no live item.
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         require_valid_key(key)?;
@@ -604,72 +590,24 @@ impl SessionStore for MemcachedStore {
         Ok(())
     }
 
-    /// `gets` on the old key, `add` of the new one, then `md <old> C<cas>`: the old entry
-    /// is removed only if nobody changed it meanwhile. If somebody did (or removed it), the
-    /// new entry is deleted again and the rotation reports `false`, so a concurrent save or
-    /// logout is never overwritten.
-    async fn rotate(
-        &self,
-        old_key: &str,
-        expected: &[u8],
-        new_key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        require_valid_key(new_key)?;
-        if key_problem(old_key).is_some() {
+    /// `gets`, then `md <key> C<cas>`: the entry is removed only if nobody changed it
+    /// since it was read. Rotation uses it through the default
+    /// [`rotate`](SessionStore::rotate) (`add` of the new key, then this, undone when it
+    /// fails), since memcached has no command that moves an item.
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        if key_problem(key).is_some() {
             return Ok(false);
         }
-        let (old_server, new_server) = (self.server(old_key), self.server(new_key));
-        let cas = {
-            let mut connection = old_server.checkout().await?;
-            match self
-                .timed(old_server, None, connection.gets(old_key))
-                .await?
-            {
-                Some((current, cas)) if current == expected => cas,
-                _ => return Ok(false),
-            }
+        let server = self.server(key);
+        let mut connection = server.checkout().await?;
+        let cas = match self.timed(server, None, connection.gets(key)).await? {
+            Some((current, cas)) if current == expected => cas,
+            _ => return Ok(false),
         };
-        {
-            let mut connection = new_server.checkout_for(value.len()).await?;
-            let exptime = exptime(ttl, SystemTime::now());
-            let created = self
-                .timed(
-                    new_server,
-                    Some(value.len()),
-                    connection.add(new_key, value, exptime),
-                )
-                .await?;
-            if !created {
-                return Ok(false);
-            }
-        }
-        let removed = match old_server.checkout().await {
-            Ok(mut connection) => {
-                self.timed(
-                    old_server,
-                    None,
-                    connection.delete_if_unchanged(old_key, cas),
-                )
-                .await
-            }
-            Err(error) => Err(error),
-        };
-        match removed {
-            Ok(CasDelete::Deleted) => Ok(true),
-            Ok(CasDelete::Changed | CasDelete::Missing) => {
-                if let Err(error) = self.delete(new_key).await {
-                    tracing::warn!(%error, "rotated session entry not removed after a concurrent change; it will expire");
-                }
-                Ok(false)
-            }
-            Err(error) => {
-                // The new entry holds the data; the old one expires on its own.
-                tracing::warn!(%error, "old session entry not deleted after id rotation; it will expire");
-                Ok(true)
-            }
-        }
+        let removed = self
+            .timed(server, None, connection.delete_if_unchanged(key, cas))
+            .await?;
+        Ok(removed == CasDelete::Deleted)
     }
 }
 

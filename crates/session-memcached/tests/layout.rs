@@ -4,6 +4,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{shared_store, unique_key, Raw};
@@ -67,7 +68,7 @@ async fn expiry_over_30_days_is_absolute_and_up_to_30_days_relative() {
     ] {
         let key = unique_key(&format!("ttl-{seconds}"));
         store
-            .save(&key, b"v", Duration::from_secs(seconds))
+            .put(&key, b"v", Duration::from_secs(seconds))
             .await
             .expect("save");
         let mut raw = Raw::connect(store.server_for_key(&key)).await;
@@ -97,7 +98,7 @@ async fn touch_applies_the_same_rule() {
     let key = unique_key("touch");
     let mut raw = Raw::connect(store.server_for_key(&key)).await;
     store
-        .save(&key, b"v", Duration::from_secs(60))
+        .put(&key, b"v", Duration::from_secs(60))
         .await
         .expect("save");
     assert!(store
@@ -161,7 +162,7 @@ async fn keys_memcached_cannot_hold_have_defined_outcomes() {
         assert!(store.load(key).await.expect("load").is_none(), "{key:?}");
         assert!(
             matches!(
-                store.save(key, b"v", ttl).await,
+                store.put(key, b"v", ttl).await,
                 Err(StoreError::InvalidKey(_))
             ),
             "save {key:?}"
@@ -191,10 +192,7 @@ async fn keys_memcached_cannot_hold_have_defined_outcomes() {
     // A key of exactly 250 bytes is fine.
     let longest = format!("{}{}", unique_key("max"), "k".repeat(250));
     let longest = &longest[..250];
-    store
-        .save(longest, b"v", ttl)
-        .await
-        .expect("a 250-byte key");
+    store.put(longest, b"v", ttl).await.expect("a 250-byte key");
     assert_eq!(
         store.load(longest).await.expect("load").map(|e| e.value),
         Some(b"v".to_vec())
@@ -208,7 +206,7 @@ async fn values_over_the_limit_are_refused_and_nothing_is_stored() {
     let ttl = Duration::from_secs(60);
     let too_large = vec![7u8; DEFAULT_MAX_VALUE_BYTES + 1];
     for result in [
-        store.save(&key, &too_large, ttl).await.map(|_| true),
+        store.put(&key, &too_large, ttl).await.map(|_| true),
         store.create(&key, &too_large, ttl).await,
     ] {
         match result {
@@ -236,7 +234,7 @@ async fn the_servers_refusal_is_too_large_as_well() {
     shared_store().await; // fails with instructions when the server is down
     let key = unique_key("server-too-large");
     let value = vec![1u8; 2 << 20];
-    match store.save(&key, &value, Duration::from_secs(60)).await {
+    match store.put(&key, &value, Duration::from_secs(60)).await {
         Err(StoreError::TooLarge { size, limit }) => {
             assert_eq!(size, value.len());
             assert!(limit < size);
@@ -245,7 +243,7 @@ async fn the_servers_refusal_is_too_large_as_well() {
     }
     assert!(store.load(&key).await.expect("load").is_none());
     store
-        .save(&key, b"small", Duration::from_secs(60))
+        .put(&key, b"small", Duration::from_secs(60))
         .await
         .expect("the store works after a refusal");
     assert_eq!(
@@ -259,7 +257,7 @@ async fn rotation_moves_the_entry_and_respects_concurrent_changes() {
     let store = shared_store().await;
     let ttl = Duration::from_secs(60);
     let (old, new) = (unique_key("rot-old"), unique_key("rot-new"));
-    store.save(&old, b"v1", ttl).await.expect("save");
+    store.put(&old, b"v1", ttl).await.expect("save");
     assert!(store
         .rotate(&old, b"v1", &new, b"v2", ttl)
         .await

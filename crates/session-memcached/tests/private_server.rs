@@ -5,6 +5,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::{Duration, Instant};
 
 use common::{unique_key, PrivateMemcached};
@@ -37,7 +38,7 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreErr
 async fn the_same_store_survives_a_server_restart() {
     let mut server = PrivateMemcached::start(&[]).await;
     let store = store_on(&server, 4);
-    store.save("k", b"before", TTL).await.expect("save");
+    store.put("k", b"before", TTL).await.expect("save");
     assert!(store.load("k").await.expect("load").is_some());
 
     server.kill().await;
@@ -46,7 +47,7 @@ async fn the_same_store_survives_a_server_restart() {
     for round in 0..2 {
         let started = Instant::now();
         assert_unavailable("load", store.load("k").await);
-        assert_unavailable("save", store.save("k", b"v", TTL).await);
+        assert_unavailable("save", store.put("k", b"v", TTL).await);
         assert_unavailable("create", store.create("k2", b"v", TTL).await);
         assert_unavailable(
             "compare_and_set",
@@ -70,7 +71,7 @@ async fn the_same_store_survives_a_server_restart() {
     // memcached keeps nothing across a restart; the store must simply work again.
     assert_eq!(store.load("k").await.expect("load after restart"), None);
     store
-        .save("k", b"after", TTL)
+        .put("k", b"after", TTL)
         .await
         .expect("save after restart");
     assert_eq!(
@@ -89,8 +90,8 @@ async fn a_frozen_server_times_out_and_late_replies_are_never_misread() {
     let server = PrivateMemcached::start(&[]).await;
     // One connection, so a stale one would be handed out again.
     let store = store_on(&server, 1);
-    store.save("a", b"value-a", TTL).await.expect("save");
-    store.save("b", b"value-b", TTL).await.expect("save");
+    store.put("a", b"value-a", TTL).await.expect("save");
+    store.put("b", b"value-b", TTL).await.expect("save");
 
     server.signal("STOP");
     let started = Instant::now();
@@ -135,7 +136,7 @@ async fn impossible_keys_never_reach_the_server() {
     for key in [long.as_str(), "with space", "line\r\nbreak", "tab\t", ""] {
         assert!(store.load(key).await.expect("load").is_none());
         assert!(matches!(
-            store.save(key, b"v", TTL).await,
+            store.put(key, b"v", TTL).await,
             Err(StoreError::InvalidKey(_))
         ));
         assert!(matches!(
@@ -166,7 +167,7 @@ async fn impossible_keys_never_reach_the_server() {
 
     // The counters do move when a valid key is used.
     assert!(store.load("valid").await.expect("load").is_none());
-    store.save("valid", b"v", TTL).await.expect("save");
+    store.put("valid", b"v", TTL).await.expect("save");
     let later = raw.stats().await;
     for counter in ["total_connections", "cmd_get", "cmd_set"] {
         let (was, is): (u64, u64) = (
@@ -194,7 +195,7 @@ async fn the_value_limit_can_come_from_the_server() {
 
     let at_limit: Vec<u8> = (0..limit).map(|i| (i % 251) as u8).collect();
     store
-        .save(&longest_key, &at_limit, TTL)
+        .put(&longest_key, &at_limit, TTL)
         .await
         .expect("a value at the limit under a 250-byte key");
     assert_eq!(
@@ -205,7 +206,7 @@ async fn the_value_limit_can_come_from_the_server() {
             .map(|e| e.value),
         Some(at_limit)
     );
-    match store.save("over", &vec![0u8; limit + 1], TTL).await {
+    match store.put("over", &vec![0u8; limit + 1], TTL).await {
         Err(StoreError::TooLarge {
             size,
             limit: reported,
@@ -229,7 +230,7 @@ async fn the_learned_limit_fits_the_default_item_size() {
     let key = "k".repeat(250);
     // The first call learns the limit while connecting.
     let value = vec![3u8; 1024 * 1024 - 512];
-    store.save(&key, &value, TTL).await.expect("save");
+    store.put(&key, &value, TTL).await.expect("save");
     assert_eq!(store.max_value_bytes(&key), value.len());
     assert_eq!(
         store.load(&key).await.expect("load").map(|e| e.value.len()),
@@ -248,7 +249,7 @@ async fn keys_are_spread_over_several_servers() {
     for i in 0..40 {
         let key = format!("session:{}-{i}", unique_key("ring").replace(':', "-"));
         let value = format!("value-{i}");
-        store.save(&key, value.as_bytes(), TTL).await.expect("save");
+        store.put(&key, value.as_bytes(), TTL).await.expect("save");
         let (holder, other) = if store.server_for_key(&key) == first.address() {
             on_first += 1;
             (&mut raw_first, &mut raw_second)
@@ -288,7 +289,7 @@ async fn one_server_down_fails_only_its_keys() {
     let (mut ok, mut unavailable) = (0, 0);
     for i in 0..20 {
         let key = format!("k{i}");
-        let result = store.save(&key, b"v", TTL).await;
+        let result = store.put(&key, b"v", TTL).await;
         if store.server_for_key(&key) == first.address() {
             result.expect("the live server works");
             ok += 1;

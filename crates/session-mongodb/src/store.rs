@@ -275,35 +275,6 @@ impl SessionStore for MongoStore {
         }
     }
 
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        check_key(key)?;
-        check_value(value.len())?;
-        let update = doc! { "$set": {
-            "id": key,
-            "val": binary(value),
-            "expiration": expiration_after(DateTime::now(), ttl),
-        } };
-        // Two upserts of one new key can race on the unique index; the loser finds the
-        // winner's document on its second try.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let result = tokio::time::timeout(
-                self.operation_timeout,
-                self.collection
-                    .update_one(doc! { "id": key }, update.clone())
-                    .upsert(true),
-            )
-            .await;
-            match result {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(error)) if is_duplicate_key(&error) && attempts < 3 => continue,
-                Ok(Err(error)) => return Err(map_error(error)),
-                Err(_) => return Err(self.timed_out()),
-            }
-        }
-    }
-
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         check_key(key)?;
         check_value(value.len())?;
@@ -371,6 +342,20 @@ impl SessionStore for MongoStore {
         self.run(self.collection.delete_many(doc! { "id": key }))
             .await?;
         Ok(())
+    }
+
+    /// `delete_one` filtered on the id, the exact bytes and a live expiration: atomic on
+    /// the server. Rotation uses it through the default [`rotate`](SessionStore::rotate).
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        check_key(key)?;
+        check_value(expected.len())?;
+        let filter = doc! {
+            "id": key,
+            "val": binary(expected),
+            "expiration": { "$gt": DateTime::now() },
+        };
+        let result = self.run(self.collection.delete_one(filter)).await?;
+        Ok(result.deleted_count > 0)
     }
 
     async fn cleanup(&self) -> Result<u64, StoreError> {

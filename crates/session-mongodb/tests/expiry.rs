@@ -11,6 +11,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use mongodb::bson::spec::BinarySubtype;
@@ -104,7 +105,7 @@ async fn cleanup_deletes_expired_documents_and_keeps_live_ones() {
     let (store, raw, key) = setup().await;
     let live = format!("{key}-live");
     insert_expired(&raw, &key, b"stale").await;
-    store.save(&live, b"live", TTL).await.unwrap();
+    store.put(&live, b"live", TTL).await.unwrap();
 
     let removed = store.cleanup().await.unwrap();
     assert!(removed >= 1, "cleanup removed {removed}");
@@ -119,7 +120,7 @@ async fn cleanup_deletes_expired_documents_and_keeps_live_ones() {
 async fn an_entry_saved_with_a_short_ttl_is_hidden_once_it_passes() {
     let (store, raw, key) = setup().await;
     store
-        .save(&key, b"brief", Duration::from_millis(300))
+        .put(&key, b"brief", Duration::from_millis(300))
         .await
         .unwrap();
     // Poll until the expiry passes (with a deadline), then check the document is still
@@ -154,7 +155,7 @@ async fn documents_in_another_shape_are_no_session() {
         raw.insert_one(document).await.unwrap();
         assert_eq!(store.load(&case_key).await.unwrap(), None, "{name}");
         // save repairs it in place.
-        store.save(&case_key, b"\x80", TTL).await.unwrap();
+        store.put(&case_key, b"\x80", TTL).await.unwrap();
         assert_eq!(
             store.load(&case_key).await.unwrap().map(|e| e.value),
             Some(b"\x80".to_vec()),

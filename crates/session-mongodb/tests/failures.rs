@@ -10,6 +10,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::{Duration, Instant};
 
 use mongodb::Client;
@@ -99,7 +100,7 @@ async fn an_outage_is_unavailable_and_the_store_recovers() {
     )
     .await;
     let key = key("outage");
-    store.save(&key, b"before", TTL).await.unwrap();
+    store.put(&key, b"before", TTL).await.unwrap();
 
     relay.cut().await;
     // The relay's connections close asynchronously: poll until the store notices.
@@ -121,7 +122,7 @@ async fn an_outage_is_unavailable_and_the_store_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for result in [
-        store.save(&key, b"during", TTL).await.map(|_| ()),
+        store.put(&key, b"during", TTL).await.map(|_| ()),
         store.create(&key, b"during", TTL).await.map(|_| ()),
         store.touch(&key, TTL).await.map(|_| ()),
         store.delete(&key).await,
@@ -145,7 +146,7 @@ async fn an_outage_is_unavailable_and_the_store_recovers() {
         }
     };
     assert_eq!(entry.map(|e| e.value), Some(b"before".to_vec()));
-    store.save(&key, b"after", TTL).await.unwrap();
+    store.put(&key, b"after", TTL).await.unwrap();
 }
 
 #[tokio::test]
@@ -154,7 +155,7 @@ async fn oversized_values_and_keys_are_refused_before_sending() {
     let key = key("large");
     let too_large = vec![7u8; MAX_VALUE_BYTES + 1];
     for result in [
-        store.save(&key, &too_large, TTL).await.map(|_| ()),
+        store.put(&key, &too_large, TTL).await.map(|_| ()),
         store.create(&key, &too_large, TTL).await.map(|_| ()),
         store
             .compare_and_set(&key, b"x", &too_large, TTL)
@@ -180,7 +181,7 @@ async fn oversized_values_and_keys_are_refused_before_sending() {
 
     let long_key = "k".repeat(MAX_KEY_BYTES + 1);
     assert!(matches!(
-        store.save(&long_key, b"v", TTL).await,
+        store.put(&long_key, b"v", TTL).await,
         Err(StoreError::InvalidKey(_))
     ));
     assert!(matches!(
@@ -194,13 +195,13 @@ async fn the_largest_accepted_value_round_trips() {
     let store = common::connect(COLLECTION).await;
     let key = format!("{}{}", key("max"), "k".repeat(200));
     let largest: Vec<u8> = (0..MAX_VALUE_BYTES).map(|i| (i % 251) as u8).collect();
-    store.save(&key, &largest, TTL).await.unwrap();
+    store.put(&key, &largest, TTL).await.unwrap();
     let loaded = store.load(&key).await.unwrap().expect("largest value");
     assert!(loaded.value == largest, "the largest value changed");
     // Largest expected value plus a small new one still fits in one command.
     let small = b"\x80";
     let room = MAX_VALUE_BYTES - small.len();
-    store.save(&key, &largest[..room], TTL).await.unwrap();
+    store.put(&key, &largest[..room], TTL).await.unwrap();
     assert!(store
         .compare_and_set(&key, &largest[..room], small, TTL)
         .await

@@ -10,6 +10,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use mongodb::bson::spec::BinarySubtype;
@@ -181,7 +182,7 @@ async fn indexes_are_flask_sessions_ttl_index_and_a_unique_id_index() {
 
     // The unique index keeps one document per id, whoever writes.
     store
-        .save("session:x", b"\x80", Duration::from_secs(60))
+        .put("session:x", b"\x80", Duration::from_secs(60))
         .await
         .unwrap();
     let duplicate = raw
@@ -203,7 +204,7 @@ async fn skip_index_creation_creates_none() {
     let name = common::unique_collection("no_indexes");
     let store = common::connect_with(common::builder(&name).skip_index_creation(true)).await;
     store
-        .save("session:a", b"\x80", Duration::from_secs(60))
+        .put("session:a", b"\x80", Duration::from_secs(60))
         .await
         .unwrap();
     let raw = common::raw_collection(&name).await;

@@ -57,7 +57,7 @@ return 1
 "#;
 
 /// KEYS[1] = key; ARGV[1] = expected bytes. Deletes the entry only while it still holds
-/// the expected bytes; returns 1 when it did. Used by rotation across cluster slots.
+/// the expected bytes; returns 1 when it did.
 const COMPARE_AND_DELETE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])

@@ -149,34 +149,6 @@ impl RedisStore {
             None => Err(unexpected_reply("EVALSHA", &reply)),
         }
     }
-
-    /// Rotation for a Cluster whose keys live in different slots: no script can see both.
-    async fn rotate_across_slots(
-        &self,
-        old_key: &str,
-        expected: &[u8],
-        new_key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        if !self.create(new_key, value, ttl).await? {
-            return Ok(false);
-        }
-        let deleted = self
-            .run_flag_script(&self.scripts.compare_and_delete, &[old_key], || {
-                vec![Value::from(expected)]
-            })
-            .await?;
-        if deleted {
-            return Ok(true);
-        }
-        // The old entry changed or vanished: undo, so a failed check changes nothing. Nobody
-        // else knows the fresh key, so deleting it cannot remove anyone's session.
-        if let Err(error) = self.delete(new_key).await {
-            tracing::warn!(%error, "unused session entry not deleted after a failed rotation; it will expire");
-        }
-        Ok(false)
-    }
 }
 
 /// Flask-Session's `int(lifetime.total_seconds())`, but at least 1: Redis refuses `EX 0`.
@@ -260,17 +232,6 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        check_size(value.len())?;
-        let expire = Some(Expiration::EX(ttl_seconds(ttl)));
-        let _: Value = self
-            .pool
-            .set(key, value, expire, None, false)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         check_size(value.len())?;
         let expire = Some(Expiration::EX(ttl_seconds(ttl)));
@@ -311,6 +272,13 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.run_flag_script(&self.scripts.compare_and_delete, &[key], || {
+            vec![Value::from(expected)]
+        })
+        .await
+    }
+
     async fn rotate(
         &self,
         old_key: &str,
@@ -325,8 +293,9 @@ impl SessionStore for RedisStore {
                 == fred::util::redis_keyslot(new_key.as_bytes())
         };
         if self.clustered && !same_slot() {
-            return self
-                .rotate_across_slots(old_key, expected, new_key, value, ttl)
+            // No script can see keys in two Cluster slots: create, then compare-and-delete,
+            // undoing on failure.
+            return session_core::rotate_in_steps(self, old_key, expected, new_key, value, ttl)
                 .await;
         }
         self.run_flag_script(&self.scripts.rotate, &[old_key, new_key], || {

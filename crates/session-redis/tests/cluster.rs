@@ -3,6 +3,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use session_core::{testkit, SessionStore};
@@ -28,7 +29,7 @@ async fn rotation_within_one_slot() {
     let store = connect().await;
     let tag = testkit::unique_prefix("slot");
     let (old, new) = (format!("{{{tag}}}old"), format!("{{{tag}}}new"));
-    store.save(&old, b"v1", TTL).await.unwrap();
+    store.put(&old, b"v1", TTL).await.unwrap();
     assert!(!store
         .rotate(&old, b"stale", &new, b"v2", TTL)
         .await
@@ -56,7 +57,7 @@ async fn rotation_across_slots() {
             fred::util::redis_keyslot(k.as_bytes()) != fred::util::redis_keyslot(old.as_bytes())
         })
         .unwrap();
-    store.save(&old, b"v1", TTL).await.unwrap();
+    store.put(&old, b"v1", TTL).await.unwrap();
     assert!(!store
         .rotate(&old, b"stale", &new, b"v2", TTL)
         .await

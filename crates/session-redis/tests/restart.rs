@@ -4,6 +4,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::{Duration, Instant};
 
 use fred::interfaces::LuaInterface;
@@ -50,7 +51,7 @@ async fn assert_unavailable<T: std::fmt::Debug>(
 async fn store_survives_a_server_restart() {
     let mut server = common::PrivateRedis::start().await;
     let store = store_for(&server).await;
-    store.save("k", b"before", TTL).await.unwrap();
+    store.put("k", b"before", TTL).await.unwrap();
     assert!(store
         .compare_and_set("k", b"before", b"v1", TTL)
         .await
@@ -58,7 +59,7 @@ async fn store_survives_a_server_restart() {
 
     server.kill().await;
     assert_unavailable("load", store.load("k")).await;
-    assert_unavailable("save", store.save("k", b"v", TTL)).await;
+    assert_unavailable("save", store.put("k", b"v", TTL)).await;
     assert_unavailable("create", store.create("new", b"v", TTL)).await;
     assert_unavailable(
         "compare_and_set",
@@ -92,7 +93,7 @@ async fn store_survives_a_server_restart() {
     server.restart().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match store.save("k", b"after", TTL).await {
+        match store.put("k", b"after", TTL).await {
             Ok(()) => break,
             Err(StoreError::Unavailable(error)) => {
                 assert!(
@@ -125,7 +126,7 @@ async fn store_survives_a_server_restart() {
 async fn scripts_are_resent_after_the_script_cache_is_flushed() {
     let server = common::PrivateRedis::start().await;
     let store = store_for(&server).await;
-    store.save("k", b"v1", TTL).await.unwrap();
+    store.put("k", b"v1", TTL).await.unwrap();
     assert!(store.compare_and_set("k", b"v1", b"v2", TTL).await.unwrap());
     let () = store.pool().script_flush(false).await.unwrap();
     assert!(store.compare_and_set("k", b"v2", b"v3", TTL).await.unwrap());

@@ -3,10 +3,11 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use fred::interfaces::{ClientLike, KeysInterface};
-use session_core::{testkit, SessionStore};
+use session_core::testkit;
 use session_redis::RedisStore;
 
 const DEFAULT_URL: &str = "redis-sentinel://127.0.0.1:26379/0?sentinelServiceName=mymaster";
@@ -25,7 +26,7 @@ async fn talks_to_the_master_through_sentinel() {
     // Writes only succeed on a master; a replica would answer READONLY.
     let key = format!("{}k", testkit::unique_prefix("sentinel"));
     store
-        .save(&key, b"v", Duration::from_secs(60))
+        .put(&key, b"v", Duration::from_secs(60))
         .await
         .unwrap();
     let ttl: i64 = store.pool().ttl(&key).await.unwrap();

@@ -3,6 +3,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::{Duration, SystemTime};
 
 use fred::interfaces::{KeysInterface, ListInterface};
@@ -46,7 +47,7 @@ async fn load_reports_the_expiry() {
     let key = key("expiry");
     let before = SystemTime::now();
     store
-        .save(&key, b"v", Duration::from_secs(100))
+        .put(&key, b"v", Duration::from_secs(100))
         .await
         .unwrap();
     let entry = store.load(&key).await.unwrap().expect("saved entry");
@@ -80,11 +81,11 @@ async fn ttl_is_truncated_to_whole_seconds() {
     let store = connect().await;
     let (short, fractional) = (key("short"), key("fractional"));
     store
-        .save(&short, b"v", Duration::from_millis(200))
+        .put(&short, b"v", Duration::from_millis(200))
         .await
         .unwrap();
     store
-        .save(&fractional, b"v", Duration::from_millis(2_900))
+        .put(&fractional, b"v", Duration::from_millis(2_900))
         .await
         .unwrap();
     let short_ttl: i64 = store.pool().ttl(&short).await.unwrap();

@@ -9,8 +9,6 @@ use crate::schema::{Backend, TableOptions};
 pub(crate) struct Queries {
     /// (key, now) → rows of (data, expiry).
     pub load: String,
-    /// (key, data, expiry): insert or overwrite.
-    pub save: String,
     /// PostgreSQL/SQLite (key, data, expiry, now): insert, or replace an expired row;
     /// one row affected when written. MySQL (key, data, expiry): plain insert.
     pub create: String,
@@ -22,7 +20,7 @@ pub(crate) struct Queries {
     pub touch: String,
     /// (key).
     pub delete: String,
-    /// (key, expected, now): removes the live row holding `expected` (rotation's check).
+    /// (key, expected, now): removes the live row holding `expected`.
     pub delete_if_matches: String,
     /// (now, batch size): removes up to one batch of expired rows.
     pub cleanup: String,
@@ -58,11 +56,6 @@ impl Queries {
                 load: format!(
                     "SELECT data, expiry FROM {table} WHERE session_id = $1 AND expiry > $2"
                 ),
-                save: format!(
-                    "{} ON CONFLICT (session_id) DO UPDATE \
-                     SET data = EXCLUDED.data, expiry = EXCLUDED.expiry",
-                    insert(["$1", "$2", "$3"])
-                ),
                 // The alias names the existing row in the WHERE (EXCLUDED is the new one).
                 create: format!(
                     "{} ON CONFLICT (session_id) DO UPDATE \
@@ -95,11 +88,6 @@ impl Queries {
                 load: format!(
                     "SELECT data, expiry FROM {table} WHERE session_id = ? AND expiry > ?"
                 ),
-                // VALUES(col) rather than repeating the parameters: the data is sent once.
-                save: format!(
-                    "{} ON DUPLICATE KEY UPDATE data = VALUES(data), expiry = VALUES(expiry)",
-                    insert(["?", "?", "?"])
-                ),
                 create: insert(["?", "?", "?"]),
                 delete_expired_key: format!(
                     "DELETE FROM {table} WHERE session_id = ? AND ({dead} ?)"
@@ -127,11 +115,6 @@ impl Queries {
             Backend::Sqlite => Queries {
                 load: format!(
                     "SELECT data, expiry FROM {table} WHERE session_id = ?1 AND expiry > ?2"
-                ),
-                save: format!(
-                    "{} ON CONFLICT (session_id) DO UPDATE \
-                     SET data = excluded.data, expiry = excluded.expiry",
-                    insert(["?1", "?2", "?3"])
                 ),
                 // In SQLite's DO UPDATE, bare column names are the existing row's.
                 create: format!(
@@ -179,7 +162,7 @@ mod tests {
         );
         let mysql = Queries::new(Backend::MySql, &options);
         assert!(mysql
-            .save
+            .create
             .starts_with("INSERT INTO `app`.`web_sessions` (session_id"));
         let sqlite = Queries::new(Backend::Sqlite, &TableOptions::new());
         assert!(sqlite
@@ -192,11 +175,11 @@ mod tests {
         let options = TableOptions::new().sequence("sid_seq");
         let pg = Queries::new(Backend::Postgres, &options);
         assert!(pg
-            .save
+            .create
             .contains("(id, session_id, data, expiry) VALUES (nextval('\"sid_seq\"'), $1"));
         let mysql = Queries::new(Backend::MySql, &options);
         assert!(mysql.create.contains("VALUES (NEXTVAL(`sid_seq`), ?"));
         let sqlite = Queries::new(Backend::Sqlite, &options);
-        assert!(sqlite.save.contains("(session_id, data, expiry)"));
+        assert!(sqlite.create.contains("(session_id, data, expiry)"));
     }
 }

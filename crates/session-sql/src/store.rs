@@ -291,23 +291,6 @@ impl SessionStore for SqlStore {
         })
     }
 
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        self.check_key(key)?;
-        self.check_size(value)?;
-        let expiry = self.expiry_after(clock::now_utc(), ttl);
-        let query = &self.inner.queries.save;
-        on_pool!(&self.inner.pool, pool, stamp, _expiry => {
-            sqlx::query(query)
-                .bind(key)
-                .bind(value)
-                .bind(stamp(expiry))
-                .execute(pool)
-                .await
-                .map_err(|error| self.write_error(error, value.len()))?;
-        });
-        Ok(())
-    }
-
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         self.check_key(key)?;
         self.check_size(value)?;
@@ -374,6 +357,23 @@ impl SessionStore for SqlStore {
                 .map_err(map_error)?;
         });
         Ok(())
+    }
+
+    /// `DELETE … WHERE session_id = ? AND data = ? AND expiry > now`: one statement.
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.check_key(key)?;
+        let now = clock::now_utc();
+        let query = &self.inner.queries.delete_if_matches;
+        on_pool!(&self.inner.pool, pool, stamp, _expiry => {
+            let done = sqlx::query(query)
+                .bind(key)
+                .bind(expected)
+                .bind(stamp(now))
+                .execute(pool)
+                .await
+                .map_err(map_error)?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// One transaction: remove the old row if it still holds `expected`, insert the new

@@ -5,6 +5,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use common::{assert_near, mysql, save_through_manager, stored, utc_in, LIFETIME};
@@ -184,7 +185,7 @@ async fn oversized_values_are_too_large_not_truncated() {
     let key = format!("session:big-{}", std::process::id());
     let too_big = vec![7u8; MYSQL_BLOB_MAX + 1];
     for result in [
-        store.save(&key, &too_big, Duration::from_secs(60)).await,
+        store.put(&key, &too_big, Duration::from_secs(60)).await,
         store
             .create(&key, &too_big, Duration::from_secs(60))
             .await
@@ -210,7 +211,7 @@ async fn oversized_values_are_too_large_not_truncated() {
     )
     .await;
     match narrowed
-        .save("session:t", &[1u8; 256], Duration::from_secs(60))
+        .put("session:t", &[1u8; 256], Duration::from_secs(60))
         .await
     {
         Err(StoreError::TooLarge { size: 256, .. }) => {}
@@ -236,7 +237,7 @@ async fn long_blob_tables_take_large_values() {
     );
     let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     store
-        .save("session:large", &large, Duration::from_secs(60))
+        .put("session:large", &large, Duration::from_secs(60))
         .await
         .expect("save");
     assert_eq!(stored(&store, "session:large").await, Some(large));
@@ -262,7 +263,7 @@ async fn ids_come_from_a_mariadb_sequence() {
     execute(&store, "SELECT SETVAL(seq_mysql_ids, 500)").await;
     for key in ["session:a", "session:b"] {
         store
-            .save(key, b"v", Duration::from_secs(60))
+            .put(key, b"v", Duration::from_secs(60))
             .await
             .expect("save");
     }

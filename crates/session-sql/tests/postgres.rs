@@ -5,6 +5,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use common::{assert_near, postgres, save_through_manager, stored, utc_in, utc_now, LIFETIME};
@@ -198,7 +199,7 @@ async fn ids_come_from_the_configured_sequence() {
     execute(&store, "SELECT setval('seq_pg_ids', 500)").await;
     for key in ["session:a", "session:b", "session:c"] {
         store
-            .save(key, b"v", Duration::from_secs(60))
+            .put(key, b"v", Duration::from_secs(60))
             .await
             .expect("save");
     }
@@ -214,7 +215,7 @@ async fn ids_come_from_the_configured_sequence() {
     // A second store on the existing table and sequence keeps drawing from it.
     let again = postgres(SqlStore::builder().table("seq_pg").sequence("seq_pg_ids")).await;
     again
-        .save("session:e", b"v", Duration::from_secs(60))
+        .put("session:e", b"v", Duration::from_secs(60))
         .await
         .expect("save");
     let last: i32 = sqlx::query_scalar("SELECT id FROM seq_pg WHERE session_id = 'session:e'")
@@ -236,7 +237,7 @@ async fn schema_option_places_the_table_in_that_schema() {
     )
     .await;
     store
-        .save("session:s", b"in schema", Duration::from_secs(60))
+        .put("session:s", b"in schema", Duration::from_secs(60))
         .await
         .expect("save");
     let data: Vec<u8> = sqlx::query_scalar(
@@ -284,7 +285,7 @@ async fn table_exists_skips_creation_and_checks_the_table() {
     }
     let store = postgres(SqlStore::builder().table("missing_pg").table_exists(true)).await;
     store
-        .save("session:x", b"x", Duration::from_secs(60))
+        .put("session:x", b"x", Duration::from_secs(60))
         .await
         .expect("save");
     assert_eq!(
@@ -353,7 +354,7 @@ async fn a_pool_owned_by_the_application_is_used() {
         .expect("store on the pool");
     assert_eq!(store.backend(), session_sql::Backend::Postgres);
     store
-        .save("session:p", b"pooled", Duration::from_secs(60))
+        .put("session:p", b"pooled", Duration::from_secs(60))
         .await
         .expect("save");
     let data: Vec<u8> =
@@ -375,7 +376,7 @@ async fn overlong_and_nul_keys_are_invalid_keys() {
     let store = postgres(SqlStore::builder().table("conformance_pg")).await;
     let long = format!("session:{}", "a".repeat(248));
     for key in [long.as_str(), "session:a\0b"] {
-        match store.save(key, b"v", Duration::from_secs(60)).await {
+        match store.put(key, b"v", Duration::from_secs(60)).await {
             Err(StoreError::InvalidKey(_)) => {}
             other => panic!("{key:?}: {other:?}"),
         }
@@ -386,7 +387,7 @@ async fn overlong_and_nul_keys_are_invalid_keys() {
     }
     let longest = format!("session:{}", "a".repeat(247));
     store
-        .save(&longest, b"v", Duration::from_secs(60))
+        .put(&longest, b"v", Duration::from_secs(60))
         .await
         .expect("255 characters fit");
     assert_eq!(stored(&store, &longest).await.as_deref(), Some(&b"v"[..]));
@@ -408,10 +409,7 @@ async fn unreachable_server_is_unavailable() {
         Err(StoreError::Unavailable(_)) => {}
         other => panic!("a closed pool gave {other:?}"),
     }
-    match store
-        .save("session:any", b"v", Duration::from_secs(1))
-        .await
-    {
+    match store.put("session:any", b"v", Duration::from_secs(1)).await {
         Err(StoreError::Unavailable(_)) => {}
         other => panic!("a closed pool gave {other:?}"),
     }
@@ -439,7 +437,7 @@ async fn expiry_is_stored_as_naive_utc_whatever_the_session_time_zone() {
         .await
         .expect("store");
     store
-        .save("session:tz", b"v", Duration::from_secs(120))
+        .put("session:tz", b"v", Duration::from_secs(120))
         .await
         .expect("save");
     let expiry: PrimitiveDateTime =

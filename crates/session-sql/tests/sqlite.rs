@@ -4,6 +4,7 @@
 
 mod common;
 
+use session_core::testkit::SeedExt as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -212,7 +213,7 @@ async fn identical_rewrites_still_count_as_written() {
 async fn table_and_schema_options_on_an_attached_database() {
     let store = sqlite_memory(SqlStore::builder().table("web_sessions")).await;
     store
-        .save("session:a", b"a", Duration::from_secs(60))
+        .put("session:a", b"a", Duration::from_secs(60))
         .await
         .expect("save");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM web_sessions")
@@ -238,11 +239,11 @@ async fn table_and_schema_options_on_an_attached_database() {
 async fn sequence_option_is_ignored_like_sqlalchemy_does() {
     let store = sqlite_memory(SqlStore::builder().sequence("ignored_seq")).await;
     store
-        .save("session:a", b"a", Duration::from_secs(60))
+        .put("session:a", b"a", Duration::from_secs(60))
         .await
         .expect("save");
     store
-        .save("session:b", b"b", Duration::from_secs(60))
+        .put("session:b", b"b", Duration::from_secs(60))
         .await
         .expect("save");
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM sessions ORDER BY id")
@@ -262,7 +263,7 @@ async fn in_memory_database_is_shared_by_concurrent_users() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .save(&format!("session:{i}"), b"v", Duration::from_secs(60))
+                    .put(&format!("session:{i}"), b"v", Duration::from_secs(60))
                     .await
                     .expect("save");
             })

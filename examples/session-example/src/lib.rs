@@ -390,7 +390,7 @@ mod tests {
     async fn memory_and_filesystem_stores_work() {
         let memory = store_for(&[("SESSION_TYPE", " Memory ")]).await.unwrap();
         memory
-            .save("k", b"v", std::time::Duration::from_secs(60))
+            .create("k", b"v", std::time::Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(memory.load("k").await.unwrap().unwrap().value, b"v");
@@ -405,7 +405,7 @@ mod tests {
             }
             let store = store_for(&vars).await.unwrap();
             store
-                .save("k", b"v", std::time::Duration::from_secs(60))
+                .create("k", b"v", std::time::Duration::from_secs(60))
                 .await
                 .unwrap();
             assert!(dir.is_dir(), "the filesystem store did not use {dir_text}");

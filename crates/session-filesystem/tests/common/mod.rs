@@ -33,9 +33,6 @@ impl SessionStore for TempStore {
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
         self.store.load(key).await
     }
-    async fn save(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        self.store.save(key, value, ttl).await
-    }
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         self.store.create(key, value, ttl).await
     }
@@ -53,6 +50,9 @@ impl SessionStore for TempStore {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.store.delete(key).await
+    }
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.store.compare_and_delete(key, expected).await
     }
     async fn rotate(
         &self,

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: servers, stores, timestamps.
 #![allow(dead_code)]
 
+use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use session_core::testkit::Options;
@@ -144,7 +145,7 @@ pub async fn stored(store: &SqlStore, key: &str) -> Option<Vec<u8>> {
 pub async fn assert_identical_rewrites_count_as_written(store: &SqlStore) {
     let key = format!("session:same-{}", std::process::id());
     store
-        .save(&key, b"same", Duration::from_secs(60))
+        .put(&key, b"same", Duration::from_secs(60))
         .await
         .expect("save");
     for _ in 0..3 {
@@ -167,7 +168,7 @@ pub async fn save_live_and_clean_up(store: &SqlStore, live: usize, expired: u64)
     let keys: Vec<String> = (0..live).map(|i| format!("session:live-{i}")).collect();
     for key in &keys {
         store
-            .save(key, b"live", Duration::from_secs(600))
+            .put(key, b"live", Duration::from_secs(600))
             .await
             .expect("save");
     }
