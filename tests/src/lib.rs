@@ -75,6 +75,7 @@ macro_rules! http_suite {
             logout_deletes_the_session,
             login_regenerates_the_id,
             vary_cookie_whenever_accessed,
+            vary_merges_with_the_handlers_header,
             unknown_id_gets_a_fresh_id,
             malformed_cookies_get_a_fresh_id_without_store_calls,
             duplicated_cookies_first_wins_and_never_adopts,

@@ -208,7 +208,7 @@ pub async fn read_only_request_does_not_rewrite<A: Adapter, B: Backend>() {
     let reply = h.get("/", Some(&cookie)).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.json()["seed"], 1);
-    assert_eq!(reply.vary(), ["Cookie"]);
+    assert_eq!(reply.vary(), ["Accept", "Cookie"]);
     assert!(reply.set_cookies().is_empty(), "{reply:?}");
     let calls = h.calls() - before;
     assert_eq!(
@@ -250,7 +250,7 @@ pub async fn refresh_threshold_touches_and_resends_permanent_cookie<A: Adapter, 
         reply.set_cookies().is_empty(),
         "a non-permanent session's cookie is not re-sent: {reply:?}"
     );
-    assert_eq!(reply.vary(), ["Cookie"]);
+    assert_eq!(reply.vary(), ["Accept", "Cookie"]);
 }
 
 /// With `SESSION_REFRESH_EACH_REQUEST=false` a read neither writes nor touches, even with
@@ -345,8 +345,16 @@ pub async fn login_regenerates_the_id<A: Adapter, B: Backend>() {
 /// whatever the outcome (new, read, written, regenerated, deleted); others carry none.
 pub async fn vary_cookie_whenever_accessed<A: Adapter, B: Backend>() {
     let h = Harness::<A>::start::<B>(|config| config).await;
+    // `GET /` negotiates its format, so it varies on Accept too.
+    let expected = |path: &str| -> Vec<&str> {
+        if path == "/" {
+            vec!["Accept", "Cookie"]
+        } else {
+            vec!["Cookie"]
+        }
+    };
     let reply = h.get("/", None).await;
-    assert_eq!(reply.vary(), ["Cookie"], "GET / without a session");
+    assert_eq!(reply.vary(), expected("/"), "GET / without a session");
     let mut cookie = h.cookie(&h.new_session().await);
     let steps: [(Method, &str, &str); 6] = [
         (Method::GET, "/", ""),
@@ -361,13 +369,32 @@ pub async fn vary_cookie_whenever_accessed<A: Adapter, B: Backend>() {
             .send(method.clone(), path, Some(&cookie), body.to_owned())
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{method} {path}: {reply:?}");
-        assert_eq!(reply.vary(), ["Cookie"], "{method} {path}");
+        assert_eq!(reply.vary(), expected(path), "{method} {path}");
         if let Some(new) = h.session_cookie(&reply) {
             cookie = h.cookie(new.value());
         }
     }
     let reply = h.get("/health", Some(&cookie)).await;
     assert!(reply.vary().is_empty(), "{reply:?}");
+}
+
+/// The handler's own `Vary` is kept and merged with `Cookie` into one header, `Cookie`
+/// listed once.
+pub async fn vary_merges_with_the_handlers_header<A: Adapter, B: Backend>() {
+    let h = Harness::<A>::start::<B>(|config| config).await;
+    let cookie = h.cookie(&h.new_session().await);
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::ACCEPT, HeaderValue::from_static("text/plain"));
+    headers.insert(COOKIE, HeaderValue::from_str(&cookie).unwrap());
+    let reply = h.send_with(Method::GET, "/", headers, Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(
+        reply.text(),
+        "_permanent=true\nseed=1\n",
+        "the text form of GET /"
+    );
+    let vary: Vec<_> = reply.headers.get_all(http::header::VARY).iter().collect();
+    assert_eq!(vary, ["Accept, Cookie"], "one merged Vary header");
 }
 
 /// A well-formed id the store does not know reads as empty and is never adopted: the

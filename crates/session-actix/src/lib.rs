@@ -8,13 +8,9 @@ mod middleware;
 
 pub use error::Error;
 pub use extract::Session;
-pub use middleware::{default_error_response, ResponseFuture, SessionMiddleware, SessionService};
+pub use middleware::{ResponseFuture, SessionMiddleware, SessionService};
 
 /// The core crate, for everything not re-exported here (the `Session` handle itself is
 /// `session_core::Session`; this crate's [`Session`] is its extractor).
 pub use session_core;
-
-pub use session_core::{
-    ConfigError, MemoryStore, SameSite, SerializationFormat, SessionConfig, SessionConfigBuilder,
-    SessionData, SessionError, SessionManager, SessionStore, StoreError, Value,
-};
+pub use session_core::prelude::*;

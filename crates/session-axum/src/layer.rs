@@ -1,45 +1,29 @@
 //! [`SessionLayer`] and its service: open the session before the handler, finish it after.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::BoxError;
-use http::header::{COOKIE, SET_COOKIE, VARY};
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
-use session_core::{SessionError, SessionManager};
+use http::header::{HeaderName, COOKIE, SET_COOKIE, VARY};
+use http::{HeaderValue, Request};
+use session_core::{ErrorResponse, SessionManager};
 use tower_layer::Layer;
 use tower_service::Service;
 
-type ErrorHandler = Arc<dyn Fn(&SessionError) -> Response + Send + Sync>;
-
-/// The response used when a session cannot be saved after the handler ran: an empty
-/// `503 Service Unavailable` when the store failed (unreachable, erroring, or too many
-/// conflicting saves), an empty `500 Internal Server Error` otherwise (for example data
-/// that cannot be encoded). No detail reaches the client; the layer logs the error.
-pub fn default_error_response(error: &SessionError) -> Response {
-    if error.is_store_error() {
-        StatusCode::SERVICE_UNAVAILABLE.into_response()
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR.into_response()
-    }
-}
-
 /// A tower [`Layer`] that gives every request a session.
 ///
-/// Before the handler, it reads the request's `Cookie` headers and opens the session (no
-/// store I/O: the session loads on first use) and puts it in the request extensions, where
-/// the [`Session`](crate::Session) extractor finds it. After the handler, it lets
-/// `session-core` save, extend or delete the session and adds the `Set-Cookie` and
-/// `Vary: Cookie` headers core asks for.
+/// Before the handler it opens the session from the request's `Cookie` headers (no store
+/// I/O: the session loads on first use) for the [`Session`](crate::Session) extractor;
+/// after it, `session-core` saves, extends or deletes the session, and the layer sets the
+/// `Set-Cookie` and `Vary` values core returns.
 ///
-/// When the session cannot be saved, the handler's response is not sent, because it may
-/// claim a change that was lost: the client gets [`default_error_response`] instead, or
-/// what [`on_error`](Self::on_error) builds.
+/// When the session cannot be saved, the handler's response, which may claim a change that
+/// was lost, is replaced by the manager's
+/// [`error_response`](SessionManager::error_response) (an empty 503 or 500 unless
+/// [`SessionManager::on_error`] says otherwise).
 ///
 /// ```
 /// use session_axum::{MemoryStore, SessionConfig, SessionLayer, SessionManager};
@@ -47,54 +31,15 @@ pub fn default_error_response(error: &SessionError) -> Response {
 /// let manager = SessionManager::new(MemoryStore::new(), SessionConfig::default());
 /// let app: axum::Router = axum::Router::new().layer(SessionLayer::new(manager));
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SessionLayer {
     manager: SessionManager,
-    on_error: ErrorHandler,
 }
 
 impl SessionLayer {
     /// A layer opening and finishing sessions with `manager`.
     pub fn new(manager: SessionManager) -> SessionLayer {
-        SessionLayer {
-            manager,
-            on_error: Arc::new(default_error_response),
-        }
-    }
-
-    /// Replaces [`default_error_response`]: `handler` builds the response sent when the
-    /// session could not be saved. The error has already been logged; keep its detail out
-    /// of the response.
-    ///
-    /// ```
-    /// use axum::response::IntoResponse;
-    /// use http::StatusCode;
-    /// use session_axum::{MemoryStore, SessionConfig, SessionLayer, SessionManager};
-    ///
-    /// let manager = SessionManager::new(MemoryStore::new(), SessionConfig::default());
-    /// let layer = SessionLayer::new(manager).on_error(|_error| {
-    ///     (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "5")], "try again soon").into_response()
-    /// });
-    /// ```
-    pub fn on_error<F>(mut self, handler: F) -> SessionLayer
-    where
-        F: Fn(&SessionError) -> Response + Send + Sync + 'static,
-    {
-        self.on_error = Arc::new(handler);
-        self
-    }
-
-    /// The manager this layer uses.
-    pub fn manager(&self) -> &SessionManager {
-        &self.manager
-    }
-}
-
-impl fmt::Debug for SessionLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionLayer")
-            .field("manager", &self.manager)
-            .finish_non_exhaustive()
+        SessionLayer { manager }
     }
 }
 
@@ -105,45 +50,19 @@ impl<S> Layer<S> for SessionLayer {
         SessionService {
             inner,
             manager: self.manager.clone(),
-            on_error: self.on_error.clone(),
         }
     }
 }
 
 /// The service [`SessionLayer`] wraps around an inner service.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SessionService<S> {
     inner: S,
     manager: SessionManager,
-    on_error: ErrorHandler,
-}
-
-impl<S> fmt::Debug for SessionService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionService")
-            .field("manager", &self.manager)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The future of [`SessionService`]'s response.
-pub struct ResponseFuture<E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
-}
-
-impl<E> Future for ResponseFuture<E> {
-    type Output = Result<Response, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<E> fmt::Debug for ResponseFuture<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
+pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
@@ -162,114 +81,47 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let session = self.manager.open_from_cookie_headers(
-            request
-                .headers()
-                .get_all(COOKIE)
-                .iter()
-                .map(HeaderValue::as_bytes),
-        );
+        let cookies = request.headers().get_all(COOKIE);
+        let session =
+            (self.manager).open_from_cookie_headers(cookies.iter().map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());
         // The clone that was polled ready handles this request; a fresh clone stays behind.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let manager = self.manager.clone();
-        let on_error = self.on_error.clone();
-        ResponseFuture {
-            inner: Box::pin(async move {
-                let response = inner.call(request).await?;
-                let outcome = match manager.finish(&session).await {
-                    Ok(outcome) => outcome,
-                    Err(error) => {
-                        tracing::error!(%error, "session could not be saved; the handler's response is replaced");
-                        return Ok(on_error(&error));
-                    }
-                };
-                let (mut parts, body) = response.into_parts();
-                if let Some(set_cookie) = outcome.set_cookie {
-                    match HeaderValue::try_from(set_cookie) {
-                        Ok(value) => {
-                            parts.headers.append(SET_COOKIE, value);
-                        }
-                        Err(_) => {
-                            tracing::error!("the session cookie is not a valid header value; check the cookie configuration");
-                            return Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response());
-                        }
-                    }
-                }
-                if outcome.vary_cookie {
-                    add_vary_cookie(&mut parts.headers);
-                }
-                Ok(Response::from_parts(parts, Body::new(body)))
-            }),
-        }
-    }
-}
-
-/// Adds `Cookie` to the `Vary` header, merging with what the handler set and never
-/// listing it twice.
-fn add_vary_cookie(headers: &mut HeaderMap) {
-    let existing: Vec<HeaderValue> = headers.get_all(VARY).iter().cloned().collect();
-    let covered = existing.iter().any(|value| {
-        value.as_bytes().split(|b| *b == b',').any(|token| {
-            let token = token.trim_ascii();
-            token.eq_ignore_ascii_case(b"cookie") || token == b"*"
+        Box::pin(async move {
+            let response = inner.call(request).await?;
+            let (mut parts, body) = response.into_parts();
+            let vary = parts.headers.get_all(VARY);
+            let outcome = match manager
+                .finish_with_vary(&session, vary.iter().map(HeaderValue::as_bytes))
+                .await
+            {
+                Ok(outcome) => outcome,
+                // Core logged why; a response must not claim a change that was not saved.
+                Err(error) => return Ok(into_response(manager.error_response(&error))),
+            };
+            // session-core hands out only values every header type accepts.
+            if let Some(Ok(value)) = outcome.set_cookie.as_deref().map(HeaderValue::from_str) {
+                parts.headers.append(SET_COOKIE, value);
+            }
+            if let Some(Ok(value)) = outcome.vary.as_deref().map(HeaderValue::from_str) {
+                parts.headers.insert(VARY, value);
+            }
+            Ok(Response::from_parts(parts, Body::new(body)))
         })
-    });
-    if covered {
-        return;
-    }
-    if existing.is_empty() {
-        headers.insert(VARY, HeaderValue::from_static("Cookie"));
-        return;
-    }
-    let mut merged = Vec::new();
-    for value in &existing {
-        merged.extend_from_slice(value.as_bytes());
-        merged.extend_from_slice(b", ");
-    }
-    merged.extend_from_slice(b"Cookie");
-    match HeaderValue::from_bytes(&merged) {
-        Ok(value) => {
-            headers.insert(VARY, value);
-        }
-        Err(_) => {
-            headers.append(VARY, HeaderValue::from_static("Cookie"));
-        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vary_after(values: &[&'static str]) -> Vec<String> {
-        let mut headers = HeaderMap::new();
-        for value in values {
-            headers.append(VARY, HeaderValue::from_static(value));
+/// An axum response of core's [`ErrorResponse`].
+fn into_response(error: ErrorResponse) -> Response {
+    let mut response = Response::new(Body::from(error.body().to_vec()));
+    *response.status_mut() = crate::error::status(error.status());
+    for (name, value) in error.headers() {
+        // Names and values were validated when the response was built.
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+            response.headers_mut().append(name, value);
         }
-        add_vary_cookie(&mut headers);
-        headers
-            .get_all(VARY)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
     }
-
-    #[test]
-    fn vary_is_added_or_merged_once() {
-        assert_eq!(vary_after(&[]), ["Cookie"]);
-        assert_eq!(
-            vary_after(&["Accept-Encoding"]),
-            ["Accept-Encoding, Cookie"]
-        );
-        assert_eq!(
-            vary_after(&["Accept-Encoding", "Origin"]),
-            ["Accept-Encoding, Origin, Cookie"]
-        );
-        assert_eq!(vary_after(&["origin, cookie"]), ["origin, cookie"]);
-        assert_eq!(vary_after(&["COOKIE"]), ["COOKIE"]);
-        assert_eq!(vary_after(&["*"]), ["*"]);
-        assert_eq!(vary_after(&["Cookies"]), ["Cookies, Cookie"]);
-    }
+    response
 }

@@ -8,13 +8,9 @@ mod layer;
 
 pub use error::Error;
 pub use extract::Session;
-pub use layer::{default_error_response, ResponseFuture, SessionLayer, SessionService};
+pub use layer::{ResponseFuture, SessionLayer, SessionService};
 
 /// The core crate, for everything not re-exported here (the `Session` handle itself is
 /// `session_core::Session`; this crate's [`Session`] is its extractor).
 pub use session_core;
-
-pub use session_core::{
-    ConfigError, MemoryStore, SameSite, SerializationFormat, SessionConfig, SessionConfigBuilder,
-    SessionData, SessionError, SessionManager, SessionStore, StoreError, Value,
-};
+pub use session_core::prelude::*;

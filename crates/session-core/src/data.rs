@@ -98,12 +98,6 @@ impl SessionData {
     pub(crate) fn push_foreign(&mut self, key: Value, value: Value) {
         self.foreign.push((key, value));
     }
-
-    /// The data as a JSON object, with the same conversions as the JSON format
-    /// (binary as base64, timestamps as RFC 3339, non-string keys as text).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(crate::format::JsonData(self)).unwrap_or(serde_json::Value::Null)
-    }
 }
 
 impl<K: Into<String>> FromIterator<(K, Value)> for SessionData {

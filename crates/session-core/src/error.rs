@@ -71,18 +71,38 @@ pub enum SessionError {
     /// The operating system's random number generator failed.
     #[error("random session id could not be generated: {0}")]
     Random(String),
+    /// A handler asked for the session on a route that the session middleware does not
+    /// wrap: a programming error, answered with a bare 500.
+    #[error(
+        "the session extractor was used on a route the session middleware does not wrap; \
+         add it to the router or app (`.layer(SessionLayer::new(manager))` with axum, \
+         `.wrap(SessionMiddleware::new(manager))` with actix-web)"
+    )]
+    MissingMiddleware,
 }
 
 impl SessionError {
     /// True when the store is unavailable or failing, or saves kept conflicting: a
-    /// condition worth retrying later (the adapters answer 503 for these). Values that are
-    /// too large or keys the store refuses are not: they fail the same way every time.
+    /// condition worth retrying later. Values that are too large or keys the store refuses
+    /// are not: they fail the same way every time.
     pub fn is_store_error(&self) -> bool {
         matches!(
             self,
             SessionError::Store(StoreError::Unavailable(_) | StoreError::Backend(_))
                 | SessionError::Conflict { .. }
         )
+    }
+
+    /// The HTTP status a request that failed with this error answers, always with an empty
+    /// body: `503 Service Unavailable` for [store errors](Self::is_store_error) (try again
+    /// later), `500 Internal Server Error` for everything else. Both adapters answer with
+    /// it; the detail goes to the log, never to the client.
+    pub fn status(&self) -> u16 {
+        if self.is_store_error() {
+            503
+        } else {
+            500
+        }
     }
 }
 

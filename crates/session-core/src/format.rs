@@ -162,8 +162,16 @@ fn json_to_value(value: serde_json::Value) -> Value {
     }
 }
 
+impl SessionData {
+    /// The data as a JSON object, with the same conversions as the JSON format
+    /// (binary as base64, timestamps as RFC 3339, non-string keys as text).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(JsonData(self)).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 /// Serializes session data the way msgspec's JSON encoder does.
-pub(crate) struct JsonData<'a>(pub(crate) &'a SessionData);
+struct JsonData<'a>(&'a SessionData);
 
 impl Serialize for JsonData<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

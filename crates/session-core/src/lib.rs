@@ -3,12 +3,15 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod cookie;
 mod data;
 mod error;
 mod format;
 mod id;
+mod lifecycle;
 mod manager;
 mod memory;
+mod save_turns;
 mod session;
 mod signer;
 mod store;
@@ -17,12 +20,46 @@ mod store;
 pub mod testkit;
 
 pub use async_trait::async_trait;
+
+/// What an application needs besides its framework adapter's `Session` extractor and
+/// middleware; every adapter re-exports it, so that one dependency is enough.
+pub mod prelude {
+    pub use crate::{
+        ConfigError, ErrorResponse, MemoryStore, SameSite, SerializationFormat, SessionConfig,
+        SessionConfigBuilder, SessionData, SessionError, SessionManager, SessionStore, StoreError,
+        Value,
+    };
+}
+
+/// For framework adapters: declares the request extractor `$name`, a newtype around
+/// [`Session`] that derefs to it, so handlers call every session method on it directly.
+/// The adapter then implements its framework's extractor trait for it (a foreign trait
+/// needs a local type).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! session_extractor {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub struct $name(pub $crate::Session);
+
+        impl ::core::ops::Deref for $name {
+            type Target = $crate::Session;
+
+            fn deref(&self) -> &$crate::Session {
+                &self.0
+            }
+        }
+    };
+}
 pub use config::{SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_LIFETIME};
+pub use cookie::HeaderText;
 pub use data::{SessionData, Value, PERMANENT_KEY};
 pub use error::{BoxError, ConfigError, SessionError, SetupError, StoreError};
 pub use format::{DecodeError, SerializationFormat};
 pub use id::{SessionId, DEFAULT_ID_LENGTH, MAX_ID_CHARS, MAX_ID_LENGTH};
-pub use manager::{FinishOutcome, SessionManager, CREATED_KEY};
+pub use lifecycle::CREATED_KEY;
+pub use manager::{ErrorResponse, FinishOutcome, SessionManager};
 pub use memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 pub use session::Session;
 pub use signer::Signer;

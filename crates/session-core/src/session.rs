@@ -1,7 +1,6 @@
 //! The [`Session`] handle used by request handlers.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -10,83 +9,10 @@ use tokio::sync::Mutex;
 use crate::data::{SessionData, Value};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::manager::ManagerInner;
-
-/// A request's change to the session, recorded so it can be re-applied on fresh data when
-/// another request changed the session in between (see `docs/architecture.md`).
-#[derive(Clone)]
-pub(crate) enum Change {
-    Insert(String, Value),
-    Remove(String),
-    Clear,
-    Update(String, UpdateFn),
-    Permanent(bool),
-}
-
-pub(crate) type UpdateFn = Arc<dyn Fn(Option<&Value>) -> Result<Value, SessionError> + Send + Sync>;
-
-impl Change {
-    pub(crate) fn apply(&self, data: &mut SessionData) -> Result<(), SessionError> {
-        match self {
-            Change::Insert(key, value) => {
-                data.insert(key.clone(), value.clone());
-            }
-            Change::Remove(key) => {
-                data.remove(key);
-            }
-            Change::Clear => data.clear(),
-            Change::Update(key, f) => {
-                let value = f(data.get(key))?;
-                data.insert(key.clone(), value);
-            }
-            Change::Permanent(permanent) => data.set_permanent(*permanent),
-        }
-        Ok(())
-    }
-}
-
-/// What the store holds for this session, as far as this request knows.
-pub(crate) struct Stored {
-    pub(crate) id: SessionId,
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) expires_at: Option<SystemTime>,
-    /// The in-process save generation of this id's stripe when the bytes were read: if it
-    /// moved, another request of this process saved meanwhile (see `ManagerInner::commit`).
-    pub(crate) generation: u64,
-}
-
-pub(crate) struct Loaded {
-    pub(crate) data: SessionData,
-    /// `None` for a session that is not in the store (new, or its entry vanished).
-    pub(crate) stored: Option<Stored>,
-}
-
-/// The cookie the response must carry.
-#[derive(Default, Clone, Copy)]
-pub(crate) enum CookieAction {
-    #[default]
-    None,
-    Set {
-        permanent: bool,
-        ttl: Duration,
-    },
-    Delete,
-}
-
-pub(crate) struct State {
-    pub(crate) cookie_id: Option<SessionId>,
-    pub(crate) loaded: Option<Loaded>,
-    pub(crate) changes: Vec<Change>,
-    pub(crate) accessed: bool,
-    pub(crate) modified: bool,
-    pub(crate) regenerate: bool,
-    pub(crate) cookie: CookieAction,
-    /// Data or expiry was written during this request (no second refresh needed).
-    pub(crate) written: bool,
-}
+use crate::lifecycle::{Change, Engine, State, UpdateFn};
 
 pub(crate) struct SessionInner {
-    pub(crate) manager: Arc<ManagerInner>,
+    pub(crate) engine: Arc<Engine>,
     pub(crate) state: Mutex<State>,
 }
 
@@ -126,20 +52,11 @@ fn from_value<T: DeserializeOwned>(key: &str, value: Value) -> Result<T, Session
 }
 
 impl Session {
-    pub(crate) fn new(manager: Arc<ManagerInner>, cookie_id: Option<SessionId>) -> Session {
+    pub(crate) fn new(engine: Arc<Engine>, cookie_id: Option<SessionId>) -> Session {
         Session {
             inner: Arc::new(SessionInner {
-                manager,
-                state: Mutex::new(State {
-                    cookie_id,
-                    loaded: None,
-                    changes: Vec::new(),
-                    accessed: false,
-                    modified: false,
-                    regenerate: false,
-                    cookie: CookieAction::None,
-                    written: false,
-                }),
+                engine,
+                state: Mutex::new(State::new(cookie_id)),
             }),
         }
     }
@@ -151,12 +68,12 @@ impl Session {
     ) -> Result<R, SessionError> {
         let mut state = self.inner.state.lock().await;
         state.accessed = true;
-        self.inner.manager.ensure_loaded(&mut state).await?;
+        self.inner.engine.ensure_loaded(&mut state).await?;
         f(&mut state)
     }
 
     async fn change(&self, change: Change) -> Result<(), SessionError> {
-        self.with_loaded(|state| record(state, change)).await
+        self.with_loaded(|state| state.record(change)).await
     }
 
     /// The value under `key` converted to `T`, or `None` when absent.
@@ -169,7 +86,7 @@ impl Session {
 
     /// The raw msgpack value under `key`.
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
-        self.with_loaded(|state| Ok(data(state).get(key).cloned()))
+        self.with_loaded(|state| Ok(state.data().get(key).cloned()))
             .await
     }
 
@@ -199,9 +116,9 @@ impl Session {
     /// Removes `key` and returns its raw value. Removing a missing key changes nothing.
     pub async fn remove_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
         self.with_loaded(|state| {
-            let old = data(state).get(key).cloned();
+            let old = state.data().get(key).cloned();
             if old.is_some() {
-                record(state, Change::Remove(key.to_owned()))?;
+                state.record(Change::Remove(key.to_owned()))?;
             }
             Ok(old)
         })
@@ -230,8 +147,8 @@ impl Session {
         });
         let new_value = self
             .with_loaded(|state| {
-                record(state, Change::Update(key.to_owned(), update))?;
-                Ok(data(state).get(key).cloned().unwrap_or(Value::Nil))
+                state.record(Change::Update(key.to_owned(), update))?;
+                Ok(state.data().get(key).cloned().unwrap_or(Value::Nil))
             })
             .await?;
         from_value(key, new_value)
@@ -249,7 +166,7 @@ impl Session {
     /// the old id and its data stay valid. Does nothing on an empty session, as in Flask.
     pub async fn regenerate(&self) -> Result<(), SessionError> {
         self.with_loaded(|state| {
-            if !data(state).is_empty() {
+            if !state.data().is_empty() {
                 state.regenerate = true;
                 state.modified = true;
             }
@@ -261,7 +178,7 @@ impl Session {
     /// Whether the session is permanent (Flask's `session.permanent`, kept in the data as
     /// `_permanent`): permanent sessions' cookies carry `Expires`.
     pub async fn is_permanent(&self) -> Result<bool, SessionError> {
-        self.with_loaded(|state| Ok(data(state).is_permanent()))
+        self.with_loaded(|state| Ok(state.data().is_permanent()))
             .await
     }
 
@@ -272,37 +189,31 @@ impl Session {
 
     /// A copy of all the session's data.
     pub async fn data(&self) -> Result<SessionData, SessionError> {
-        self.with_loaded(|state| Ok(data(state).clone())).await
+        self.with_loaded(|state| Ok(state.data().clone())).await
     }
 
     /// True when the session holds nothing but (at most) the permanent flag.
     pub async fn is_empty(&self) -> Result<bool, SessionError> {
-        self.with_loaded(|state| Ok(data(state).is_empty())).await
+        self.with_loaded(|state| Ok(state.data().is_empty())).await
     }
 
     /// Whether `key` is present.
     pub async fn contains_key(&self, key: &str) -> Result<bool, SessionError> {
-        self.with_loaded(|state| Ok(data(state).contains_key(key)))
+        self.with_loaded(|state| Ok(state.data().contains_key(key)))
             .await
     }
 
     /// The keys, in order.
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
-        self.with_loaded(|state| Ok(data(state).iter().map(|(k, _)| k.to_owned()).collect()))
+        self.with_loaded(|state| Ok(state.data().iter().map(|(k, _)| k.to_owned()).collect()))
             .await
     }
 
     /// The id of the stored session, once it is stored (`None` for a new session before
     /// its first save). Treat it as a secret: it is the user's credential.
     pub async fn id(&self) -> Result<Option<String>, SessionError> {
-        self.with_loaded(|state| {
-            Ok(state
-                .loaded
-                .as_ref()
-                .and_then(|l| l.stored.as_ref())
-                .map(|s| s.id.as_str().to_owned()))
-        })
-        .await
+        self.with_loaded(|state| Ok(state.stored_id().map(|id| id.as_str().to_owned())))
+            .await
     }
 
     /// Forces a rewrite of the data at save, as Flask's `session.modified = True`.
@@ -322,27 +233,11 @@ impl Session {
     /// answer with the error), so the adapter will not write them after all.
     pub async fn save(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
-        self.inner.manager.commit(&mut state).await
+        self.inner.engine.commit(&mut state).await
     }
 
     /// Whether the handler used the session at all (then responses get `Vary: Cookie`).
     pub async fn is_accessed(&self) -> bool {
         self.inner.state.lock().await.accessed
     }
-}
-
-/// The loaded data; only called after `ensure_loaded` succeeded.
-fn data(state: &mut State) -> &mut SessionData {
-    &mut state
-        .loaded
-        .as_mut()
-        .expect("session data is loaded before use")
-        .data
-}
-
-fn record(state: &mut State, change: Change) -> Result<(), SessionError> {
-    change.apply(data(state))?;
-    state.changes.push(change);
-    state.modified = true;
-    Ok(())
 }

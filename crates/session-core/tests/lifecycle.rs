@@ -64,7 +64,7 @@ async fn untouched_session_costs_no_store_call_and_no_headers() {
     let before = store.counts.total();
     let outcome = request(&manager, Some(&id), |_s| async {}).await.unwrap();
     assert_eq!(outcome.set_cookie, None);
-    assert!(!outcome.vary_cookie);
+    assert!(outcome.vary.is_none());
     assert_eq!(
         store.counts.total(),
         before,
@@ -84,7 +84,10 @@ async fn new_sessions_are_stored_only_when_they_hold_data() {
         outcome.set_cookie, None,
         "an empty session must not be stored"
     );
-    assert!(outcome.vary_cookie, "an accessed session varies on Cookie");
+    assert!(
+        outcome.vary.is_some(),
+        "an accessed session varies on Cookie"
+    );
     assert_eq!(store.counts.writes(), 0);
     assert_eq!(store.counts.reads(), 0, "no cookie: nothing to load");
 
@@ -123,7 +126,7 @@ async fn unchanged_session_is_never_rewritten() {
         "most of the lifetime remains: no touch"
     );
     assert_eq!(outcome.set_cookie, None);
-    assert!(outcome.vary_cookie);
+    assert!(outcome.vary.is_some());
 }
 
 #[tokio::test]
@@ -261,7 +264,7 @@ async fn clearing_deletes_the_entry_and_the_cookie() {
     assert!(
         cookie.contains("Max-Age=0") && cookie.contains("Expires=Thu, 01 Jan 1970 00:00:00 GMT")
     );
-    assert!(outcome.vary_cookie);
+    assert!(outcome.vary.is_some());
     assert!(store
         .load(&format!("session:{id}"))
         .await

@@ -24,11 +24,12 @@ use std::fmt;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::ContentType;
+use actix_web::http::header::{ACCEPT, VARY};
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use session_actix::{
-    default_error_response, Session, SessionError, SessionManager, SessionMiddleware, StoreError,
+    ErrorResponse, Session, SessionError, SessionManager, SessionMiddleware, StoreError,
 };
 
 pub use session_example::{store_from_env, store_from_lookup, DEFAULT_REDIS_URL};
@@ -58,7 +59,7 @@ pub fn app(
 /// The session middleware the app uses: the library's, with [`save_failed`] as the
 /// failure response.
 pub fn middleware(manager: SessionManager) -> SessionMiddleware {
-    SessionMiddleware::new(manager).on_error(save_failed)
+    SessionMiddleware::new(manager.on_error(save_failed))
 }
 
 /// The app's routes and body limit, without the session middleware.
@@ -80,13 +81,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// The response when the session cannot be saved after a handler: `413` when the session
 /// outgrew what the store accepts (the client sent too much), the library's default (an
 /// empty `503` for store failures, `500` otherwise) for everything else.
-pub fn save_failed(error: &SessionError) -> HttpResponse {
+pub fn save_failed(error: &SessionError) -> ErrorResponse {
     match error {
-        SessionError::Store(StoreError::TooLarge { .. }) => text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "session data too large".to_owned(),
-        ),
-        other => default_error_response(other),
+        SessionError::Store(StoreError::TooLarge { .. }) => {
+            ErrorResponse::new(413).with_body("session data too large")
+        }
+        other => ErrorResponse::new(other.status()),
     }
 }
 
@@ -144,14 +144,32 @@ impl ResponseError for AppError {
     }
 }
 
-async fn show(session: Session) -> Result<HttpResponse, AppError> {
+/// `GET /`: the session as a JSON object, or as `key=value` lines when the client asks for
+/// `text/plain` first.
+async fn show(session: Session, request: HttpRequest) -> Result<HttpResponse, AppError> {
     let data = session.data().await?;
     let json = if data.is_empty() {
         serde_json::Value::Object(serde_json::Map::new())
     } else {
         data.to_json()
     };
-    Ok(HttpResponse::Ok().json(json))
+    // The body depends on Accept (and, as every session route's, on Cookie).
+    let mut response = HttpResponse::Ok();
+    response.insert_header((VARY, "Accept"));
+    let accept = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    Ok(match accept {
+        Some(accept) if accept.starts_with("text/plain") => {
+            let entries = json.as_object().into_iter().flatten();
+            let lines: String = entries
+                .map(|(key, value)| format!("{key}={value}\n"))
+                .collect();
+            response.content_type(ContentType::plaintext()).body(lines)
+        }
+        _ => response.json(json),
+    })
 }
 
 #[derive(Deserialize)]

@@ -26,14 +26,16 @@ use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query};
+use axum::http::header::{ACCEPT, VARY};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use session_axum::{
-    default_error_response, MemoryStore, Session, SessionError, SessionLayer, SessionManager,
-    SessionStore, StoreError,
+    ErrorResponse, MemoryStore, Session, SessionError, SessionLayer, SessionManager, SessionStore,
+    StoreError,
 };
 use session_filesystem::FileStore;
 
@@ -46,18 +48,18 @@ pub fn app(manager: SessionManager) -> Router {
         .route("/data/{key}", put(put_data).delete(delete_data))
         .route("/logout", post(logout))
         .route("/health", get(health))
-        .layer(SessionLayer::new(manager).on_error(save_failed))
+        .layer(SessionLayer::new(manager.on_error(save_failed)))
 }
 
 /// The response when the session cannot be saved after a handler: `413` when the session
 /// outgrew what the store accepts (the client sent too much), the library's default (an
 /// empty `503` for store failures, `500` otherwise) for everything else.
-fn save_failed(error: &SessionError) -> Response {
+pub fn save_failed(error: &SessionError) -> ErrorResponse {
     match error {
         SessionError::Store(StoreError::TooLarge { .. }) => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "session data too large").into_response()
+            ErrorResponse::new(413).with_body("session data too large")
         }
-        other => default_error_response(other),
+        other => ErrorResponse::new(other.status()),
     }
 }
 
@@ -264,12 +266,30 @@ impl IntoResponse for AppError {
     }
 }
 
-async fn show(session: Session) -> Result<Json<serde_json::Value>, AppError> {
+/// `GET /`: the session as a JSON object, or as `key=value` lines when the client asks for
+/// `text/plain` first.
+async fn show(session: Session, headers: HeaderMap) -> Result<Response, AppError> {
     let data = session.data().await?;
-    if data.is_empty() {
-        return Ok(Json(serde_json::Value::Object(serde_json::Map::new())));
-    }
-    Ok(Json(data.to_json()))
+    let json = if data.is_empty() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        data.to_json()
+    };
+    let accept = headers.get(ACCEPT).and_then(|value| value.to_str().ok());
+    let body = match accept {
+        Some(accept) if accept.starts_with("text/plain") => text_lines(&json).into_response(),
+        _ => Json(json).into_response(),
+    };
+    // The body depends on Accept (and, as every session route's, on Cookie).
+    Ok(([(VARY, "Accept")], body).into_response())
+}
+
+/// `key=value` lines of a JSON object, values as JSON.
+fn text_lines(json: &serde_json::Value) -> String {
+    let entries = json.as_object().into_iter().flatten();
+    entries
+        .map(|(key, value)| format!("{key}={value}\n"))
+        .collect()
 }
 
 #[derive(Deserialize)]
