@@ -52,7 +52,17 @@ pub struct SessionConfig {
     pub(crate) use_signer: bool,
     pub(crate) cleanup_n_requests: Option<u64>,
     pub(crate) max_save_attempts: u32,
+    pub(crate) cache: Option<bool>,
+    pub(crate) cache_max_entries: u64,
+    pub(crate) cache_max_bytes: u64,
+    pub(crate) cache_max_staleness: Option<Duration>,
 }
+
+/// Default `SESSION_CACHE_MAX_ENTRIES`.
+pub const DEFAULT_CACHE_MAX_ENTRIES: u64 = 10_000;
+
+/// Default `SESSION_CACHE_MAX_BYTES`: 64 MiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -111,6 +121,10 @@ impl SessionConfig {
         b.max_save_attempts = parse_opt("SESSION_MAX_SAVE_ATTEMPTS", get, |v| {
             parse_u64(v).map(|n| n.min(u32::MAX as u64) as u32)
         })?;
+        b.cache = parse_opt("SESSION_CACHE", get, parse_bool)?;
+        b.cache_max_entries = parse_opt("SESSION_CACHE_MAX_ENTRIES", get, parse_u64)?;
+        b.cache_max_bytes = parse_opt("SESSION_CACHE_MAX_BYTES", get, parse_u64)?;
+        b.cache_max_staleness_seconds = parse_opt("SESSION_CACHE_MAX_STALENESS", get, parse_f64)?;
         b.build()
     }
 
@@ -190,6 +204,27 @@ impl SessionConfig {
     pub fn max_save_attempts(&self) -> u32 {
         self.max_save_attempts
     }
+    /// The in-process cache tier (`SESSION_CACHE`): `None` (the default) keeps a cache when
+    /// the store can keep it coherent (Redis with client tracking) or a maximum staleness
+    /// is set; `Some(false)` never caches. See `docs/architecture.md`.
+    pub fn cache(&self) -> Option<bool> {
+        self.cache
+    }
+    /// Most sessions the cache holds (`SESSION_CACHE_MAX_ENTRIES`, default 10,000).
+    pub fn cache_max_entries(&self) -> u64 {
+        self.cache_max_entries
+    }
+    /// Most memory the cache holds, in bytes: the stored bytes of each session plus an
+    /// estimate of their decoded form (`SESSION_CACHE_MAX_BYTES`, default 64 MiB).
+    pub fn cache_max_bytes(&self) -> u64 {
+        self.cache_max_bytes
+    }
+    /// For stores that cannot report other writers: how long a cached session may be served
+    /// without reading the store (`SESSION_CACHE_MAX_STALENESS`, in seconds; default unset,
+    /// which keeps such stores uncached). Exact only for a single process.
+    pub fn cache_max_staleness(&self) -> Option<Duration> {
+        self.cache_max_staleness
+    }
     pub(crate) fn secret_key(&self) -> Option<&str> {
         self.secret_key.as_deref()
     }
@@ -239,6 +274,14 @@ pub struct SessionConfigBuilder {
     cleanup_n_requests: Option<u64>,
     #[serde(alias = "SESSION_MAX_SAVE_ATTEMPTS")]
     max_save_attempts: Option<u32>,
+    #[serde(alias = "SESSION_CACHE")]
+    cache: Option<bool>,
+    #[serde(alias = "SESSION_CACHE_MAX_ENTRIES")]
+    cache_max_entries: Option<u64>,
+    #[serde(alias = "SESSION_CACHE_MAX_BYTES")]
+    cache_max_bytes: Option<u64>,
+    #[serde(alias = "SESSION_CACHE_MAX_STALENESS")]
+    cache_max_staleness_seconds: Option<f64>,
 }
 
 macro_rules! setters {
@@ -283,6 +326,19 @@ impl SessionConfigBuilder {
         cleanup_n_requests: u64 => cleanup_n_requests;
         /// `SESSION_MAX_SAVE_ATTEMPTS` (default 64).
         max_save_attempts: u32 => max_save_attempts;
+        /// `SESSION_CACHE` (default: on where the store keeps it coherent).
+        cache: bool => cache;
+        /// `SESSION_CACHE_MAX_ENTRIES` (default 10,000).
+        cache_max_entries: u64 => cache_max_entries;
+        /// `SESSION_CACHE_MAX_BYTES` (default 64 MiB).
+        cache_max_bytes: u64 => cache_max_bytes;
+    }
+
+    /// `SESSION_CACHE_MAX_STALENESS`: lets stores that cannot report other writers be
+    /// cached, each entry served for at most `staleness` (default unset: not cached).
+    pub fn cache_max_staleness(mut self, staleness: Duration) -> Self {
+        self.cache_max_staleness_seconds = Some(staleness.as_secs_f64());
+        self
     }
 
     /// `PERMANENT_SESSION_LIFETIME` (default 31 days; whole seconds are used).
@@ -384,6 +440,29 @@ impl SessionConfigBuilder {
                 "must be at least 1",
             ));
         }
+        let cache_max_entries = self.cache_max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES);
+        if cache_max_entries == 0 {
+            return Err(ConfigError::new(
+                "SESSION_CACHE_MAX_ENTRIES",
+                "must be at least 1 (SESSION_CACHE=false turns the cache off)",
+            ));
+        }
+        let cache_max_bytes = self.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES);
+        if cache_max_bytes == 0 {
+            return Err(ConfigError::new(
+                "SESSION_CACHE_MAX_BYTES",
+                "must be at least 1 (SESSION_CACHE=false turns the cache off)",
+            ));
+        }
+        let cache_max_staleness = match self.cache_max_staleness_seconds {
+            None => None,
+            Some(seconds) => Some(Duration::try_from_secs_f64(seconds).map_err(|_| {
+                ConfigError::new(
+                    "SESSION_CACHE_MAX_STALENESS",
+                    format!("{seconds} is not a number of seconds"),
+                )
+            })?),
+        };
         Ok(SessionConfig {
             cookie_name,
             cookie_domain: self.cookie_domain,
@@ -404,6 +483,10 @@ impl SessionConfigBuilder {
             use_signer,
             cleanup_n_requests: self.cleanup_n_requests,
             max_save_attempts,
+            cache: self.cache,
+            cache_max_entries,
+            cache_max_bytes,
+            cache_max_staleness,
         })
     }
 }
@@ -479,6 +562,28 @@ mod tests {
         assert!(!config.use_signer());
         assert_eq!(config.cleanup_n_requests(), None);
         assert_eq!(config.absolute_lifetime(), None);
+        assert_eq!(config.cache(), None);
+        assert_eq!(config.cache_max_entries(), 10_000);
+        assert_eq!(config.cache_max_bytes(), 64 << 20);
+        assert_eq!(config.cache_max_staleness(), None);
+    }
+
+    #[test]
+    fn cache_options_are_read() {
+        let config = from(&[
+            ("SESSION_CACHE", "false"),
+            ("SESSION_CACHE_MAX_ENTRIES", "500"),
+            ("SESSION_CACHE_MAX_BYTES", "1048576"),
+            ("SESSION_CACHE_MAX_STALENESS", "0.25"),
+        ])
+        .unwrap();
+        assert_eq!(config.cache(), Some(false));
+        assert_eq!(config.cache_max_entries(), 500);
+        assert_eq!(config.cache_max_bytes(), 1 << 20);
+        assert_eq!(
+            config.cache_max_staleness(),
+            Some(Duration::from_millis(250))
+        );
     }
 
     #[test]
@@ -518,6 +623,10 @@ mod tests {
             ("SESSION_CLEANUP_N_REQUESTS", "0"),
             ("SESSION_USE_SIGNER", "true"),
             ("SESSION_REFRESH_THRESHOLD", "2"),
+            ("SESSION_CACHE", "sometimes"),
+            ("SESSION_CACHE_MAX_ENTRIES", "0"),
+            ("SESSION_CACHE_MAX_BYTES", "many"),
+            ("SESSION_CACHE_MAX_STALENESS", "-1"),
         ] {
             let error = from(&[(name, value)]).unwrap_err();
             assert_eq!(error.option, name, "{name}={value}: {error}");

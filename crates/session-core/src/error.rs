@@ -93,6 +93,39 @@ impl SessionError {
         )
     }
 
+    /// The same error, for each member of a group write that failed as a whole: the
+    /// source's message is kept as text.
+    pub(crate) fn duplicate(&self) -> SessionError {
+        let text = |error: &BoxError| -> BoxError { error.to_string().into() };
+        match self {
+            SessionError::Store(StoreError::Unavailable(error)) => {
+                SessionError::Store(StoreError::Unavailable(text(error)))
+            }
+            SessionError::Store(StoreError::Backend(error)) => {
+                SessionError::Store(StoreError::Backend(text(error)))
+            }
+            SessionError::Store(StoreError::TooLarge { size, limit }) => {
+                SessionError::Store(StoreError::TooLarge {
+                    size: *size,
+                    limit: *limit,
+                })
+            }
+            SessionError::Store(StoreError::InvalidKey(key)) => {
+                SessionError::Store(StoreError::InvalidKey(key.clone()))
+            }
+            SessionError::Encode(message) => SessionError::Encode(message.clone()),
+            SessionError::Value { key, message } => SessionError::Value {
+                key: key.clone(),
+                message: message.clone(),
+            },
+            SessionError::Conflict { attempts } => SessionError::Conflict {
+                attempts: *attempts,
+            },
+            SessionError::Random(message) => SessionError::Random(message.clone()),
+            SessionError::MissingMiddleware => SessionError::MissingMiddleware,
+        }
+    }
+
     /// The HTTP status a request that failed with this error answers, always with an empty
     /// body: `503 Service Unavailable` for [store errors](Self::is_store_error) (try again
     /// later), `500 Internal Server Error` for everything else. Both adapters answer with

@@ -2,16 +2,17 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cache;
 mod config;
 mod cookie;
 mod data;
 mod error;
 mod format;
+mod group_commit;
 mod id;
 mod lifecycle;
 mod manager;
 mod memory;
-mod save_turns;
 mod session;
 mod signer;
 mod store;
@@ -52,7 +53,11 @@ macro_rules! session_extractor {
         }
     };
 }
-pub use config::{SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_LIFETIME};
+pub use cache::InvalidationFeed;
+pub use config::{
+    SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_CACHE_MAX_BYTES,
+    DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_LIFETIME,
+};
 pub use cookie::HeaderText;
 pub use data::{SessionData, Value, PERMANENT_KEY};
 pub use error::{BoxError, ConfigError, SessionError, SetupError, StoreError};

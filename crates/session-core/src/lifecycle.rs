@@ -1,18 +1,20 @@
 //! The engine of the request lifecycle: what a request's session holds ([`State`]), loading
-//! it on first use, the change log, and the commit after the handler (compare-and-set with
-//! re-applied changes and retries, create, rotate, delete) or the expiry refresh of an
-//! unchanged session. Every rule of Flask-Session's lifecycle, and ours on top, is decided
-//! here; cookies and headers are `cookie.rs`'s business.
+//! it on first use (from the cache tier when it can), the change log, and the commit after
+//! the handler (compare-and-set with re-applied changes and retries, grouped with the
+//! concurrent saves of the same session; create, rotate, delete) or the expiry refresh of
+//! an unchanged session. Every rule of Flask-Session's lifecycle, and ours on top, is
+//! decided here; cookies and headers are `cookie.rs`'s business.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::cache::{Cache, CacheSettings, Entry};
 use crate::config::SessionConfig;
 use crate::data::{SessionData, Value};
-use crate::error::SessionError;
+use crate::error::{SessionError, StoreError};
+use crate::group_commit::{Joined, Leading, Member, Outcome, Slots};
 use crate::id::SessionId;
-use crate::save_turns::{LastSave, SaveTurns};
-use crate::store::{SessionStore, StoredEntry};
+use crate::store::SessionStore;
 
 /// Key under which the creation time (Unix seconds) is kept when an absolute lifetime is
 /// configured. Absent otherwise.
@@ -52,17 +54,20 @@ impl Change {
 }
 
 /// What the store holds for this session, as far as this request knows.
+#[derive(Clone)]
 pub(crate) struct Stored {
     pub(crate) id: SessionId,
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) expires_at: Option<SystemTime>,
-    /// The in-process save generation of this id's stripe when the bytes were read: if it
-    /// moved, another request of this process saved meanwhile (see [`Engine::commit`]).
+    /// The stored bytes (the expected value of the next compare-and-set), their decoded
+    /// form and expiry; shared with the cache.
+    pub(crate) entry: Arc<Entry>,
+    /// The in-process save generation of this id's stripe when the entry was read: if it
+    /// moved, another request of this process saved meanwhile.
     pub(crate) generation: u64,
 }
 
 pub(crate) struct Loaded {
-    pub(crate) data: SessionData,
+    /// The request's view: the stored data until the request changes it (copied then).
+    pub(crate) data: Arc<SessionData>,
     /// `None` for a session that is not in the store (new, or its entry vanished).
     pub(crate) stored: Option<Stored>,
 }
@@ -107,17 +112,21 @@ impl State {
     }
 
     /// The loaded data; only called after [`Engine::ensure_loaded`] succeeded.
-    pub(crate) fn data(&mut self) -> &mut SessionData {
-        &mut self
+    pub(crate) fn data(&self) -> &SessionData {
+        &self
             .loaded
-            .as_mut()
+            .as_ref()
             .expect("session data is loaded before use")
             .data
     }
 
     /// Applies `change` to the loaded data and records it for the commit.
     pub(crate) fn record(&mut self, change: Change) -> Result<(), SessionError> {
-        change.apply(self.data())?;
+        let loaded = self
+            .loaded
+            .as_mut()
+            .expect("session data is loaded before use");
+        change.apply(Arc::make_mut(&mut loaded.data))?;
         self.changes.push(change);
         self.modified = true;
         Ok(())
@@ -130,20 +139,22 @@ impl State {
             .and_then(|loaded| loaded.stored.as_ref())
             .map(|stored| &stored.id)
     }
+
+    /// A commit finished: nothing is pending any more.
+    fn committed(&mut self) {
+        self.changes.clear();
+        self.modified = false;
+        self.regenerate = false;
+        self.written = true;
+    }
 }
 
 /// Loads, commits and refreshes sessions for one store and configuration.
 pub(crate) struct Engine {
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: SessionConfig,
-    turns: SaveTurns,
-}
-
-enum Retry {
-    /// The fresh id was taken (practically never with 256-bit ids): try another.
-    Collision,
-    /// The stored session changed since it was loaded: reload and re-apply.
-    Conflict,
+    cache: Option<Arc<Cache>>,
+    slots: Slots,
 }
 
 fn unix_now() -> u64 {
@@ -153,13 +164,32 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// When an entry written now with `ttl` expires (never, past the clock's range).
+fn expiry(ttl: Duration) -> Option<SystemTime> {
+    SystemTime::now().checked_add(ttl)
+}
+
 impl Engine {
     pub(crate) fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Engine {
+        let cache = match config.cache() {
+            Some(false) => None,
+            _ => Cache::new(CacheSettings {
+                max_entries: config.cache_max_entries(),
+                max_bytes: config.cache_max_bytes(),
+                feed: store.invalidations(),
+                max_staleness: config.cache_max_staleness(),
+            }),
+        };
         Engine {
             store,
             config,
-            turns: SaveTurns::new(),
+            cache,
+            slots: Slots::new(),
         }
+    }
+
+    pub(crate) fn slots(&self) -> &Slots {
+        &self.slots
     }
 
     fn key(&self, id: &SessionId) -> String {
@@ -176,7 +206,7 @@ impl Engine {
 
     fn fresh(&self) -> Loaded {
         Loaded {
-            data: SessionData::new_session(self.config.permanent()),
+            data: Arc::new(SessionData::new_session(self.config.permanent())),
             stored: None,
         }
     }
@@ -186,37 +216,78 @@ impl Engine {
         if state.loaded.is_some() {
             return Ok(());
         }
-        let loaded = match &state.cookie_id {
-            None => self.fresh(),
-            Some(id) => match self.load_entry(id).await? {
-                None => self.fresh(),
-                Some((entry, generation)) => {
-                    match self.config.serialization_format().decode(&entry.value) {
-                        Ok(data) if self.within_absolute_lifetime(&data) => Loaded {
-                            data,
-                            stored: Some(Stored {
-                                id: id.clone(),
-                                bytes: entry.value,
-                                expires_at: entry.expires_at,
-                                generation,
-                            }),
-                        },
-                        Ok(_) => {
-                            tracing::debug!(
-                                "session past its absolute lifetime; starting a new one"
-                            );
-                            self.fresh()
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "stored session data is undecodable; starting a new session");
-                            self.fresh()
-                        }
-                    }
-                }
-            },
+        let stored = match &state.cookie_id {
+            None => None,
+            Some(id) => self.load(id).await?,
         };
-        state.loaded = Some(loaded);
+        state.loaded = Some(match stored {
+            Some(stored) => Loaded {
+                data: stored.entry.data.clone(),
+                stored: Some(stored),
+            },
+            None => self.fresh(),
+        });
         Ok(())
+    }
+
+    /// The stored session `id`: from the cache when it holds it, else from the store.
+    async fn load(&self, id: &SessionId) -> Result<Option<Stored>, SessionError> {
+        let generation = self.slots.generation(id);
+        let key = self.key(id);
+        if let Some(entry) = self.cache.as_ref().and_then(|cache| cache.get(&key)) {
+            return Ok(Some(Stored {
+                id: id.clone(),
+                entry,
+                generation,
+            }));
+        }
+        self.read_store(id, &key, generation).await
+    }
+
+    /// The stored session `id`, read from the store whatever the cache holds.
+    async fn load_from_store(&self, id: &SessionId) -> Result<Option<Stored>, SessionError> {
+        let generation = self.slots.generation(id);
+        self.read_store(id, &self.key(id), generation).await
+    }
+
+    async fn read_store(
+        &self,
+        id: &SessionId,
+        key: &str,
+        generation: u64,
+    ) -> Result<Option<Stored>, SessionError> {
+        let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(key));
+        let entry = self
+            .store
+            .load(key)
+            .await?
+            .and_then(|stored| self.decode(stored.value, stored.expires_at));
+        if let Some(cache) = &self.cache {
+            cache.fill(key, ticket, entry.clone());
+        }
+        Ok(entry.map(|entry| Stored {
+            id: id.clone(),
+            entry,
+            generation,
+        }))
+    }
+
+    /// Stored bytes as a session: `None` (a new session) when they cannot be decoded (with
+    /// a warning) or the session is past its absolute lifetime.
+    fn decode(&self, bytes: Vec<u8>, expires_at: Option<SystemTime>) -> Option<Arc<Entry>> {
+        match self.config.serialization_format().decode(&bytes) {
+            Ok(data) if self.within_absolute_lifetime(&data) => {
+                Some(Entry::new(bytes, Arc::new(data), expires_at))
+            }
+            Ok(_) => {
+                tracing::debug!("session past its absolute lifetime; starting a new one");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "stored session data is undecodable; starting a new session");
+                None
+            }
+        }
     }
 
     fn within_absolute_lifetime(&self, data: &SessionData) -> bool {
@@ -246,11 +317,25 @@ impl Engine {
         }
     }
 
+    /// What is written for `data`: its bytes and TTL; the creation time is added first when
+    /// an absolute lifetime is configured.
+    fn encode(&self, data: &mut Arc<SessionData>) -> Result<(Vec<u8>, Duration), SessionError> {
+        if self.config.absolute_lifetime().is_some() && !data.contains_key(CREATED_KEY) {
+            Arc::make_mut(data).insert(CREATED_KEY, Value::from(unix_now()));
+        }
+        let bytes = self
+            .config
+            .serialization_format()
+            .encode(data)
+            .map_err(SessionError::Encode)?;
+        Ok((bytes, self.ttl_for(data)))
+    }
+
     /// Writes what the request changed, or extends the expiry of what it only read.
     ///
     /// On failure the request's pending changes are dropped and the session unloaded, so a
     /// later `finish` writes nothing the handler already reported as failed.
-    pub(crate) async fn commit(&self, state: &mut State) -> Result<(), SessionError> {
+    pub(crate) async fn commit(self: &Arc<Self>, state: &mut State) -> Result<(), SessionError> {
         let result = self.commit_or_keep(state).await;
         if result.is_err() {
             state.changes.clear();
@@ -262,221 +347,297 @@ impl Engine {
         result
     }
 
-    async fn commit_or_keep(&self, state: &mut State) -> Result<(), SessionError> {
-        if state.loaded.is_none() {
+    async fn commit_or_keep(self: &Arc<Self>, state: &mut State) -> Result<(), SessionError> {
+        let Some(loaded) = &state.loaded else {
             return Ok(());
-        }
+        };
         if !state.modified {
             return self.refresh(state).await;
         }
-        // Saves of one session inside this process take turns, so compare-and-set only
-        // has to settle races with other processes: one retry at most per request here,
-        // instead of every racing request retrying against every other.
-        let locked_id = state.stored_id().cloned();
-        let turn_of_id = locked_id.as_ref().map(|id| self.turns.turn(id));
-        let mut turn = match turn_of_id {
-            Some(turn) => Some(turn.take().await),
-            None => None,
+        let Some(stored) = loaded.stored.clone() else {
+            return self.create(state).await;
         };
-        // A request of this process saved the session after we read it: our compare-and-set
-        // would fail, so start from its result right away (saves a doomed round trip).
-        let mut stale = state
-            .loaded
-            .as_ref()
-            .and_then(|l| l.stored.as_ref())
-            .is_some_and(|s| s.generation != self.turns.generation(&s.id));
+        let id = stored.id.clone();
+        let member = Member {
+            changes: std::mem::take(&mut state.changes),
+            regenerate: state.regenerate,
+            own: Some((stored, loaded.data.clone())),
+            outcome: None,
+        };
+        let member = match self.slots.join(&id, member) {
+            Joined::Lead(member) => {
+                let _leading = Leading {
+                    engine: self,
+                    id: &id,
+                };
+                let mut group = [member];
+                self.write_group(&id, &mut group).await;
+                let [member] = group;
+                member
+            }
+            Joined::Wait(written) => written.await.map_err(|_| {
+                SessionError::Store(StoreError::unavailable(
+                    "the save of this session was interrupted (runtime shutting down)",
+                ))
+            })?,
+        };
+        let outcome = member.outcome.unwrap_or_else(|| {
+            Outcome::Failed(SessionError::Store(StoreError::backend(
+                "the session's save left no outcome",
+            )))
+        });
+        match outcome {
+            Outcome::Written { stored, view, ttl } => {
+                let permanent = stored.entry.data.is_permanent();
+                state.loaded = Some(Loaded {
+                    data: view,
+                    stored: Some(stored),
+                });
+                state.cookie = CookieAction::Set { permanent, ttl };
+                state.committed();
+                Ok(())
+            }
+            Outcome::Unchanged(stored) => {
+                if let Some(loaded) = state.loaded.as_mut() {
+                    loaded.stored = Some(stored);
+                }
+                state.changes.clear();
+                state.modified = false;
+                state.regenerate = false;
+                self.refresh(state).await
+            }
+            Outcome::Deleted => {
+                if let Some(loaded) = state.loaded.as_mut() {
+                    loaded.stored = None;
+                }
+                state.cookie = CookieAction::Delete;
+                state.committed();
+                Ok(())
+            }
+            Outcome::Gone(changes) => {
+                // The session ended meanwhile (logout, rotation, expiry): never revive it;
+                // this request's changes start a new one.
+                let mut loaded = self.fresh();
+                for change in &changes {
+                    change.apply(Arc::make_mut(&mut loaded.data))?;
+                }
+                state.loaded = Some(loaded);
+                state.regenerate = false;
+                self.create(state).await
+            }
+            Outcome::Failed(error) => Err(error),
+        }
+    }
+
+    /// A session that is not in the store: written under a fresh id, which never overwrites
+    /// an existing session. An empty one is not written; the browser's cookie is deleted.
+    async fn create(&self, state: &mut State) -> Result<(), SessionError> {
+        let Some(loaded) = state.loaded.as_mut() else {
+            return Ok(());
+        };
+        if loaded.data.is_empty() {
+            state.cookie = CookieAction::Delete;
+            state.committed();
+            return Ok(());
+        }
+        let (bytes, ttl) = self.encode(&mut loaded.data)?;
         let max_attempts = self.config.max_save_attempts();
         let mut attempt = 0;
-        loop {
+        let (id, key, ticket) = loop {
             attempt += 1;
-            let State {
-                loaded,
-                changes,
-                modified,
-                regenerate,
-                cookie,
-                ..
-            } = &mut *state;
-            let loaded = loaded.as_mut().expect("checked above");
-            if stale {
-                stale = false;
-                // Another request saved first: start from its result and re-apply ours.
-                let id = loaded.stored.as_ref().map(|s| s.id.clone());
-                let last_save = turn
-                    .as_mut()
-                    .and_then(|last| last.take_if(|last| Some(&last.id) == id.as_ref()));
-                let fresh = match (id, last_save) {
-                    // The request that just had the turn wrote it: no need to read it back.
-                    (Some(id), Some(last)) => match self.decode_stored(&id, last) {
-                        Some(fresh) => Some(fresh),
-                        None => self.reload(&id).await?,
-                    },
-                    (Some(id), None) => self.reload(&id).await?,
-                    (None, _) => None,
-                };
-                *loaded = match fresh {
-                    Some(fresh) => fresh,
-                    None => {
-                        // The session ended meanwhile (logout, rotation, expiry): never
-                        // revive it; this request's changes start a new one.
-                        *regenerate = false;
-                        self.fresh()
-                    }
-                };
-                for change in changes.iter() {
-                    change.apply(&mut loaded.data)?;
-                }
+            let id = self.new_id()?;
+            let key = self.key(&id);
+            let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
+            if self.store.create(&key, &bytes, ttl).await? {
+                break (id, key, ticket);
             }
-            if loaded.data.is_empty() {
-                // Emptied (logout): delete unconditionally, so a racing save cannot keep
-                // the user logged in; the browser gets a deletion cookie.
-                if let Some(stored) = &loaded.stored {
-                    self.store.delete(&self.key(&stored.id)).await?;
-                    self.turns.bump(locked_id.as_ref());
-                }
-                if let Some(last) = turn.as_mut() {
-                    **last = None;
-                }
-                loaded.stored = None;
-                *cookie = CookieAction::Delete;
-                break;
+            // The fresh id was taken (practically never with 256-bit ids): try another.
+            if attempt >= max_attempts {
+                return Err(SessionError::Conflict { attempts: attempt });
             }
-            if self.config.absolute_lifetime().is_some() && !loaded.data.contains_key(CREATED_KEY) {
-                loaded.data.insert(CREATED_KEY, Value::from(unix_now()));
-            }
-            let ttl = self.ttl_for(&loaded.data);
-            let bytes = self
-                .config
-                .serialization_format()
-                .encode(&loaded.data)
-                .map_err(SessionError::Encode)?;
-            let written = match &loaded.stored {
-                None => {
-                    let id = self.new_id()?;
-                    // A fresh id never overwrites an existing session.
-                    self.store
-                        .create(&self.key(&id), &bytes, ttl)
-                        .await?
-                        .then_some(id)
-                        .ok_or(Retry::Collision)
-                }
-                Some(stored) if *regenerate => {
-                    let id = self.new_id()?;
-                    self.store
-                        .rotate(
-                            &self.key(&stored.id),
-                            &stored.bytes,
-                            &self.key(&id),
-                            &bytes,
-                            ttl,
-                        )
-                        .await?
-                        .then_some(id)
-                        .ok_or(Retry::Conflict)
-                }
-                Some(stored) if stored.bytes == bytes => {
-                    // The changes cancelled out: nothing to write.
-                    *modified = false;
-                    changes.clear();
-                    return self.refresh(state).await;
-                }
-                Some(stored) => self
-                    .store
-                    .compare_and_set(&self.key(&stored.id), &stored.bytes, &bytes, ttl)
-                    .await?
-                    .then(|| stored.id.clone())
-                    .ok_or(Retry::Conflict),
-            };
-            match written {
-                Ok(id) => {
-                    let permanent = loaded.data.is_permanent();
-                    self.turns.bump(locked_id.as_ref());
-                    let expires_at = Some(SystemTime::now() + ttl);
-                    if let (Some(last), Some(turn_of_id)) = (turn.as_mut(), turn_of_id) {
-                        // Not after a rotation: nobody waits for the new id yet.
-                        let useful = turn_of_id.has_waiters() && locked_id.as_ref() == Some(&id);
-                        **last = useful.then(|| LastSave {
-                            id: id.clone(),
-                            bytes: bytes.clone(),
-                            expires_at,
-                        });
-                    }
-                    loaded.stored = Some(Stored {
-                        generation: self.turns.generation(&id),
-                        id,
-                        bytes,
-                        expires_at,
-                    });
-                    *cookie = CookieAction::Set { permanent, ttl };
-                    break;
-                }
-                Err(_) if attempt >= max_attempts => {
-                    return Err(SessionError::Conflict { attempts: attempt });
-                }
-                Err(Retry::Collision) => continue,
-                Err(Retry::Conflict) => {
-                    // Another process saved first (this process's saves take turns):
-                    // reload, re-apply, and give the other writer room.
-                    stale = true;
-                    backoff(attempt).await;
-                }
-            }
+        };
+        let entry = Entry::new(bytes, loaded.data.clone(), expiry(ttl));
+        if let Some(cache) = &self.cache {
+            cache.fill(&key, ticket, Some(entry.clone()));
         }
-        state.changes.clear();
-        state.modified = false;
-        state.regenerate = false;
-        state.written = true;
+        let permanent = loaded.data.is_permanent();
+        loaded.stored = Some(Stored {
+            generation: self.slots.generation(&id),
+            id,
+            entry,
+        });
+        state.cookie = CookieAction::Set { permanent, ttl };
+        state.committed();
         Ok(())
     }
 
-    /// The stored entry of `id` and the save generation of its stripe, read before the
-    /// entry so that a save finishing in between is noticed.
-    async fn load_entry(&self, id: &SessionId) -> Result<Option<(StoredEntry, u64)>, SessionError> {
-        let generation = self.turns.generation(id);
-        Ok(self
-            .store
-            .load(&self.key(id))
-            .await?
-            .map(|entry| (entry, generation)))
+    /// Writes one group of members' changes to session `id` with one store write, and sets
+    /// each member's outcome. A group holds at most one rotation, alone.
+    pub(crate) async fn write_group(&self, id: &SessionId, members: &mut [Member]) {
+        let key = self.key(id);
+        let max_attempts = self.config.max_save_attempts();
+        let mut base = self.base_for(id, members).await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let base_stored = match base {
+                Err(error) => return fail(members, error),
+                Ok(None) => {
+                    // The session ended: every member starts a new one.
+                    self.slots.set_last(id, None);
+                    for member in members.iter_mut().filter(|m| m.outcome.is_none()) {
+                        member.outcome = Some(Outcome::Gone(std::mem::take(&mut member.changes)));
+                    }
+                    return;
+                }
+                Ok(Some(stored)) => stored,
+            };
+            let applied = apply_group(&base_stored, members);
+            if let Some(emptied) = applied.emptied {
+                return self.delete_group(id, &key, members, emptied).await;
+            }
+            let mut data = applied.data;
+            let (bytes, ttl) = match self.encode(&mut data) {
+                Ok(written) => written,
+                Err(error) => return fail(members, error),
+            };
+            let regenerate = members.iter().any(|m| m.regenerate && m.outcome.is_none());
+            if !regenerate && bytes == base_stored.entry.bytes {
+                for member in members.iter_mut().filter(|m| m.outcome.is_none()) {
+                    member.outcome = Some(Outcome::Unchanged(base_stored.clone()));
+                }
+                return;
+            }
+            let new_id = if regenerate {
+                match self.new_id() {
+                    Ok(new_id) => new_id,
+                    Err(error) => return fail(members, error),
+                }
+            } else {
+                id.clone()
+            };
+            let new_key = self.key(&new_id);
+            let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&new_key));
+            let expected = &base_stored.entry.bytes;
+            let written = if regenerate {
+                (self.store)
+                    .rotate(&key, expected, &new_key, &bytes, ttl)
+                    .await
+            } else {
+                (self.store)
+                    .compare_and_set(&key, expected, &bytes, ttl)
+                    .await
+            };
+            match written {
+                Ok(true) => {
+                    let entry = Entry::new(bytes, data, expiry(ttl));
+                    if let Some(cache) = &self.cache {
+                        if regenerate {
+                            cache.forget(&key);
+                        }
+                        cache.fill(&new_key, ticket, Some(entry.clone()));
+                    }
+                    self.slots.bump(id);
+                    let stored = Stored {
+                        generation: self.slots.generation(&new_id),
+                        id: new_id,
+                        entry,
+                    };
+                    // After a rotation the members still queued for the old id find it gone.
+                    let last = (!regenerate).then(|| stored.clone());
+                    self.slots.set_last(id, last);
+                    for (member, view) in members.iter_mut().zip(applied.views) {
+                        if member.outcome.is_none() {
+                            let view = view.unwrap_or_else(|| stored.entry.data.clone());
+                            member.outcome = Some(Outcome::Written {
+                                stored: stored.clone(),
+                                view,
+                                ttl,
+                            });
+                        }
+                    }
+                    return;
+                }
+                Ok(false) => {
+                    // Another process saved first (this process's saves of one session are
+                    // grouped): reload, re-apply, and give the other writer room.
+                    if let Some(cache) = &self.cache {
+                        cache.forget(&key);
+                    }
+                    if attempt >= max_attempts {
+                        let error = SessionError::Conflict { attempts: attempt };
+                        return fail(members, error);
+                    }
+                    backoff(attempt).await;
+                    base = self.load_from_store(id).await;
+                }
+                Err(error) => {
+                    // The write's outcome is unknown: the cache must not vouch for either.
+                    if let Some(cache) = &self.cache {
+                        cache.forget(&key);
+                    }
+                    let error = SessionError::from(error);
+                    return fail(members, error);
+                }
+            }
+        }
     }
 
-    async fn reload(&self, id: &SessionId) -> Result<Option<Loaded>, SessionError> {
-        let Some((entry, generation)) = self.load_entry(id).await? else {
-            return Ok(None);
-        };
-        Ok(self
-            .config
-            .serialization_format()
-            .decode(&entry.value)
-            .ok()
-            .map(|data| Loaded {
-                data,
-                stored: Some(Stored {
+    /// The freshest state of session `id` this process knows: what its last write left, the
+    /// cache's entry, the leader's own snapshot if nobody saved since it was read; else the
+    /// store's.
+    async fn base_for(
+        &self,
+        id: &SessionId,
+        members: &[Member],
+    ) -> Result<Option<Stored>, SessionError> {
+        if let Some(last) = self.slots.last(id) {
+            return Ok(Some(last));
+        }
+        if let Some(cache) = &self.cache {
+            if let Some(entry) = cache.get(&self.key(id)) {
+                return Ok(Some(Stored {
                     id: id.clone(),
-                    bytes: entry.value,
-                    expires_at: entry.expires_at,
-                    generation,
-                }),
-            }))
+                    entry,
+                    generation: self.slots.generation(id),
+                }));
+            }
+        }
+        if let Some((own, _)) = members.first().and_then(|m| m.own.as_ref()) {
+            if own.generation == self.slots.generation(id) {
+                return Ok(Some(own.clone()));
+            }
+        }
+        self.load_from_store(id).await
     }
 
-    /// The session as the previous holder of the save turn wrote it. Called with the turn
-    /// held, so the stripe's generation is the one that save left.
-    fn decode_stored(&self, id: &SessionId, last: LastSave) -> Option<Loaded> {
-        let data = self
-            .config
-            .serialization_format()
-            .decode(&last.bytes)
-            .ok()?;
-        Some(Loaded {
-            data,
-            stored: Some(Stored {
-                id: id.clone(),
-                bytes: last.bytes,
-                expires_at: last.expires_at,
-                generation: self.turns.generation(id),
-            }),
-        })
+    /// A member emptied the session (logout): it is deleted unconditionally, so a racing
+    /// save cannot keep the user logged in. The members after it find it gone.
+    async fn delete_group(
+        &self,
+        id: &SessionId,
+        key: &str,
+        members: &mut [Member],
+        emptied: usize,
+    ) {
+        if let Err(error) = self.store.delete(key).await {
+            let error = SessionError::from(error);
+            return fail(members, error);
+        }
+        if let Some(cache) = &self.cache {
+            cache.forget(key);
+        }
+        self.slots.bump(id);
+        self.slots.set_last(id, None);
+        for (i, member) in members.iter_mut().enumerate() {
+            if member.outcome.is_none() {
+                member.outcome = Some(if i <= emptied {
+                    Outcome::Deleted
+                } else {
+                    Outcome::Gone(std::mem::take(&mut member.changes))
+                });
+            }
+        }
     }
 
     /// An unchanged session: with refresh-each-request, extend its expiry (never rewrite
@@ -495,18 +656,36 @@ impl Engine {
             return Ok(());
         }
         let ttl = self.ttl_for(&loaded.data);
-        let now = SystemTime::now();
         // A threshold of 1.0 means every request, even where the store rounds expiries up
         // to whole seconds and so reports a little more than the TTL.
         let threshold = self.config.refresh_threshold();
-        if let (Some(expires_at), true) = (stored.expires_at, threshold < 1.0) {
-            let remaining = expires_at.duration_since(now).unwrap_or_default();
+        if let (Some(expires_at), true) = (stored.entry.expires_at, threshold < 1.0) {
+            let remaining = expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
             if remaining > ttl.mul_f64(threshold) {
                 return Ok(());
             }
         }
-        if self.store.touch(&self.key(&stored.id), ttl).await? {
-            stored.expires_at = Some(now + ttl);
+        let key = self.key(&stored.id);
+        let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
+        let touched = self.store.touch(&key, ttl).await;
+        let entry = match touched {
+            Ok(true) => {
+                let entry = &stored.entry;
+                Some(Entry::new(
+                    entry.bytes.clone(),
+                    entry.data.clone(),
+                    expiry(ttl),
+                ))
+            }
+            Ok(false) | Err(_) => None,
+        };
+        if let Some(cache) = &self.cache {
+            cache.fill(&key, ticket, entry.clone());
+        }
+        if let Some(entry) = entry {
+            stored.entry = entry;
             state.written = true;
             if loaded.data.is_permanent() {
                 state.cookie = CookieAction::Set {
@@ -515,7 +694,7 @@ impl Engine {
                 };
             }
         }
-        Ok(())
+        touched.map(|_| ()).map_err(SessionError::from)
     }
 
     /// `SESSION_CLEANUP_N_REQUESTS`: on average every N requests, removes expired entries
@@ -543,7 +722,77 @@ impl Engine {
     }
 }
 
-/// Randomised, growing pause between conflicting attempts so that racing requests spread
+/// A group's changes applied to a base.
+struct Applied {
+    /// The data to write.
+    data: Arc<SessionData>,
+    /// Per member, its view: the data after its changes and those of the members before it.
+    views: Vec<Option<Arc<SessionData>>>,
+    /// The member after whose changes the session was empty.
+    emptied: Option<usize>,
+}
+
+fn apply_group(base: &Stored, members: &mut [Member]) -> Applied {
+    // A lone leader whose snapshot is still the base already holds its changes applied.
+    if let [member] = &*members {
+        if let Some((own, data)) = &member.own {
+            if Arc::ptr_eq(&own.entry, &base.entry) && member.outcome.is_none() {
+                return Applied {
+                    data: data.clone(),
+                    views: vec![Some(data.clone())],
+                    emptied: data.is_empty().then_some(0),
+                };
+            }
+        }
+    }
+    let mut data = base.entry.data.clone();
+    let mut views = Vec::with_capacity(members.len());
+    for (i, member) in members.iter_mut().enumerate() {
+        if member.outcome.is_some() {
+            views.push(None);
+            continue;
+        }
+        let before = data.clone();
+        let applied = member
+            .changes
+            .iter()
+            .try_for_each(|change| change.apply(Arc::make_mut(&mut data)));
+        if let Err(error) = applied {
+            // This request's update failed on the fresh data; the others go on.
+            member.outcome = Some(Outcome::Failed(error));
+            data = before;
+            views.push(None);
+            continue;
+        }
+        views.push(Some(data.clone()));
+        if data.is_empty() {
+            return Applied {
+                data,
+                views,
+                emptied: Some(i),
+            };
+        }
+    }
+    Applied {
+        data,
+        views,
+        emptied: None,
+    }
+}
+
+/// Every member without an outcome fails: the last with `error`, the others with copies.
+fn fail(members: &mut [Member], error: SessionError) {
+    let mut pending: Vec<&mut Member> =
+        members.iter_mut().filter(|m| m.outcome.is_none()).collect();
+    if let Some(last) = pending.pop() {
+        for member in pending {
+            member.outcome = Some(Outcome::Failed(error.duplicate()));
+        }
+        last.outcome = Some(Outcome::Failed(error));
+    }
+}
+
+/// Randomised, growing pause between conflicting attempts so that racing writers spread
 /// out instead of colliding again.
 async fn backoff(attempt: u32) {
     let ceiling_us = 50u64 << attempt.min(10);

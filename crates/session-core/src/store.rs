@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use crate::cache::InvalidationFeed;
 use crate::error::StoreError;
 
 /// An entry read from a store.
@@ -83,6 +84,16 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn cleanup(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+
+    /// The feed through which the store reports keys that other writers changed, when it
+    /// can notice them (Redis with client tracking). With one, core keeps a coherent cache
+    /// of recently used sessions by default. A store that returns a feed promises that a
+    /// key it has read or written for core stays reported until it is invalidated, and
+    /// that any read or write it serves for core happens while the feed is tracking (or
+    /// the feed is told otherwise). The default: no feed.
+    fn invalidations(&self) -> Option<InvalidationFeed> {
+        None
+    }
 }
 
 /// Id rotation from the store's own atomic steps, for stores (or cases, such as keys in
@@ -156,5 +167,8 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn cleanup(&self) -> Result<u64, StoreError> {
         (**self).cleanup().await
+    }
+    fn invalidations(&self) -> Option<InvalidationFeed> {
+        (**self).invalidations()
     }
 }

@@ -688,4 +688,7 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
         self.enter(&self.counts.cleanup)?;
         self.inner.cleanup().await
     }
+    fn invalidations(&self) -> Option<crate::InvalidationFeed> {
+        self.inner.invalidations()
+    }
 }

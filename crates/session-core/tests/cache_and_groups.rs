@@ -1,0 +1,421 @@
+//! The cache tier and group commit on MemoryStore, with a test store that can announce
+//! invalidations (as Redis's client tracking does) and hold writes at a gate. The same
+//! behaviour against real Redis is tested in session-redis.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::testkit::TestStore;
+use session_core::{
+    async_trait, InvalidationFeed, MemoryStore, Session, SessionConfig, SessionConfigBuilder,
+    SessionError, SessionManager, SessionStore, StoreError, StoredEntry,
+};
+use tokio::sync::Semaphore;
+
+/// MemoryStore with call counters, an optional invalidation feed and a gate that
+/// compare-and-set waits at while closed.
+struct Probe {
+    inner: Arc<TestStore<MemoryStore>>,
+    feed: Option<InvalidationFeed>,
+    gate: Option<Semaphore>,
+}
+
+impl Probe {
+    fn new(feed: bool, gated: bool) -> Arc<Probe> {
+        let feed = feed.then(|| {
+            let feed = InvalidationFeed::new();
+            feed.set_tracking(true);
+            feed
+        });
+        Arc::new(Probe {
+            inner: Arc::new(TestStore::new(MemoryStore::new())),
+            feed,
+            gate: gated.then(|| Semaphore::new(0)),
+        })
+    }
+
+    /// The same data behind another feed: another process.
+    fn other_process(&self) -> Arc<Probe> {
+        let feed = InvalidationFeed::new();
+        feed.set_tracking(true);
+        Arc::new(Probe {
+            inner: self.inner.clone(),
+            feed: Some(feed),
+            gate: None,
+        })
+    }
+
+    fn loads(&self) -> u64 {
+        self.inner.counts.reads()
+    }
+
+    fn cas(&self) -> u64 {
+        self.inner.counts.compare_and_set.load(Ordering::SeqCst)
+    }
+
+    fn open_gate(&self, permits: usize) {
+        self.gate
+            .as_ref()
+            .expect("a gated store")
+            .add_permits(permits);
+    }
+}
+
+#[async_trait]
+impl SessionStore for Probe {
+    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.create(key, value, ttl).await
+    }
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
+        self.inner.compare_and_set(key, expected, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.touch(key, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.inner.compare_and_delete(key, expected).await
+    }
+    fn invalidations(&self) -> Option<InvalidationFeed> {
+        self.feed.clone()
+    }
+}
+
+fn manager(store: &Arc<Probe>) -> SessionManager {
+    manager_with(store, |config| config)
+}
+
+fn manager_with(
+    store: &Arc<Probe>,
+    configure: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
+) -> SessionManager {
+    let config = configure(SessionConfig::builder()).build().unwrap();
+    SessionManager::from_shared(store.clone(), config)
+}
+
+/// A new session holding `user`; its id.
+async fn login(manager: &SessionManager) -> String {
+    let session = manager.open(None);
+    session.insert("user", "ann").await.unwrap();
+    let outcome = manager.finish(&session).await.unwrap();
+    let cookie = outcome.set_cookie.expect("a new session sets its cookie");
+    let pair = cookie.split(';').next().unwrap();
+    pair.split_once('=').unwrap().1.to_owned()
+}
+
+async fn read(manager: &SessionManager, id: &str, key: &str) -> Option<String> {
+    let session = manager.open(Some(id));
+    let value = session.get::<String>(key).await.unwrap();
+    manager.finish(&session).await.unwrap();
+    value
+}
+
+async fn write(manager: &SessionManager, id: &str, key: &str, value: &str) {
+    let session = manager.open(Some(id));
+    session.insert(key, value).await.unwrap();
+    manager.finish(&session).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_session_is_read_and_written_without_loading_it() {
+    let store = Probe::new(true, false);
+    let manager = manager(&store);
+    let id = login(&manager).await;
+    for _ in 0..3 {
+        assert_eq!(read(&manager, &id, "user").await.as_deref(), Some("ann"));
+    }
+    write(&manager, &id, "theme", "dark").await;
+    assert_eq!(read(&manager, &id, "theme").await.as_deref(), Some("dark"));
+    assert_eq!(store.loads(), 0, "every read came from the cache");
+    assert_eq!(store.cas(), 1, "the write was one compare-and-set");
+}
+
+#[tokio::test]
+async fn another_writer_is_seen_once_its_invalidation_arrives() {
+    let store = Probe::new(true, false);
+    let here = manager(&store);
+    let elsewhere_store = store.other_process();
+    let elsewhere = manager(&elsewhere_store);
+    let id = login(&here).await;
+    assert_eq!(read(&here, &id, "user").await.as_deref(), Some("ann"));
+
+    write(&elsewhere, &id, "user", "bob").await;
+    // Until the invalidation arrives, this process serves what it had.
+    assert_eq!(read(&here, &id, "user").await.as_deref(), Some("ann"));
+    store
+        .feed
+        .as_ref()
+        .unwrap()
+        .invalidate(format!("session:{id}").as_bytes());
+    assert_eq!(read(&here, &id, "user").await.as_deref(), Some("bob"));
+}
+
+#[tokio::test]
+async fn a_stale_entry_never_loses_an_update() {
+    let store = Probe::new(true, false);
+    let here = manager(&store);
+    let elsewhere = manager(&store.other_process());
+    let id = login(&here).await;
+    // The other process writes; its invalidation never reaches this one.
+    write(&elsewhere, &id, "theme", "dark").await;
+    let session = here.open(Some(&id));
+    session
+        .update("visits", |n: Option<u64>| n.unwrap_or(0) + 1)
+        .await
+        .unwrap();
+    here.finish(&session).await.unwrap();
+    assert_eq!(store.cas(), 3, "one stale attempt, then its retry");
+    let check = manager(&store.other_process());
+    assert_eq!(read(&check, &id, "theme").await.as_deref(), Some("dark"));
+    let session = check.open(Some(&id));
+    assert_eq!(session.get::<u64>("visits").await.unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn losing_tracking_empties_the_cache() {
+    let store = Probe::new(true, false);
+    let manager = manager(&store);
+    let id = login(&manager).await;
+    assert_eq!(read(&manager, &id, "user").await.as_deref(), Some("ann"));
+    let feed = store.feed.as_ref().unwrap();
+    feed.set_tracking(false);
+    let loads = store.loads();
+    read(&manager, &id, "user").await;
+    read(&manager, &id, "user").await;
+    assert_eq!(store.loads() - loads, 2, "no cache while not tracking");
+    feed.set_tracking(true);
+    read(&manager, &id, "user").await;
+    read(&manager, &id, "user").await;
+    assert_eq!(store.loads() - loads, 3, "cached again once tracking");
+}
+
+#[tokio::test]
+async fn no_feed_means_no_cache_unless_a_staleness_is_stated() {
+    let store = Probe::new(false, false);
+    let plain = manager(&store);
+    let id = login(&plain).await;
+    read(&plain, &id, "user").await;
+    read(&plain, &id, "user").await;
+    assert_eq!(store.loads(), 2, "every read loads");
+
+    let bounded = manager_with(&store, |config| {
+        config.cache_max_staleness(Duration::from_secs(60))
+    });
+    let loads = store.loads();
+    for _ in 0..3 {
+        assert_eq!(read(&bounded, &id, "user").await.as_deref(), Some("ann"));
+    }
+    assert_eq!(store.loads() - loads, 1, "one load, then the cache");
+}
+
+#[tokio::test]
+async fn the_cache_can_be_turned_off() {
+    let store = Probe::new(true, false);
+    let manager = manager_with(&store, |config| config.cache(false));
+    let id = login(&manager).await;
+    read(&manager, &id, "user").await;
+    read(&manager, &id, "user").await;
+    assert_eq!(store.loads(), 2);
+}
+
+/// Requests of one session that save while its write is in flight: held at the gate, then
+/// written together with one compare-and-set; none answers before that write is done.
+#[tokio::test(flavor = "current_thread")]
+async fn overlapping_saves_share_one_write() {
+    let store = Probe::new(false, true);
+    let manager = manager(&store);
+    let id = login(&manager).await;
+    let save = |n: u32| {
+        let (manager, id) = (manager.clone(), id.clone());
+        tokio::spawn(async move {
+            let session = manager.open(Some(&id));
+            session
+                .update("counter", |c: Option<u32>| c.unwrap_or(0) + 1)
+                .await
+                .unwrap();
+            session.insert(&format!("k{n}"), &n).await.unwrap();
+            session.save().await.unwrap();
+            let seen: u32 = session.get("counter").await.unwrap().unwrap();
+            manager.finish(&session).await.unwrap();
+            seen
+        })
+    };
+    let leader = save(0);
+    yield_now().await;
+    let followers: Vec<_> = (1..=10).map(save).collect();
+    yield_now().await;
+    assert!(!leader.is_finished());
+    store.open_gate(1);
+    assert_eq!(leader.await.unwrap(), 1);
+    yield_now().await;
+    assert!(
+        followers.iter().all(|f| !f.is_finished()),
+        "a follower answered before its write"
+    );
+    store.open_gate(1);
+    let mut seen = Vec::new();
+    for follower in followers {
+        seen.push(follower.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (2..=11).collect::<Vec<_>>(),
+        "each saw its own increment"
+    );
+    assert_eq!(store.cas(), 2, "ten queued saves, one write");
+    let session = manager.open(Some(&id));
+    assert_eq!(session.get::<u32>("counter").await.unwrap(), Some(11));
+    for n in 0..=10u32 {
+        assert_eq!(session.get::<u32>(&format!("k{n}")).await.unwrap(), Some(n));
+    }
+}
+
+/// A logout queued behind a write ends the session, for the saves grouped with it too;
+/// requests queued after it start new sessions instead of reviving the old one.
+#[tokio::test(flavor = "current_thread")]
+async fn a_queued_logout_wins_and_later_saves_start_new_sessions() {
+    let store = Probe::new(false, true);
+    let manager = manager(&store);
+    let id = login(&manager).await;
+    let run = |change: &'static str| {
+        let (manager, id) = (manager.clone(), id.clone());
+        tokio::spawn(async move {
+            let session = manager.open(Some(&id));
+            match change {
+                "logout" => session.clear().await.unwrap(),
+                other => session.insert(other, "x").await.unwrap(),
+            }
+            manager.finish(&session).await.unwrap()
+        })
+    };
+    let leader = run("first");
+    yield_now().await;
+    let before = run("before");
+    let logout = run("logout");
+    let after = run("after");
+    yield_now().await;
+    store.open_gate(10);
+    let leader = leader.await.unwrap();
+    let before = before.await.unwrap();
+    let logout = logout.await.unwrap();
+    let after = after.await.unwrap();
+    assert!(leader.set_cookie.as_deref().unwrap().contains(&id));
+    // Saves grouped with the logout end with the session: their browsers drop the cookie.
+    for outcome in [&before, &logout] {
+        assert!(outcome.set_cookie.as_deref().unwrap().contains("Max-Age=0"));
+    }
+    let new_cookie = after.set_cookie.expect("a new session for the late save");
+    assert!(!new_cookie.contains(&id), "the old id was revived");
+    assert_eq!(
+        read(&manager, &id, "first").await,
+        None,
+        "the old session is gone"
+    );
+}
+
+/// An update that fails on the fresh data fails its own request only.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failing_update_fails_only_its_request() {
+    let store = Probe::new(false, true);
+    let manager = manager(&store);
+    let id = login(&manager).await;
+    let leader = {
+        let (manager, id) = (manager.clone(), id.clone());
+        tokio::spawn(async move {
+            let session = manager.open(Some(&id));
+            session.insert("count", "not a number").await.unwrap();
+            manager.finish(&session).await
+        })
+    };
+    yield_now().await;
+    let spawn = |work: fn(Session) -> _| {
+        let (manager, id) = (manager.clone(), id.clone());
+        tokio::spawn(async move {
+            let session = manager.open(Some(&id));
+            work(session.clone()).await;
+            manager.finish(&session).await
+        })
+    };
+    let counting = spawn(|session| {
+        Box::pin(async move {
+            // Loaded before the leader's write: the count is absent, so this works here
+            // and fails only when re-applied on the fresh data.
+            session
+                .update("count", |n: Option<u32>| n.unwrap_or(0) + 1)
+                .await
+                .unwrap();
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+    });
+    let theming = spawn(|session| {
+        Box::pin(async move {
+            session.insert("theme", "dark").await.unwrap();
+        })
+    });
+    yield_now().await;
+    store.open_gate(10);
+    leader.await.unwrap().unwrap();
+    assert!(matches!(
+        counting.await.unwrap(),
+        Err(SessionError::Value { .. })
+    ));
+    theming.await.unwrap().unwrap();
+    assert_eq!(read(&manager, &id, "theme").await.as_deref(), Some("dark"));
+    assert_eq!(
+        read(&manager, &id, "count").await.as_deref(),
+        Some("not a number")
+    );
+}
+
+/// A leader whose request is dropped mid-write (the client went away) still hands the
+/// queued saves to a writer of their own.
+#[tokio::test(flavor = "current_thread")]
+async fn queued_saves_survive_a_dropped_leader() {
+    let store = Probe::new(false, true);
+    let manager = manager(&store);
+    let id = login(&manager).await;
+    let leader = {
+        let (manager, id) = (manager.clone(), id.clone());
+        tokio::spawn(async move {
+            let session = manager.open(Some(&id));
+            session.insert("leader", "x").await.unwrap();
+            manager.finish(&session).await
+        })
+    };
+    yield_now().await;
+    let follower = {
+        let (manager, id) = (manager.clone(), id.clone());
+        tokio::spawn(async move {
+            let session = manager.open(Some(&id));
+            session.insert("follower", "y").await.unwrap();
+            manager.finish(&session).await
+        })
+    };
+    yield_now().await;
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    store.open_gate(1);
+    follower.await.unwrap().unwrap();
+    assert_eq!(read(&manager, &id, "follower").await.as_deref(), Some("y"));
+}
+
+async fn yield_now() {
+    for _ in 0..16 {
+        tokio::task::yield_now().await;
+    }
+}
