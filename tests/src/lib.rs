@@ -73,6 +73,7 @@ macro_rules! http_suite {
             refresh_threshold_touches_and_resends_permanent_cookie,
             no_refresh_each_request_writes_nothing,
             logout_deletes_the_session,
+            logout_cookie_keeps_the_cookies_attributes,
             login_regenerates_the_id,
             vary_cookie_whenever_accessed,
             vary_merges_with_the_handlers_header,

@@ -30,8 +30,8 @@ pub enum SameSite {
 /// Build one with [`SessionConfig::builder`], deserialize a [`SessionConfigBuilder`] with
 /// serde, or read Flask-Session's environment names with [`SessionConfig::from_env`].
 /// Each option documents its Flask-Session name and default; `docs/configuration.md`
-/// has the full table.
-#[derive(Clone, Debug)]
+/// has the full table. `Debug` never shows the secret key.
+#[derive(Clone)]
 pub struct SessionConfig {
     pub(crate) cookie_name: String,
     pub(crate) cookie_domain: Option<String>,
@@ -56,7 +56,55 @@ pub struct SessionConfig {
     pub(crate) cache_max_entries: u64,
     pub(crate) cache_max_bytes: u64,
     pub(crate) cache_max_staleness: Option<Duration>,
+    pub(crate) store_timeout: Duration,
+    pub(crate) cleanup_min_interval: Duration,
 }
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field but the secret key, which signs every cookie.
+        f.debug_struct("SessionConfig")
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_domain", &self.cookie_domain)
+            .field("cookie_path", &self.cookie_path)
+            .field("cookie_http_only", &self.cookie_http_only)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("cookie_same_site", &self.cookie_same_site)
+            .field("cookie_partitioned", &self.cookie_partitioned)
+            .field("permanent", &self.permanent)
+            .field("lifetime", &self.lifetime)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .field("refresh_each_request", &self.refresh_each_request)
+            .field("refresh_threshold", &self.refresh_threshold)
+            .field("key_prefix", &self.key_prefix)
+            .field("id_length", &self.id_length)
+            .field("format", &self.format)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("use_signer", &self.use_signer)
+            .field("cleanup_n_requests", &self.cleanup_n_requests)
+            .field("cleanup_min_interval", &self.cleanup_min_interval)
+            .field("max_save_attempts", &self.max_save_attempts)
+            .field("cache", &self.cache)
+            .field("cache_max_entries", &self.cache_max_entries)
+            .field("cache_max_bytes", &self.cache_max_bytes)
+            .field("cache_max_staleness", &self.cache_max_staleness)
+            .field("store_timeout", &self.store_timeout)
+            .finish()
+    }
+}
+
+/// The longest `PERMANENT_SESSION_LIFETIME` (and `SESSION_ABSOLUTE_LIFETIME`) accepted:
+/// 100 years. Longer ones are configuration mistakes that no clock or store can hold.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// Default `SESSION_STORE_TIMEOUT`: how long one store call may take.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default `SESSION_CLEANUP_MIN_INTERVAL`: the shortest time between two cleanups.
+pub const DEFAULT_CLEANUP_MIN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Default `SESSION_CACHE_MAX_ENTRIES`.
 pub const DEFAULT_CACHE_MAX_ENTRIES: u64 = 10_000;
@@ -125,6 +173,9 @@ impl SessionConfig {
         b.cache_max_entries = parse_opt("SESSION_CACHE_MAX_ENTRIES", get, parse_u64)?;
         b.cache_max_bytes = parse_opt("SESSION_CACHE_MAX_BYTES", get, parse_u64)?;
         b.cache_max_staleness_seconds = parse_opt("SESSION_CACHE_MAX_STALENESS", get, parse_f64)?;
+        b.store_timeout_seconds = parse_opt("SESSION_STORE_TIMEOUT", get, parse_f64)?;
+        b.cleanup_min_interval_seconds = parse_opt("SESSION_CLEANUP_MIN_INTERVAL", get, parse_f64)?;
+        b.allow_short_ids = parse_opt("SESSION_ALLOW_SHORT_IDS", get, parse_bool)?;
         b.build()
     }
 
@@ -225,6 +276,16 @@ impl SessionConfig {
     pub fn cache_max_staleness(&self) -> Option<Duration> {
         self.cache_max_staleness
     }
+    /// How long one store call may take before the request answers 503
+    /// (`SESSION_STORE_TIMEOUT`, in seconds, default 5).
+    pub fn store_timeout(&self) -> Duration {
+        self.store_timeout
+    }
+    /// The shortest time between two cleanups started by `SESSION_CLEANUP_N_REQUESTS`
+    /// (`SESSION_CLEANUP_MIN_INTERVAL`, in seconds, default 60); only one runs at a time.
+    pub fn cleanup_min_interval(&self) -> Duration {
+        self.cleanup_min_interval
+    }
     pub(crate) fn secret_key(&self) -> Option<&str> {
         self.secret_key.as_deref()
     }
@@ -282,6 +343,12 @@ pub struct SessionConfigBuilder {
     cache_max_bytes: Option<u64>,
     #[serde(alias = "SESSION_CACHE_MAX_STALENESS")]
     cache_max_staleness_seconds: Option<f64>,
+    #[serde(alias = "SESSION_STORE_TIMEOUT")]
+    store_timeout_seconds: Option<f64>,
+    #[serde(alias = "SESSION_CLEANUP_MIN_INTERVAL")]
+    cleanup_min_interval_seconds: Option<f64>,
+    #[serde(alias = "SESSION_ALLOW_SHORT_IDS")]
+    allow_short_ids: Option<bool>,
 }
 
 macro_rules! setters {
@@ -332,6 +399,22 @@ impl SessionConfigBuilder {
         cache_max_entries: u64 => cache_max_entries;
         /// `SESSION_CACHE_MAX_BYTES` (default 64 MiB).
         cache_max_bytes: u64 => cache_max_bytes;
+        /// `SESSION_ALLOW_SHORT_IDS`: accept `SESSION_ID_LENGTH` below 16 bytes, which
+        /// makes ids guessable (default false: such a length is an error).
+        allow_short_ids: bool => allow_short_ids;
+    }
+
+    /// `SESSION_STORE_TIMEOUT`: how long one store call may take (default 5 seconds).
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout_seconds = Some(timeout.as_secs_f64());
+        self
+    }
+
+    /// `SESSION_CLEANUP_MIN_INTERVAL`: the shortest time between two cleanups (default 60
+    /// seconds).
+    pub fn cleanup_min_interval(mut self, interval: Duration) -> Self {
+        self.cleanup_min_interval_seconds = Some(interval.as_secs_f64());
+        self
     }
 
     /// `SESSION_CACHE_MAX_STALENESS`: lets stores that cannot report other writers be
@@ -396,8 +479,27 @@ impl SessionConfigBuilder {
                 "must be at least 1 second",
             ));
         }
+        if lifetime > MAX_LIFETIME {
+            return Err(ConfigError::new(
+                "PERMANENT_SESSION_LIFETIME",
+                format!(
+                    "{} seconds is more than 100 years ({} seconds)",
+                    lifetime.as_secs(),
+                    MAX_LIFETIME.as_secs()
+                ),
+            ));
+        }
         let absolute_lifetime = match self.absolute_lifetime_seconds {
             None | Some(0) => None,
+            Some(seconds) if seconds > MAX_LIFETIME.as_secs() => {
+                return Err(ConfigError::new(
+                    "SESSION_ABSOLUTE_LIFETIME",
+                    format!(
+                        "{seconds} seconds is more than 100 years ({} seconds)",
+                        MAX_LIFETIME.as_secs()
+                    ),
+                ))
+            }
             Some(seconds) => Some(Duration::from_secs(seconds)),
         };
         let refresh_threshold = self.refresh_threshold.unwrap_or(0.5);
@@ -415,6 +517,15 @@ impl SessionConfigBuilder {
             ));
         }
         if id_length < 16 {
+            if !self.allow_short_ids.unwrap_or(false) {
+                return Err(ConfigError::new(
+                    "SESSION_ID_LENGTH",
+                    format!(
+                        "{id_length} bytes make session ids guessable; use at least 16 \
+                         (set SESSION_ALLOW_SHORT_IDS=true to accept it anyway)"
+                    ),
+                ));
+            }
             tracing::warn!(
                 id_length,
                 "SESSION_ID_LENGTH below 16 bytes makes session ids guessable"
@@ -440,6 +551,38 @@ impl SessionConfigBuilder {
                 "must be at least 1",
             ));
         }
+        let cookie_secure = self.cookie_secure.unwrap_or(false);
+        let cookie_partitioned = self.cookie_partitioned.unwrap_or(false);
+        check_cookie_rules(
+            &cookie_name,
+            &cookie_path,
+            self.cookie_domain.as_deref(),
+            cookie_secure,
+            self.cookie_same_site,
+            cookie_partitioned,
+        )?;
+        let seconds = |option: &'static str, value: Option<f64>, default: Duration| match value {
+            None => Ok(default),
+            Some(seconds) => Duration::try_from_secs_f64(seconds).map_err(|_| {
+                ConfigError::new(option, format!("{seconds} is not a number of seconds"))
+            }),
+        };
+        let store_timeout = seconds(
+            "SESSION_STORE_TIMEOUT",
+            self.store_timeout_seconds,
+            DEFAULT_STORE_TIMEOUT,
+        )?;
+        if store_timeout.is_zero() || store_timeout > MAX_LIFETIME {
+            return Err(ConfigError::new(
+                "SESSION_STORE_TIMEOUT",
+                "must be more than 0 seconds",
+            ));
+        }
+        let cleanup_min_interval = seconds(
+            "SESSION_CLEANUP_MIN_INTERVAL",
+            self.cleanup_min_interval_seconds,
+            DEFAULT_CLEANUP_MIN_INTERVAL,
+        )?;
         let cache_max_entries = self.cache_max_entries.unwrap_or(DEFAULT_CACHE_MAX_ENTRIES);
         if cache_max_entries == 0 {
             return Err(ConfigError::new(
@@ -468,9 +611,9 @@ impl SessionConfigBuilder {
             cookie_domain: self.cookie_domain,
             cookie_path,
             cookie_http_only: self.cookie_http_only.unwrap_or(true),
-            cookie_secure: self.cookie_secure.unwrap_or(false),
+            cookie_secure,
             cookie_same_site: self.cookie_same_site,
-            cookie_partitioned: self.cookie_partitioned.unwrap_or(false),
+            cookie_partitioned,
             permanent: self.permanent.unwrap_or(true),
             lifetime,
             absolute_lifetime,
@@ -487,8 +630,57 @@ impl SessionConfigBuilder {
             cache_max_entries,
             cache_max_bytes,
             cache_max_staleness,
+            store_timeout,
+            cleanup_min_interval,
         })
     }
+}
+
+/// Cookie settings that browsers reject: a cookie they would silently drop is a
+/// configuration error, named by the option to change.
+fn check_cookie_rules(
+    name: &str,
+    path: &str,
+    domain: Option<&str>,
+    secure: bool,
+    same_site: Option<SameSite>,
+    partitioned: bool,
+) -> Result<(), ConfigError> {
+    let needs_secure = |option: &'static str, what: &str| {
+        if secure {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                option,
+                format!("{what} requires SESSION_COOKIE_SECURE=true; browsers drop it otherwise"),
+            ))
+        }
+    };
+    if name.starts_with("__Host-") {
+        needs_secure("SESSION_COOKIE_SECURE", "a __Host- cookie name")?;
+        if path != "/" {
+            return Err(ConfigError::new(
+                "SESSION_COOKIE_PATH",
+                format!("a __Host- cookie needs Path=/ (not {path:?})"),
+            ));
+        }
+        if domain.is_some() {
+            return Err(ConfigError::new(
+                "SESSION_COOKIE_DOMAIN",
+                "a __Host- cookie must not set a Domain",
+            ));
+        }
+    }
+    if name.starts_with("__Secure-") {
+        needs_secure("SESSION_COOKIE_SECURE", "a __Secure- cookie name")?;
+    }
+    if same_site == Some(SameSite::None) {
+        needs_secure("SESSION_COOKIE_SAMESITE", "SameSite=None")?;
+    }
+    if partitioned {
+        needs_secure("SESSION_COOKIE_PARTITIONED", "a Partitioned cookie")?;
+    }
+    Ok(())
 }
 
 fn parse_opt<T>(
@@ -569,6 +761,83 @@ mod tests {
     }
 
     #[test]
+    fn lifetimes_up_to_100_years_are_accepted() {
+        let config = from(&[("PERMANENT_SESSION_LIFETIME", "3153600000")]).unwrap();
+        assert_eq!(config.lifetime(), MAX_LIFETIME);
+    }
+
+    #[test]
+    fn short_ids_need_an_explicit_yes() {
+        let config = from(&[
+            ("SESSION_ID_LENGTH", "8"),
+            ("SESSION_ALLOW_SHORT_IDS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(config.id_length(), 8);
+    }
+
+    #[test]
+    fn cookies_browsers_reject_are_refused_naming_the_option() {
+        for (pairs, option) in [
+            (
+                &[("SESSION_COOKIE_NAME", "__Host-sid")][..],
+                "SESSION_COOKIE_SECURE",
+            ),
+            (
+                &[
+                    ("SESSION_COOKIE_NAME", "__Host-sid"),
+                    ("SESSION_COOKIE_SECURE", "true"),
+                    ("SESSION_COOKIE_PATH", "/app"),
+                ][..],
+                "SESSION_COOKIE_PATH",
+            ),
+            (
+                &[
+                    ("SESSION_COOKIE_NAME", "__Host-sid"),
+                    ("SESSION_COOKIE_SECURE", "true"),
+                    ("SESSION_COOKIE_DOMAIN", "example.com"),
+                ][..],
+                "SESSION_COOKIE_DOMAIN",
+            ),
+            (
+                &[("SESSION_COOKIE_NAME", "__Secure-sid")][..],
+                "SESSION_COOKIE_SECURE",
+            ),
+            (
+                &[("SESSION_COOKIE_SAMESITE", "None")][..],
+                "SESSION_COOKIE_SAMESITE",
+            ),
+            (
+                &[("SESSION_COOKIE_PARTITIONED", "true")][..],
+                "SESSION_COOKIE_PARTITIONED",
+            ),
+        ] {
+            let error = from(pairs).unwrap_err();
+            assert_eq!(error.option, option, "{pairs:?}: {error}");
+        }
+        let config = from(&[
+            ("SESSION_COOKIE_NAME", "__Host-sid"),
+            ("SESSION_COOKIE_SECURE", "true"),
+            ("SESSION_COOKIE_SAMESITE", "None"),
+            ("SESSION_COOKIE_PARTITIONED", "true"),
+        ])
+        .unwrap();
+        assert_eq!(config.cookie_name(), "__Host-sid");
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret_key() {
+        let config = from(&[
+            ("SECRET_KEY", "hunter2-very-secret"),
+            ("SESSION_USE_SIGNER", "true"),
+        ])
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
     fn cache_options_are_read() {
         let config = from(&[
             ("SESSION_CACHE", "false"),
@@ -627,6 +896,13 @@ mod tests {
             ("SESSION_CACHE_MAX_ENTRIES", "0"),
             ("SESSION_CACHE_MAX_BYTES", "many"),
             ("SESSION_CACHE_MAX_STALENESS", "-1"),
+            ("PERMANENT_SESSION_LIFETIME", "18446744073709551615"),
+            ("PERMANENT_SESSION_LIFETIME", "3153600001"),
+            ("SESSION_ABSOLUTE_LIFETIME", "18446744073709551615"),
+            ("SESSION_ID_LENGTH", "15"),
+            ("SESSION_STORE_TIMEOUT", "0"),
+            ("SESSION_STORE_TIMEOUT", "soon"),
+            ("SESSION_CLEANUP_MIN_INTERVAL", "-3"),
         ] {
             let error = from(&[(name, value)]).unwrap_err();
             assert_eq!(error.option, name, "{name}={value}: {error}");

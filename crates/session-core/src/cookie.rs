@@ -71,7 +71,10 @@ pub(crate) struct Cookies {
     /// per save cost about 6k instructions (a tenth of a session write); filling in the
     /// template costs a few hundred.
     after_value: String,
-    /// The complete deletion cookie: an empty value, `Max-Age=0` and an expiry in the past.
+    /// The complete deletion cookie: the session cookie's attributes, so that browsers
+    /// match and remove the cookie they hold (a `__Host-`, `Secure` or `Partitioned` cookie
+    /// is only replaced by one with the same attributes), an empty value, `Max-Age=0` and
+    /// an expiry in the past.
     deletion: HeaderText,
 }
 
@@ -85,14 +88,11 @@ impl Cookies {
         let rendered = session_cookie(config, "").build().to_string();
         // `cookie` renders `name=value` first, then the attributes.
         let split = config.cookie_name().len() + 1;
-        let mut deletion = Cookie::build((config.cookie_name().to_owned(), ""))
-            .path(config.cookie_path().to_owned())
+        let deletion = session_cookie(config, "")
             .max_age(time::Duration::ZERO)
-            .expires(time::OffsetDateTime::UNIX_EPOCH);
-        if let Some(domain) = config.cookie_domain() {
-            deletion = deletion.domain(domain.to_owned());
-        }
-        let deletion = deletion.build().to_string();
+            .expires(time::OffsetDateTime::UNIX_EPOCH)
+            .build()
+            .to_string();
         Cookies {
             name: config.cookie_name().to_owned(),
             signer,
@@ -306,6 +306,34 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_deletion_cookie_keeps_every_attribute() {
+        let config = SessionConfig::builder()
+            .cookie_name("__Host-sid")
+            .cookie_secure(true)
+            .cookie_partitioned(true)
+            .cookie_same_site(SameSite::None)
+            .build()
+            .unwrap();
+        let deletion = Cookies::new(&config).delete();
+        let attributes: Vec<&str> = deletion.split("; ").collect();
+        assert_eq!(attributes[0], "__Host-sid=");
+        for attribute in [
+            "HttpOnly",
+            "SameSite=None",
+            "Partitioned",
+            "Secure",
+            "Path=/",
+            "Max-Age=0",
+            "Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ] {
+            assert!(
+                attributes.contains(&attribute),
+                "{attribute} missing: {deletion}"
+            );
         }
     }
 

@@ -56,7 +56,8 @@ macro_rules! session_extractor {
 pub use cache::InvalidationFeed;
 pub use config::{
     SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_CACHE_MAX_BYTES,
-    DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_LIFETIME,
+    DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CLEANUP_MIN_INTERVAL, DEFAULT_LIFETIME,
+    DEFAULT_STORE_TIMEOUT, MAX_LIFETIME,
 };
 pub use cookie::HeaderText;
 pub use data::{SessionData, Value, PERMANENT_KEY};

@@ -155,6 +155,15 @@ pub(crate) struct Engine {
     pub(crate) config: SessionConfig,
     cache: Option<Arc<Cache>>,
     slots: Slots,
+    cleanup: Arc<CleanupState>,
+}
+
+/// `SESSION_CLEANUP_N_REQUESTS`'s bookkeeping: one cleanup at a time, and not before the
+/// minimum interval since the last one started.
+#[derive(Default)]
+struct CleanupState {
+    running: std::sync::atomic::AtomicBool,
+    last_started: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn unix_now() -> u64 {
@@ -185,6 +194,22 @@ impl Engine {
             config,
             cache,
             slots: Slots::new(),
+            cleanup: Arc::default(),
+        }
+    }
+
+    /// One store call, cut off after `SESSION_STORE_TIMEOUT`: a store that does not answer
+    /// is unavailable (503), and whatever the request holds (its turn to save) is released.
+    async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let timeout = self.config.store_timeout();
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::unavailable(format!(
+                "the session store did not answer within {timeout:?} (SESSION_STORE_TIMEOUT)"
+            ))),
         }
     }
 
@@ -257,11 +282,13 @@ impl Engine {
         generation: u64,
     ) -> Result<Option<Stored>, SessionError> {
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(key));
-        let entry = self
-            .store
-            .load(key)
-            .await?
-            .and_then(|stored| self.decode(stored.value, stored.expires_at));
+        let loaded = match self.call(self.store.load(key)).await {
+            // A key this store cannot hold (say, an id longer than its column) names no
+            // session: a fresh one, as for any unknown id.
+            Err(StoreError::InvalidKey(_)) => None,
+            other => other?,
+        };
+        let entry = loaded.and_then(|stored| self.decode(stored.value, stored.expires_at));
         if let Some(cache) = &self.cache {
             cache.fill(key, ticket, entry.clone());
         }
@@ -448,7 +475,7 @@ impl Engine {
             let id = self.new_id()?;
             let key = self.key(&id);
             let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
-            if self.store.create(&key, &bytes, ttl).await? {
+            if self.call(self.store.create(&key, &bytes, ttl)).await? {
                 break (id, key, ticket);
             }
             // The fresh id was taken (practically never with 256-bit ids): try another.
@@ -520,12 +547,10 @@ impl Engine {
             let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&new_key));
             let expected = &base_stored.entry.bytes;
             let written = if regenerate {
-                (self.store)
-                    .rotate(&key, expected, &new_key, &bytes, ttl)
+                self.call(self.store.rotate(&key, expected, &new_key, &bytes, ttl))
                     .await
             } else {
-                (self.store)
-                    .compare_and_set(&key, expected, &bytes, ttl)
+                self.call(self.store.compare_and_set(&key, expected, &bytes, ttl))
                     .await
             };
             match written {
@@ -620,7 +645,7 @@ impl Engine {
         members: &mut [Member],
         emptied: usize,
     ) {
-        if let Err(error) = self.store.delete(key).await {
+        if let Err(error) = self.call(self.store.delete(key)).await {
             let error = SessionError::from(error);
             return fail(members, error);
         }
@@ -669,7 +694,7 @@ impl Engine {
         }
         let key = self.key(&stored.id);
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
-        let touched = self.store.touch(&key, ttl).await;
+        let touched = self.call(self.store.touch(&key, ttl)).await;
         let entry = match touched {
             Ok(true) => {
                 let entry = &stored.entry;
@@ -697,29 +722,54 @@ impl Engine {
         touched.map(|_| ()).map_err(SessionError::from)
     }
 
-    /// `SESSION_CLEANUP_N_REQUESTS`: on average every N requests, removes expired entries
-    /// in the background (only stores without native expiry do any work).
+    /// `SESSION_CLEANUP_N_REQUESTS`: with Flask-Session's probability, 1 in N + 1 requests,
+    /// removes expired entries in the background (only stores without native expiry do any
+    /// work); never two at once, nor two within `SESSION_CLEANUP_MIN_INTERVAL`.
     pub(crate) fn maybe_cleanup(&self) {
         let Some(n) = self.config.cleanup_n_requests() else {
             return;
         };
-        if fastrand::u64(0..n) != 0 {
+        if !cleanup_due(&mut fastrand::Rng::new(), n) {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("session cleanup skipped: no tokio runtime");
+            return;
+        };
+        let state = self.cleanup.clone();
+        {
+            let mut last = state
+                .last_started
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let interval = self.config.cleanup_min_interval();
+            if last.is_some_and(|at| at.elapsed() < interval) {
+                return;
+            }
+            if state
+                .running
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
         let store = self.store.clone();
-        let run = async move {
+        runtime.spawn(async move {
             match store.cleanup().await {
                 Ok(removed) => tracing::debug!(removed, "session cleanup"),
                 Err(error) => tracing::warn!(%error, "session cleanup failed"),
             }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(run);
-            }
-            Err(_) => tracing::warn!("session cleanup skipped: no tokio runtime"),
-        }
+            state
+                .running
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        });
     }
+}
+
+/// Flask-Session's draw: `random.randint(0, n) == 0`, one chance in N + 1.
+fn cleanup_due(rng: &mut fastrand::Rng, n: u64) -> bool {
+    rng.u64(0..=n) == 0
 }
 
 /// A group's changes applied to a base.
@@ -797,4 +847,17 @@ fn fail(members: &mut [Member], error: SessionError) {
 async fn backoff(attempt: u32) {
     let ceiling_us = 50u64 << attempt.min(10);
     tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=ceiling_us))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleanup_is_due_one_request_in_n_plus_one() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let due = (0..40_000).filter(|_| cleanup_due(&mut rng, 3)).count();
+        // 1 in 4 is 10,000 (one in N would be 13,333); the standard deviation is about 87.
+        assert!((9_500..10_500).contains(&due), "{due} of 40,000");
+    }
 }

@@ -90,10 +90,17 @@ impl MemoryStore {
             key.to_owned(),
             Entry {
                 value: value.to_vec(),
-                expires_at: now + ttl,
+                expires_at: expiry(now, ttl),
             },
         );
     }
+}
+
+/// When an entry written at `now` with `ttl` expires; a TTL past the clock's range (only
+/// a caller bypassing the configuration can ask for one) is capped, never a panic.
+fn expiry(now: SystemTime, ttl: Duration) -> SystemTime {
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + crate::config::MAX_LIFETIME)
 }
 
 fn live<'a>(map: &'a HashMap<String, Entry>, key: &str) -> Option<&'a Entry> {
@@ -138,7 +145,7 @@ impl SessionStore for MemoryStore {
         let mut map = self.lock();
         match map.get_mut(key).filter(|e| e.expires_at > now) {
             Some(entry) => {
-                entry.expires_at = now + ttl;
+                entry.expires_at = expiry(now, ttl);
                 Ok(true)
             }
             None => Ok(false),

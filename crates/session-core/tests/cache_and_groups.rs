@@ -19,6 +19,8 @@ struct Probe {
     inner: Arc<TestStore<MemoryStore>>,
     feed: Option<InvalidationFeed>,
     gate: Option<Semaphore>,
+    /// While set, loads never answer (a black-holed server).
+    hang_loads: std::sync::atomic::AtomicBool,
 }
 
 impl Probe {
@@ -32,6 +34,7 @@ impl Probe {
             inner: Arc::new(TestStore::new(MemoryStore::new())),
             feed,
             gate: gated.then(|| Semaphore::new(0)),
+            hang_loads: Default::default(),
         })
     }
 
@@ -43,6 +46,7 @@ impl Probe {
             inner: self.inner.clone(),
             feed: Some(feed),
             gate: None,
+            hang_loads: Default::default(),
         })
     }
 
@@ -65,6 +69,9 @@ impl Probe {
 #[async_trait]
 impl SessionStore for Probe {
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        if self.hang_loads.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.load(key).await
     }
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
@@ -412,6 +419,46 @@ async fn queued_saves_survive_a_dropped_leader() {
     store.open_gate(1);
     follower.await.unwrap().unwrap();
     assert_eq!(read(&manager, &id, "follower").await.as_deref(), Some("y"));
+}
+
+/// A store that stops answering: every request gets a 503 once SESSION_STORE_TIMEOUT has
+/// passed, never a hang, and the session's turn to save is released, so the next request
+/// works once the store answers again. (Paused time: the timeouts elapse as soon as every
+/// task waits.)
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_store_that_stops_answering_is_a_503_within_the_timeout() {
+    let store = Probe::new(false, true);
+    let timeout = Duration::from_secs(2);
+    let manager = manager_with(&store, |config| config.store_timeout(timeout));
+    let id = login(&manager).await;
+
+    let started = tokio::time::Instant::now();
+    let saves: Vec<_> = (0..4)
+        .map(|n| {
+            let (manager, id) = (manager.clone(), id.clone());
+            tokio::spawn(async move {
+                let session = manager.open(Some(&id));
+                session.insert("n", &n).await.unwrap();
+                manager.finish(&session).await
+            })
+        })
+        .collect();
+    for save in saves {
+        let error = save.await.unwrap().unwrap_err();
+        assert_eq!(error.status(), 503, "{error}");
+    }
+    // The leader's write, then the queued group's: two timeouts at most.
+    assert!(started.elapsed() <= timeout * 2 + Duration::from_millis(100));
+
+    store.hang_loads.store(true, Ordering::SeqCst);
+    let session = manager.open(Some(&id));
+    let error = session.get::<String>("user").await.unwrap_err();
+    assert_eq!(error.status(), 503);
+
+    store.hang_loads.store(false, Ordering::SeqCst);
+    store.open_gate(1);
+    write(&manager, &id, "after", "ok").await;
+    assert_eq!(read(&manager, &id, "after").await.as_deref(), Some("ok"));
 }
 
 async fn yield_now() {

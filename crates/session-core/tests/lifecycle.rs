@@ -680,14 +680,16 @@ async fn json_format_is_written_and_msgpack_still_read() {
 async fn cleanup_runs_every_n_requests_on_average() {
     let config = SessionConfig::builder()
         .cleanup_n_requests(1)
+        .cleanup_min_interval(Duration::ZERO)
         .build()
         .unwrap();
     let (manager, store) = manager_with(config);
-    login(&manager).await;
-    // N = 1 means every request; the cleanup task runs on the runtime.
+    // N = 1 means one request in two, as in Flask-Session; the cleanup task runs on the
+    // runtime.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while store.counts.cleanup.load(Ordering::SeqCst) == 0 {
         assert!(std::time::Instant::now() < deadline, "cleanup never ran");
+        login(&manager).await;
         tokio::task::yield_now().await;
     }
 }
@@ -967,4 +969,99 @@ async fn a_queued_save_still_sees_writes_of_other_processes() {
     saves
         .assert_holds(&[("theme", "dark"), ("lang", "fr"), ("tz", "UTC")])
         .await;
+}
+
+/// A store whose cleanup waits for a permit.
+struct SlowCleanup {
+    inner: Arc<TestStore<MemoryStore>>,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for SlowCleanup {
+    async fn load(
+        &self,
+        key: &str,
+    ) -> Result<Option<session_core::StoredEntry>, session_core::StoreError> {
+        self.inner.load(key).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, session_core::StoreError> {
+        self.inner.create(key, value, ttl).await
+    }
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, session_core::StoreError> {
+        self.inner.compare_and_set(key, expected, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, session_core::StoreError> {
+        self.inner.touch(key, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), session_core::StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn compare_and_delete(
+        &self,
+        key: &str,
+        expected: &[u8],
+    ) -> Result<bool, session_core::StoreError> {
+        self.inner.compare_and_delete(key, expected).await
+    }
+    async fn cleanup(&self) -> Result<u64, session_core::StoreError> {
+        let result = self.inner.cleanup().await;
+        self.gate.acquire().await.expect("gate open").forget();
+        result
+    }
+}
+
+/// Never two cleanups at once (a full scan on some stores), nor two within the minimum
+/// interval.
+#[tokio::test(flavor = "current_thread")]
+async fn cleanups_run_one_at_a_time_and_not_too_often() {
+    let store = Arc::new(SlowCleanup {
+        inner: Arc::new(TestStore::new(MemoryStore::new())),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let config = |interval| {
+        SessionConfig::builder()
+            .cleanup_n_requests(1)
+            .cleanup_min_interval(interval)
+            .build()
+            .unwrap()
+    };
+    let started = || store.inner.counts.cleanup.load(Ordering::SeqCst);
+
+    let manager = SessionManager::from_shared(store.clone(), config(Duration::ZERO));
+    for _ in 0..200 {
+        login(&manager).await;
+        yield_to_other_tasks().await;
+    }
+    assert_eq!(started(), 1, "a second cleanup started while one ran");
+    store.gate.add_permits(1_000);
+    yield_to_other_tasks().await;
+    for _ in 0..200 {
+        login(&manager).await;
+        yield_to_other_tasks().await;
+    }
+    assert!(started() > 2, "cleanups stopped after the first finished");
+
+    let before = started();
+    let manager = SessionManager::from_shared(store.clone(), config(Duration::from_secs(3600)));
+    for _ in 0..200 {
+        login(&manager).await;
+        yield_to_other_tasks().await;
+    }
+    assert_eq!(
+        started() - before,
+        1,
+        "cleanups within the minimum interval"
+    );
 }
