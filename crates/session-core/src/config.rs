@@ -49,7 +49,9 @@ pub struct SessionConfig {
     pub(crate) id_length: usize,
     pub(crate) format: SerializationFormat,
     pub(crate) secret_key: Option<String>,
+    pub(crate) secret_key_fallbacks: Vec<String>,
     pub(crate) use_signer: bool,
+    pub(crate) hash_ids: bool,
     pub(crate) cleanup_n_requests: Option<u64>,
     pub(crate) max_save_attempts: u32,
     pub(crate) cache: Option<bool>,
@@ -165,6 +167,14 @@ impl SessionConfig {
         })?;
         b.use_signer = parse_opt("SESSION_USE_SIGNER", get, parse_bool)?;
         b.secret_key = get("SECRET_KEY");
+        b.secret_key_fallbacks = get("SECRET_KEY_FALLBACKS").map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
+        b.hash_ids = parse_opt("SESSION_HASH_IDS", get, parse_bool)?;
         b.cleanup_n_requests = parse_opt("SESSION_CLEANUP_N_REQUESTS", get, parse_u64)?;
         b.max_save_attempts = parse_opt("SESSION_MAX_SAVE_ATTEMPTS", get, |v| {
             parse_u64(v).map(|n| n.min(u32::MAX as u64) as u32)
@@ -286,8 +296,16 @@ impl SessionConfig {
     pub fn cleanup_min_interval(&self) -> Duration {
         self.cleanup_min_interval
     }
+    /// Whether the store key holds a hash of the id instead of the id
+    /// (`SESSION_HASH_IDS`, default false).
+    pub fn hash_ids(&self) -> bool {
+        self.hash_ids
+    }
     pub(crate) fn secret_key(&self) -> Option<&str> {
         self.secret_key.as_deref()
+    }
+    pub(crate) fn secret_key_fallbacks(&self) -> &[String] {
+        &self.secret_key_fallbacks
     }
 }
 
@@ -331,6 +349,10 @@ pub struct SessionConfigBuilder {
     use_signer: Option<bool>,
     #[serde(alias = "SECRET_KEY")]
     secret_key: Option<String>,
+    #[serde(alias = "SECRET_KEY_FALLBACKS")]
+    secret_key_fallbacks: Option<Vec<String>>,
+    #[serde(alias = "SESSION_HASH_IDS")]
+    hash_ids: Option<bool>,
     #[serde(alias = "SESSION_CLEANUP_N_REQUESTS")]
     cleanup_n_requests: Option<u64>,
     #[serde(alias = "SESSION_MAX_SAVE_ATTEMPTS")]
@@ -402,6 +424,21 @@ impl SessionConfigBuilder {
         /// `SESSION_ALLOW_SHORT_IDS`: accept `SESSION_ID_LENGTH` below 16 bytes, which
         /// makes ids guessable (default false: such a length is an error).
         allow_short_ids: bool => allow_short_ids;
+        /// `SESSION_HASH_IDS`: store sessions under the prefix plus the base64url SHA-256
+        /// of the id, so that a dump of the store holds no usable cookie value (default
+        /// false, because a Flask app cannot read such keys).
+        hash_ids: bool => hash_ids;
+    }
+
+    /// `SECRET_KEY_FALLBACKS` (Flask 3.1's name; comma-separated in the environment): old
+    /// keys whose signatures are still accepted; new cookies are signed with `SECRET_KEY`.
+    pub fn secret_key_fallbacks<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.secret_key_fallbacks = Some(keys.into_iter().map(Into::into).collect());
+        self
     }
 
     /// `SESSION_STORE_TIMEOUT`: how long one store call may take (default 5 seconds).
@@ -623,7 +660,9 @@ impl SessionConfigBuilder {
             id_length,
             format: self.serialization_format.unwrap_or_default(),
             secret_key: self.secret_key,
+            secret_key_fallbacks: self.secret_key_fallbacks.unwrap_or_default(),
             use_signer,
+            hash_ids: self.hash_ids.unwrap_or(false),
             cleanup_n_requests: self.cleanup_n_requests,
             max_save_attempts,
             cache: self.cache,
@@ -829,11 +868,16 @@ mod tests {
     fn debug_never_shows_the_secret_key() {
         let config = from(&[
             ("SECRET_KEY", "hunter2-very-secret"),
+            ("SECRET_KEY_FALLBACKS", "old-hunter1, older-hunter0"),
             ("SESSION_USE_SIGNER", "true"),
         ])
         .unwrap();
+        assert_eq!(
+            config.secret_key_fallbacks(),
+            ["old-hunter1", "older-hunter0"]
+        );
         let debug = format!("{config:?}");
-        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("hunter"), "{debug}");
         assert!(debug.contains("<redacted>"), "{debug}");
     }
 

@@ -81,7 +81,9 @@ pub(crate) struct Cookies {
 impl Cookies {
     pub(crate) fn new(config: &SessionConfig) -> Cookies {
         let signer = if config.use_signer() {
-            config.secret_key().map(Signer::new)
+            config
+                .secret_key()
+                .map(|key| Signer::with_fallbacks(key, config.secret_key_fallbacks()))
         } else {
             None
         };

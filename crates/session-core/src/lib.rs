@@ -64,7 +64,7 @@ pub use data::{SessionData, Value, PERMANENT_KEY};
 pub use error::{BoxError, ConfigError, SessionError, SetupError, StoreError};
 pub use format::{DecodeError, SerializationFormat};
 pub use id::{SessionId, DEFAULT_ID_LENGTH, MAX_ID_CHARS, MAX_ID_LENGTH};
-pub use lifecycle::CREATED_KEY;
+pub use lifecycle::{CREATED_KEY, LIFETIME_KEY};
 pub use manager::{ErrorResponse, FinishOutcome, SessionManager};
 pub use memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 pub use session::Session;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cache::{Cache, CacheSettings, Entry};
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, MAX_LIFETIME};
 use crate::data::{SessionData, Value};
 use crate::error::{SessionError, StoreError};
 use crate::group_commit::{Joined, Leading, Member, Outcome, Slots};
@@ -19,6 +19,11 @@ use crate::store::SessionStore;
 /// Key under which the creation time (Unix seconds) is kept when an absolute lifetime is
 /// configured. Absent otherwise.
 pub const CREATED_KEY: &str = "_session_created";
+
+/// Key under which a session's own lifetime (seconds) is kept when
+/// [`Session::set_lifetime`](crate::Session::set_lifetime) overrode
+/// `PERMANENT_SESSION_LIFETIME` for it ("remember me"). Absent otherwise.
+pub const LIFETIME_KEY: &str = "_session_lifetime";
 
 /// A request's change to the session, recorded so it can be re-applied on fresh data when
 /// another request changed the session in between (see `docs/architecture.md`).
@@ -217,8 +222,19 @@ impl Engine {
         &self.slots
     }
 
+    /// The store key of session `id`: the prefix and the id, or with `SESSION_HASH_IDS`
+    /// the base64url SHA-256 of the id, so that the store never holds a cookie value.
     fn key(&self, id: &SessionId) -> String {
         let prefix = self.config.key_prefix();
+        if self.config.hash_ids() {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(id.as_str().as_bytes());
+            let mut key = String::with_capacity(prefix.len() + 43);
+            key.push_str(prefix);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(digest, &mut key);
+            return key;
+        }
         let mut key = String::with_capacity(prefix.len() + id.as_str().len());
         key.push_str(prefix);
         key.push_str(id.as_str());
@@ -327,9 +343,14 @@ impl Engine {
         }
     }
 
-    /// The store TTL: the lifetime, cut short by the absolute lifetime if one is set.
+    /// The store TTL: the session's own lifetime if it has one, else the configured one,
+    /// cut short by the absolute lifetime if one is set.
     fn ttl_for(&self, data: &SessionData) -> Duration {
-        let lifetime = self.config.lifetime();
+        let lifetime = data
+            .get(LIFETIME_KEY)
+            .and_then(Value::as_u64)
+            .map(|seconds| Duration::from_secs(seconds.clamp(1, MAX_LIFETIME.as_secs())))
+            .unwrap_or_else(|| self.config.lifetime());
         match (
             self.config.absolute_lifetime(),
             data.get(CREATED_KEY).and_then(Value::as_u64),

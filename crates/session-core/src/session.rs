@@ -1,6 +1,7 @@
 //! The [`Session`] handle used by request handlers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -185,6 +186,35 @@ impl Session {
     /// Sets the permanent flag.
     pub async fn set_permanent(&self, permanent: bool) -> Result<(), SessionError> {
         self.change(Change::Permanent(permanent)).await
+    }
+
+    /// Gives this session a lifetime of its own ("remember me"), instead of
+    /// `PERMANENT_SESSION_LIFETIME`: the store TTL and, for a permanent session, the cookie's
+    /// `Expires` follow it from the next save on; `SESSION_ABSOLUTE_LIFETIME` still caps it.
+    /// Kept in the data under [`LIFETIME_KEY`](crate::LIFETIME_KEY), so every process and a
+    /// restart see it; whole seconds, between 1 second and 100 years.
+    pub async fn set_lifetime(&self, lifetime: Duration) -> Result<(), SessionError> {
+        let seconds = lifetime.as_secs().clamp(1, crate::MAX_LIFETIME.as_secs());
+        self.change(Change::Insert(
+            crate::LIFETIME_KEY.to_owned(),
+            Value::from(seconds),
+        ))
+        .await
+    }
+
+    /// Drops the lifetime set with [`set_lifetime`](Self::set_lifetime): the configured one
+    /// applies again from the next save on.
+    pub async fn reset_lifetime(&self) -> Result<(), SessionError> {
+        self.remove_value(crate::LIFETIME_KEY).await.map(|_| ())
+    }
+
+    /// The lifetime of this session: its own, else `PERMANENT_SESSION_LIFETIME`.
+    pub async fn lifetime(&self) -> Result<Duration, SessionError> {
+        let own = self
+            .get_value(crate::LIFETIME_KEY)
+            .await?
+            .and_then(|value| value.as_u64());
+        Ok(own.map_or_else(|| self.inner.engine.config.lifetime(), Duration::from_secs))
     }
 
     /// A copy of all the session's data.

@@ -1065,3 +1065,161 @@ async fn cleanups_run_one_at_a_time_and_not_too_often() {
         "cleanups within the minimum interval"
     );
 }
+
+/// `set_lifetime` ("remember me") gives one session its own store TTL and cookie expiry,
+/// which a restarted process still applies; the absolute lifetime caps it.
+#[tokio::test]
+async fn a_session_can_have_a_lifetime_of_its_own() {
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let (manager, store) = manager();
+    let session = manager.open(None);
+    session.insert("user", "ann").await.unwrap();
+    session.set_lifetime(year).await.unwrap();
+    assert_eq!(session.lifetime().await.unwrap(), year);
+    let outcome = manager.finish(&session).await.unwrap();
+    let cookie = outcome.set_cookie.unwrap();
+    let id = cookie_id(&cookie);
+    let expires_in = |at: std::time::SystemTime| {
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+    };
+    let entry = store.load(&format!("session:{id}")).await.unwrap().unwrap();
+    assert!(expires_in(entry.expires_at.unwrap()) > year - Duration::from_secs(60));
+    let expires = cookie.split("Expires=").nth(1).unwrap();
+    let expires = httpdate_parse(expires);
+    assert!(
+        expires_in(expires) > year - Duration::from_secs(60),
+        "{cookie}"
+    );
+
+    // Another process (or this one restarted) keeps using it on refresh.
+    let config = SessionConfig::builder()
+        .refresh_threshold(1.0)
+        .build()
+        .unwrap();
+    let restarted = SessionManager::from_shared(store.clone(), config);
+    let session = restarted.open(Some(&id));
+    assert_eq!(session.lifetime().await.unwrap(), year);
+    restarted.finish(&session).await.unwrap();
+    let entry = store.load(&format!("session:{id}")).await.unwrap().unwrap();
+    assert!(expires_in(entry.expires_at.unwrap()) > year - Duration::from_secs(60));
+
+    // The absolute lifetime still caps it.
+    let capped = SessionConfig::builder()
+        .absolute_lifetime(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(capped);
+    let session = manager.open(None);
+    session.insert("user", "ann").await.unwrap();
+    session.set_lifetime(year).await.unwrap();
+    let id = cookie_id(&manager.finish(&session).await.unwrap().set_cookie.unwrap());
+    let entry = store.load(&format!("session:{id}")).await.unwrap().unwrap();
+    assert!(expires_in(entry.expires_at.unwrap()) <= Duration::from_secs(3600));
+}
+
+fn httpdate_parse(text: &str) -> std::time::SystemTime {
+    let date = text.split(';').next().unwrap();
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(date, format)
+        .unwrap()
+        .assume_utc()
+        .into()
+}
+
+/// With `SESSION_HASH_IDS` the store never holds the id a cookie carries, only its hash;
+/// sessions work as before, rotation and logout included.
+#[tokio::test]
+async fn hashed_ids_keep_cookie_values_out_of_the_store() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let config = SessionConfig::builder().hash_ids(true).build().unwrap();
+    let (manager, store) = manager_with(config);
+    let hashed = |id: &str| {
+        let digest = sha2::Sha256::digest(id.as_bytes());
+        format!(
+            "session:{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+        )
+    };
+    let id = login(&manager).await;
+    assert!(store
+        .load(&format!("session:{id}"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.load(&hashed(&id)).await.unwrap().is_some());
+    let outcome = request(&manager, Some(&id), |s| async move {
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ann")
+        );
+        s.regenerate().await.unwrap();
+    })
+    .await
+    .unwrap();
+    let new = cookie_id(&outcome.set_cookie.unwrap());
+    assert_ne!(new, id);
+    assert!(store.load(&hashed(&id)).await.unwrap().is_none());
+    assert!(store.load(&hashed(&new)).await.unwrap().is_some());
+    assert!(store
+        .load(&format!("session:{new}"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// `SECRET_KEY_FALLBACKS`: a cookie signed with a key that is now a fallback still opens
+/// its session; the next cookie is signed with the current key.
+#[tokio::test]
+async fn rotating_the_secret_key_logs_nobody_out() {
+    let store = Arc::new(TestStore::new(MemoryStore::new()));
+    let old = SessionManager::from_shared(
+        store.clone(),
+        SessionConfig::builder()
+            .use_signer(true)
+            .secret_key("old-key")
+            .build()
+            .unwrap(),
+    );
+    let session = old.open(None);
+    session.insert("user", "ann").await.unwrap();
+    let cookie = old.finish(&session).await.unwrap().set_cookie.unwrap();
+    let signed_with_old = cookie_id(&cookie);
+
+    let rotated = SessionManager::from_shared(
+        store.clone(),
+        SessionConfig::builder()
+            .use_signer(true)
+            .secret_key("new-key")
+            .secret_key_fallbacks(["old-key"])
+            .build()
+            .unwrap(),
+    );
+    let session = rotated.open(Some(&signed_with_old));
+    assert_eq!(
+        session.get::<String>("user").await.unwrap().as_deref(),
+        Some("ann")
+    );
+    session.insert("theme", "dark").await.unwrap();
+    let cookie = rotated.finish(&session).await.unwrap().set_cookie.unwrap();
+    let signed_with_new = cookie_id(&cookie);
+    assert_ne!(signed_with_new, signed_with_old);
+    assert_eq!(
+        Signer::new("new-key").unsign(&signed_with_new),
+        signed_with_old.split('.').next()
+    );
+    // Without the fallback, the old cookie is worthless.
+    let strict = SessionManager::from_shared(
+        store,
+        SessionConfig::builder()
+            .use_signer(true)
+            .secret_key("new-key")
+            .build()
+            .unwrap(),
+    );
+    let session = strict.open(Some(&signed_with_old));
+    assert!(session.is_empty().await.unwrap());
+}
