@@ -87,6 +87,11 @@ pub fn dumps(value: &rmpv::Value) -> Result<Vec<u8>, PickleError> {
     write::dumps(value)
 }
 
+/// [`dumps`] of the dict of `entries`, without copying the values.
+pub(crate) fn dumps_dict(entries: &[(rmpv::Value, &rmpv::Value)]) -> Result<Vec<u8>, PickleError> {
+    write::dumps_dict(entries)
+}
+
 /// The msgpack extension types this crate maps Python values onto, and helpers to build
 /// and read them.
 ///

@@ -22,6 +22,10 @@ pub(super) fn dumps(value: &Value) -> Result<Vec<u8>, PickleError> {
     framed(|writer| writer.value(value, 0))
 }
 
+pub(super) fn dumps_dict(entries: &[(Value, &Value)]) -> Result<Vec<u8>, PickleError> {
+    framed(|writer| writer.dict(entries, 0))
+}
+
 /// PROTO 5, what `body` writes and STOP, in one frame.
 fn framed(
     body: impl FnOnce(&mut Writer) -> Result<(), PickleError>,
