@@ -2,22 +2,35 @@
 
 Usage: python interop.py STEP [SID]
 
-The backend comes from SESSION_TYPE (redis, memcached, sqlalchemy, mongodb, dynamodb) and
-the usual connection variables (REDIS_URL, MEMCACHED_SERVERS, SQL_URL, MONGODB_URL,
-DYNAMODB_ENDPOINT, SESSION_DYNAMODB_TABLE, SESSION_KEY_PREFIX, SESSION_MONGODB_DB, ...).
-Each step prints one JSON object on stdout:
+The backend comes from SESSION_TYPE (redis, memcached, sqlalchemy, mongodb, dynamodb,
+filesystem, cachelib) and the usual connection variables (REDIS_URL, MEMCACHED_SERVERS,
+SQL_URL, MONGODB_URL, DYNAMODB_ENDPOINT, SESSION_DYNAMODB_TABLE, SESSION_KEY_PREFIX,
+SESSION_MONGODB_DB, ...). The filesystem and cachelib types keep pickles in SESSION_FILE_DIR
+(cachelib: a FileSystemCache there, hashing file names with SESSION_FILE_HASH, sha256 or
+md5), with SESSION_FILE_THRESHOLD and SESSION_FILE_MODE. SESSION_PERMANENT and
+PERMANENT_SESSION_LIFETIME (seconds) apply to every type. Each step prints one JSON object
+on stdout:
 
-  login        Flask creates a session holding Flask-typed data; prints the new sid.
-  get SID      Flask reads the session and checks that every typed value kept its type.
-  counter SID  Flask increments `counter`.
-  raw SID      Reads what the store holds for SID without Flask-Session: whether the stored
-               bytes are exactly what msgspec writes for the decoded dict, and the TTL.
+  login          Flask creates a session holding Flask-typed data; prints the new sid.
+                 With pickle (filesystem, cachelib) the data also holds tuples, sets, dates,
+                 naive and fixed-offset datetimes, timedeltas, big ints, tuple keys.
+  login_markup   Flask creates a session whose flash is a markupsafe.Markup (pickle only).
+  get SID        Flask reads the session and checks that every typed value kept its type.
+  counter SID    Flask increments `counter`.
+  raw SID        Reads what the store holds for SID without Flask-Session: whether the stored
+                 bytes are exactly what msgspec writes for the decoded dict, and the TTL;
+                 with pickle, the file's dict, protocol, mode and TTL, cachelib's count file
+                 and the number of entries and temporary files in the directory.
 """
 
 import datetime
+import hashlib
 import json
 import os
+import pickle
+import stat
 import sys
+import time
 
 import msgspec
 from flask import Flask, flash, get_flashed_messages, jsonify, request, session
@@ -26,6 +39,34 @@ from flask_session import Session
 PREFIX = os.environ.get("SESSION_KEY_PREFIX", "session:")
 LIFETIME = int(os.environ.get("PERMANENT_SESSION_LIFETIME", str(31 * 24 * 3600)))
 WHEN = datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc)
+PICKLE = os.environ.get("SESSION_TYPE") in ("filesystem", "cachelib")
+# Values only pickle keeps (msgspec turns them into lists or strings).
+PICKLE_VALUES = {
+    "small": -(2**63),
+    "pair": (1, "x"),
+    "tags": {1, 2, 3},
+    "frozen": frozenset({4}),
+    "day": datetime.date(2024, 1, 2),
+    "naive": datetime.datetime(2024, 1, 2, 3, 4, 5, 6),
+    "span": datetime.timedelta(days=1, seconds=2, microseconds=3),
+    "offset": datetime.datetime(
+        2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2), "CEST")
+    ),
+    "huge": 2**100,
+    "keyed": {(1, 2): "tuple key", 3: "int key"},
+}
+
+
+def file_cache(threshold=None):
+    """The FileSystemCache of SESSION_FILE_DIR (threshold 0: opening it does not recount)."""
+    from cachelib.file import FileSystemCache
+
+    return FileSystemCache(
+        os.environ["SESSION_FILE_DIR"],
+        threshold=int(os.environ.get("SESSION_FILE_THRESHOLD", "500")) if threshold is None else threshold,
+        mode=int(os.environ.get("SESSION_FILE_MODE", "384")),
+        hash_method=getattr(hashlib, os.environ.get("SESSION_FILE_HASH", "sha256")),
+    )
 
 
 def make_app():
@@ -36,6 +77,7 @@ def make_app():
         SECRET_KEY="interop-secret",
         SESSION_KEY_PREFIX=PREFIX,
         PERMANENT_SESSION_LIFETIME=LIFETIME,
+        SESSION_PERMANENT=os.environ.get("SESSION_PERMANENT", "true") == "true",
         SESSION_SERIALIZATION_FORMAT=os.environ.get("SESSION_SERIALIZATION_FORMAT", "msgpack"),
     )
     if kind == "redis":
@@ -70,6 +112,12 @@ def make_app():
             region_name=os.environ.get("AWS_REGION", "us-east-1"),
         )
         app.config["SESSION_DYNAMODB_TABLE"] = os.environ.get("SESSION_DYNAMODB_TABLE", "Sessions")
+    elif kind == "filesystem":
+        app.config["SESSION_FILE_DIR"] = os.environ["SESSION_FILE_DIR"]
+        app.config["SESSION_FILE_THRESHOLD"] = int(os.environ.get("SESSION_FILE_THRESHOLD", "500"))
+        app.config["SESSION_FILE_MODE"] = int(os.environ.get("SESSION_FILE_MODE", "384"))
+    elif kind == "cachelib":
+        app.config["SESSION_CACHELIB"] = file_cache()
     Session(app)
 
     @app.post("/login")
@@ -80,7 +128,17 @@ def make_app():
         session["big"] = 2**64 - 1
         session["ratio"] = 0.5
         session["nested"] = {1: "one", "k": [1, 2.0, None]}
+        if PICKLE:
+            session.update(PICKLE_VALUES)
         flash("Welcome back")
+        return "ok"
+
+    @app.post("/login_markup")
+    def login_markup():
+        from markupsafe import Markup
+
+        session["user"] = request.args["user"]
+        flash(Markup("<b>Welcome</b>"))
         return "ok"
 
     @app.get("/")
@@ -97,11 +155,20 @@ def make_app():
             problems.append(f"ratio: {data['ratio']!r}")
         if "nested" in data and data["nested"] != {1: "one", "k": [1, 2.0, None]}:
             problems.append(f"nested: {data['nested']!r}")
+        if PICKLE:
+            for key, value in PICKLE_VALUES.items():
+                if key in data and (type(data[key]) is not type(value) or data[key] != value):
+                    problems.append(f"{key}: {data[key]!r}")
+            if "offset" in data and data["offset"].tzinfo != PICKLE_VALUES["offset"].tzinfo:
+                problems.append(f"offset zone: {data['offset'].tzinfo!r}")
+            if "when" in data and data["when"].tzinfo is not datetime.timezone.utc:
+                problems.append(f"when zone: {data['when'].tzinfo!r}")
         simple = {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool)) and not isinstance(v, bool) or k == "_permanent"}
         return jsonify(
             session=simple,
             keys=sorted(str(k) for k in data),
             flashes=[list(f) for f in data.get("_flashes", [])],
+            flash_types=[type(f).__name__ for f in data.get("_flashes", [])],
             problems=problems,
             permanent=session.permanent,
         )
@@ -173,9 +240,42 @@ def stored(sid):
     raise SystemExit(f"unknown SESSION_TYPE {kind}")
 
 
+def pickled(sid):
+    """What SESSION_FILE_DIR holds for SID, read as cachelib does but without Flask-Session."""
+    cache = file_cache(threshold=0)
+    path = cache._get_filename(PREFIX + sid)
+    entries = list(cache._list_dir())
+    temp_files = [n for n in os.listdir(cache._path) if n.endswith(cache._fs_transaction_suffix)]
+    shape = {
+        "format": "pickle",
+        "count": cache.get(cache._fs_count_file),
+        "entries": len(entries),
+        "temp_files": len(temp_files),
+    }
+    if not os.path.exists(path):
+        return dict(shape, found=False)
+    with open(path, "rb") as f:
+        content = f.read()
+    expires = int.from_bytes(content[:4], sys.byteorder)
+    payload = content[4:]
+    value = pickle.loads(payload)
+    return dict(
+        shape,
+        found=True,
+        is_dict=isinstance(value, dict),
+        protocol=payload[1] if payload[:1] == b"\x80" else None,
+        ttl=expires - time.time() if expires else None,
+        mode=stat.S_IMODE(os.stat(path).st_mode),
+        keys=[str(k) for k in value] if isinstance(value, dict) else None,
+    )
+
+
 def main():
     step = sys.argv[1]
     sid = sys.argv[2] if len(sys.argv) > 2 else None
+    if step == "raw" and PICKLE:
+        print(json.dumps(pickled(sid)))
+        return
     if step == "raw":
         value, ttl = stored(sid)
         if value is None:
@@ -200,6 +300,8 @@ def main():
         client.set_cookie("session", sid)
     if step == "login":
         response = client.post("/login?user=ann")
+    elif step == "login_markup":
+        response = client.post("/login_markup?user=mark")
     elif step == "get":
         response = client.get("/")
     elif step == "counter":

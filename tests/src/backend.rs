@@ -38,6 +38,10 @@ impl BackendStore {
 /// A kind of store. `open` gives a store no other scenario uses; a backend whose server
 /// is not running must panic with a message saying how to start it.
 pub trait Backend: Send + Sync + 'static {
+    /// Whether the store keeps msgpack's 32-bit floats as 32-bit. Stores that hold data in
+    /// another format whose floats are all 64-bit (Python's pickle) widen them.
+    const KEEPS_F32: bool = true;
+
     /// A fresh store.
     fn open() -> impl Future<Output = BackendStore> + Send;
 }
@@ -61,6 +65,22 @@ impl Backend for Filesystem {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
         let store = FileStore::new(dir.path().join("flask_session"))
             .expect("opening a FileStore in a temporary directory");
+        BackendStore::with_keep_alive(Arc::new(store), dir)
+    }
+}
+
+/// `session_cachelib::CachelibStore` (Flask's own filesystem layout) in a new temporary
+/// directory.
+#[derive(Debug)]
+pub struct Cachelib;
+
+impl Backend for Cachelib {
+    const KEEPS_F32: bool = false;
+
+    async fn open() -> BackendStore {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let store = session_cachelib::CachelibStore::open(dir.path().join("flask_session"))
+            .expect("opening a CachelibStore in a temporary directory");
         BackendStore::with_keep_alive(Arc::new(store), dir)
     }
 }

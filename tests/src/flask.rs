@@ -131,9 +131,35 @@ impl Interop {
 
     /// The stored value of `sid` is a msgpack map byte-identical to what msgspec writes,
     /// and its TTL (where the store reports one) is Flask-Session's lifetime.
+    ///
+    /// For the pickle types (filesystem, cachelib) the file must hold a dict as a protocol 5
+    /// pickle with the configured mode (`SESSION_FILE_MODE`, default 0o600), no temporary
+    /// file may be left, and cachelib's count file must count every entry.
     pub fn assert_stored_like_flask(&self, sid: &str) {
         let raw = self.flask("raw", Some(sid)).0;
         assert_eq!(raw["found"], true, "{raw}");
+        if raw["format"] == "pickle" {
+            assert_eq!(raw["is_dict"], true, "{raw}");
+            assert_eq!(raw["protocol"], 5, "{raw}");
+            let mode = self
+                .env
+                .iter()
+                .find(|(name, _)| *name == "SESSION_FILE_MODE")
+                .map_or(0o600, |(_, mode)| mode.parse().expect("a decimal mode"));
+            assert_eq!(raw["mode"], mode, "{raw}");
+            assert_eq!(raw["temp_files"], 0, "{raw}");
+            assert_eq!(
+                raw["count"], raw["entries"],
+                "cachelib's count is off: {raw}"
+            );
+            let ttl = raw["ttl"].as_f64().expect("an expiry");
+            let lifetime = self.lifetime as f64;
+            assert!(
+                ttl > lifetime - 120.0 && ttl <= lifetime + 1.0,
+                "TTL {ttl} is not Flask-Session's {lifetime}"
+            );
+            return;
+        }
         assert_eq!(raw["is_msgpack_map"], true, "{raw}");
         assert_eq!(
             raw["same_as_msgspec"], true,

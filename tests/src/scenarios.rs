@@ -792,7 +792,7 @@ pub async fn data_round_trip_with_nested_json<A: Adapter, B: Backend>() {
 
 /// Values a Python app wrote as msgpack (u64, f32 vs f64, binary, a timestamp extension,
 /// maps with integer keys, nested arrays) keep their exact types and order when a Rust
-/// request changes another key.
+/// request changes another key (32-bit floats become 64-bit on stores without them).
 pub async fn msgpack_values_survive_a_rust_write<A: Adapter, B: Backend>() {
     let h = Harness::<A>::start::<B>(|config| config).await;
     let id = h.new_session().await;
@@ -827,6 +827,13 @@ pub async fn msgpack_values_survive_a_rust_write<A: Adapter, B: Backend>() {
     let mut bytes = Vec::new();
     rmpv::encode::write_value(&mut bytes, &Value::Map(entries.clone())).expect("encoding");
     h.put_stored(&id, &bytes).await;
+    let entries: Vec<(Value, Value)> = entries
+        .into_iter()
+        .map(|(key, value)| match value {
+            Value::F32(f) if !B::KEEPS_F32 => (key, Value::F64(f64::from(f))),
+            other => (key, other),
+        })
+        .collect();
 
     let reply = h
         .put_json("/data/added", Some(&h.cookie(&id)), &json!("by rust"))

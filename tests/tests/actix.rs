@@ -8,6 +8,10 @@ mod filesystem {
     session_tests::http_suite!(session_tests::Actix, session_tests::Filesystem);
 }
 
+mod cachelib {
+    session_tests::http_suite!(session_tests::Actix, session_tests::Cachelib);
+}
+
 mod redis {
     session_tests::http_suite!(session_tests::Actix, session_tests::Redis);
 }
