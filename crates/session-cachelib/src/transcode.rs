@@ -32,7 +32,7 @@ pub(crate) fn encode(value: &[u8]) -> Result<Vec<u8>, StoreError> {
                 )
                 .collect();
             pickle::dumps_dict(&entries).map_err(|error| {
-                StoreError::backend(format!("session data cannot be stored for Flask: {error}"))
+                StoreError::Unsupported(format!("session data cannot be stored for Flask: {error}"))
             })
         }
         Err(_) => {
@@ -203,6 +203,6 @@ mod tests {
             Value::from("x"),
             Value::Ext(42, vec![]),
         )]));
-        assert!(matches!(encode(&session), Err(StoreError::Backend(_))));
+        assert!(matches!(encode(&session), Err(StoreError::Unsupported(_))));
     }
 }

@@ -30,6 +30,10 @@ pub enum StoreError {
     /// The key cannot be stored by this store (too long, forbidden characters).
     #[error("key not accepted by the session store: {0}")]
     InvalidKey(String),
+    /// The store cannot do what was asked, ever (list the keys of memcached, hold a value
+    /// its layout has no form for): not worth retrying.
+    #[error("not supported by the session store: {0}")]
+    Unsupported(String),
 }
 
 impl StoreError {
@@ -112,6 +116,9 @@ impl SessionError {
             }
             SessionError::Store(StoreError::InvalidKey(key)) => {
                 SessionError::Store(StoreError::InvalidKey(key.clone()))
+            }
+            SessionError::Store(StoreError::Unsupported(what)) => {
+                SessionError::Store(StoreError::Unsupported(what.clone()))
             }
             SessionError::Encode(message) => SessionError::Encode(message.clone()),
             SessionError::Value { key, message } => SessionError::Value {

@@ -39,7 +39,11 @@ impl SerializationFormat {
         match self {
             SerializationFormat::Msgpack => Ok(encode_msgpack(data)),
             SerializationFormat::Json => {
-                serde_json::to_vec(&JsonData(data)).map_err(|e| e.to_string())
+                serde_json::to_vec(&JsonData {
+                    data,
+                    show_ext: false,
+                })
+                .map_err(|e| e.to_string())
             }
         }
     }
@@ -163,30 +167,41 @@ fn json_to_value(value: serde_json::Value) -> Value {
 }
 
 impl SessionData {
-    /// The data as a JSON object, with the same conversions as the JSON format
-    /// (binary as base64, timestamps as RFC 3339, non-string keys as text).
+    /// The data as a JSON object for display, with the same conversions as the JSON format
+    /// (binary as base64, timestamps as RFC 3339, non-string keys as text); other msgpack
+    /// extension types, which the JSON format cannot write, show as
+    /// `{"$ext": type, "base64": payload}`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(JsonData(self)).unwrap_or(serde_json::Value::Null)
+        serde_json::to_value(JsonData {
+            data: self,
+            show_ext: true,
+        })
+        .unwrap_or(serde_json::Value::Null)
     }
 }
 
 /// Serializes session data the way msgspec's JSON encoder does.
-struct JsonData<'a>(&'a SessionData);
+struct JsonData<'a> {
+    data: &'a SessionData,
+    /// Show extension types JSON has no form for, instead of failing (display only).
+    show_ext: bool,
+}
 
 impl Serialize for JsonData<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in self.0.iter() {
-            map.serialize_entry(key, &JsonValue(value))?;
+        let value = |value| JsonValue(value, self.show_ext);
+        let mut map = serializer.serialize_map(Some(self.data.len()))?;
+        for (key, item) in self.data.iter() {
+            map.serialize_entry(key, &value(item))?;
         }
-        for (key, value) in self.0.foreign_entries() {
-            map.serialize_entry(&json_key(key), &JsonValue(value))?;
+        for (key, item) in self.data.foreign_entries() {
+            map.serialize_entry(&json_key(key), &value(item))?;
         }
         map.end()
     }
 }
 
-struct JsonValue<'a>(&'a Value);
+struct JsonValue<'a>(&'a Value, bool);
 
 impl Serialize for JsonValue<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -209,14 +224,14 @@ impl Serialize for JsonValue<'_> {
             Value::Array(items) => {
                 let mut seq = serializer.serialize_seq(Some(items.len()))?;
                 for item in items {
-                    seq.serialize_element(&JsonValue(item))?;
+                    seq.serialize_element(&JsonValue(item, self.1))?;
                 }
                 seq.end()
             }
             Value::Map(entries) => {
                 let mut map = serializer.serialize_map(Some(entries.len()))?;
                 for (key, value) in entries {
-                    map.serialize_entry(&json_key(key), &JsonValue(value))?;
+                    map.serialize_entry(&json_key(key), &JsonValue(value, self.1))?;
                 }
                 map.end()
             }
@@ -224,6 +239,12 @@ impl Serialize for JsonValue<'_> {
                 Some(text) => serializer.serialize_str(&text),
                 None => Err(serde::ser::Error::custom("malformed msgpack timestamp")),
             },
+            Value::Ext(kind, payload) if self.1 => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("$ext", kind)?;
+                map.serialize_entry("base64", &STANDARD.encode(payload))?;
+                map.end()
+            }
             Value::Ext(kind, _) => Err(serde::ser::Error::custom(format!(
                 "msgpack extension type {kind} has no JSON form"
             ))),
@@ -244,25 +265,8 @@ fn json_key(key: &Value) -> String {
     }
 }
 
-/// Decodes a msgpack timestamp extension (type -1) into seconds and nanoseconds.
-pub(crate) fn decode_timestamp(payload: &[u8]) -> Option<(i64, u32)> {
-    match payload.len() {
-        4 => Some((u32::from_be_bytes(payload.try_into().ok()?) as i64, 0)),
-        8 => {
-            let raw = u64::from_be_bytes(payload.try_into().ok()?);
-            Some(((raw & 0x3_ffff_ffff) as i64, (raw >> 34) as u32))
-        }
-        12 => {
-            let nanos = u32::from_be_bytes(payload[..4].try_into().ok()?);
-            let seconds = i64::from_be_bytes(payload[4..].try_into().ok()?);
-            Some((seconds, nanos))
-        }
-        _ => None,
-    }
-}
-
 fn timestamp_rfc3339(payload: &[u8]) -> Option<String> {
-    let (seconds, nanos) = decode_timestamp(payload)?;
+    let (seconds, nanos) = crate::timestamp::decode(payload)?;
     let at = time::OffsetDateTime::from_unix_timestamp(seconds).ok()?;
     let (y, m, d) = (at.year(), at.month() as u8, at.day());
     let (hh, mm, ss) = (at.hour(), at.minute(), at.second());
@@ -315,6 +319,17 @@ mod tests {
         let mut back = SerializationFormat::Msgpack.decode(&written).unwrap();
         back.insert("user_id", Value::from(42));
         assert_eq!(SerializationFormat::Msgpack.encode(&back).unwrap(), bytes);
+    }
+
+    #[test]
+    fn other_extensions_show_in_json_but_are_never_written_as_json() {
+        let mut data = SessionData::new();
+        data.insert("flashes", Value::Ext(80, vec![0x92, 0x01, 0x02]));
+        assert_eq!(
+            data.to_json(),
+            serde_json::json!({"flashes": {"$ext": 80, "base64": "kgEC"}})
+        );
+        assert!(SerializationFormat::Json.encode(&data).is_err());
     }
 
     #[test]

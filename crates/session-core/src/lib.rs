@@ -16,6 +16,7 @@ mod memory;
 mod session;
 mod signer;
 mod store;
+pub mod timestamp;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

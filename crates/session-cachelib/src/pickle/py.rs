@@ -369,38 +369,7 @@ impl DateTime {
     }
 }
 
-/// A msgpack timestamp in its shortest form.
-fn timestamp(seconds: i64, nanos: u32) -> Value {
-    let payload = if nanos == 0 && (0..=i64::from(u32::MAX)).contains(&seconds) {
-        (seconds as u32).to_be_bytes().to_vec()
-    } else if (0..1 << 34).contains(&seconds) {
-        ((u64::from(nanos) << 34) | seconds as u64)
-            .to_be_bytes()
-            .to_vec()
-    } else {
-        let mut payload = nanos.to_be_bytes().to_vec();
-        payload.extend_from_slice(&seconds.to_be_bytes());
-        payload
-    };
-    Value::Ext(ext::TIMESTAMP, payload)
-}
-
-/// Seconds and nanoseconds of a msgpack timestamp payload (any of its three forms).
-fn decode_timestamp(payload: &[u8]) -> Option<(i64, u32)> {
-    let (seconds, nanos) = match payload.len() {
-        4 => (i64::from(u32::from_be_bytes(payload.try_into().ok()?)), 0),
-        8 => {
-            let raw = u64::from_be_bytes(payload.try_into().ok()?);
-            ((raw & 0x3_ffff_ffff) as i64, (raw >> 34) as u32)
-        }
-        12 => (
-            i64::from_be_bytes(payload[4..].try_into().ok()?),
-            u32::from_be_bytes(payload[..4].try_into().ok()?),
-        ),
-        _ => return None,
-    };
-    (nanos < 1_000_000_000).then_some((seconds, nanos))
-}
+use session_core::timestamp::{decode as decode_timestamp, encode as timestamp};
 
 /// The items of an ext payload that must be one msgpack array and nothing else. Each
 /// payload is decoded on its own with the depth limit; callers that descend into the items
