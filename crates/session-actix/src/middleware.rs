@@ -88,6 +88,7 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
+        self.manager.note_scheme(request.connection_info().scheme());
         let cookies = request.headers().get_all(COOKIE);
         let session = (self.manager).open_from_cookie_headers(cookies.map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());

@@ -38,13 +38,11 @@ impl SerializationFormat {
     pub fn encode(self, data: &SessionData) -> Result<Vec<u8>, String> {
         match self {
             SerializationFormat::Msgpack => Ok(encode_msgpack(data)),
-            SerializationFormat::Json => {
-                serde_json::to_vec(&JsonData {
-                    data,
-                    show_ext: false,
-                })
-                .map_err(|e| e.to_string())
-            }
+            SerializationFormat::Json => serde_json::to_vec(&JsonData {
+                data,
+                show_ext: false,
+            })
+            .map_err(|e| e.to_string()),
         }
     }
 

@@ -37,6 +37,10 @@ pub(crate) enum Outcome {
         stored: Stored,
         view: Arc<SessionData>,
         ttl: std::time::Duration,
+        /// A rotation to a new id, not a compare-and-set.
+        rotated: bool,
+        /// Store writes the group needed (1 without conflicts).
+        attempts: u32,
     },
     /// The changes left the stored data as it was: nothing written.
     Unchanged(Stored),

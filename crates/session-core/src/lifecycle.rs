@@ -89,6 +89,32 @@ pub(crate) enum CookieAction {
     Delete,
 }
 
+/// What core did with a request's session, and why: one debug event per finished request
+/// says it (`docs/observability.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// `nothing`, `touch`, `create`, `compare-and-set`, `rotate` or `delete`.
+    pub(crate) action: &'static str,
+    pub(crate) reason: &'static str,
+    /// Store writes it took (more than one after conflicts or id collisions).
+    pub(crate) attempts: u32,
+    /// Bytes written.
+    pub(crate) bytes: usize,
+}
+
+impl Decision {
+    pub(crate) const UNUSED: Decision = Decision::nothing("the handler never used the session");
+
+    pub(crate) const fn nothing(reason: &'static str) -> Decision {
+        Decision {
+            action: "nothing",
+            reason,
+            attempts: 0,
+            bytes: 0,
+        }
+    }
+}
+
 /// The session of one request, as the engine sees it.
 pub(crate) struct State {
     pub(crate) cookie_id: Option<SessionId>,
@@ -100,6 +126,8 @@ pub(crate) struct State {
     pub(crate) cookie: CookieAction,
     /// Data or expiry was written during this request (no second refresh needed).
     pub(crate) written: bool,
+    /// What the last commit did.
+    pub(crate) decision: Decision,
 }
 
 impl State {
@@ -113,6 +141,7 @@ impl State {
             regenerate: false,
             cookie: CookieAction::None,
             written: false,
+            decision: Decision::UNUSED,
         }
     }
 
@@ -207,15 +236,35 @@ impl Engine {
     /// is unavailable (503), and whatever the request holds (its turn to save) is released.
     async fn call<T>(
         &self,
+        operation: &'static str,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let timeout = self.config.store_timeout();
-        match tokio::time::timeout(timeout, call).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::unavailable(format!(
-                "the session store did not answer within {timeout:?} (SESSION_STORE_TIMEOUT)"
-            ))),
+            Err(_) => {
+                metrics::counter!("sessions_store_timeouts_total", "operation" => operation)
+                    .increment(1);
+                Err(StoreError::unavailable(format!(
+                    "the session store did not answer within {timeout:?} (SESSION_STORE_TIMEOUT)"
+                )))
+            }
+        };
+        metrics::histogram!("sessions_store_duration_seconds", "operation" => operation)
+            .record(started.elapsed());
+        if let Err(error) = &result {
+            let kind = match error {
+                StoreError::Unavailable(_) => "unavailable",
+                StoreError::Backend(_) => "backend",
+                StoreError::TooLarge { .. } => "too_large",
+                StoreError::InvalidKey(_) => "invalid_key",
+                StoreError::Unsupported(_) => "unsupported",
+            };
+            metrics::counter!("sessions_store_errors_total", "operation" => operation, "kind" => kind)
+                .increment(1);
         }
+        result
     }
 
     pub(crate) fn slots(&self) -> &Slots {
@@ -276,6 +325,7 @@ impl Engine {
         let generation = self.slots.generation(id);
         let key = self.key(id);
         if let Some(entry) = self.cache.as_ref().and_then(|cache| cache.get(&key)) {
+            metrics::counter!("sessions_loads_total", "source" => "cache").increment(1);
             return Ok(Some(Stored {
                 id: id.clone(),
                 entry,
@@ -298,7 +348,8 @@ impl Engine {
         generation: u64,
     ) -> Result<Option<Stored>, SessionError> {
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(key));
-        let loaded = match self.call(self.store.load(key)).await {
+        metrics::counter!("sessions_loads_total", "source" => "store").increment(1);
+        let loaded = match self.call("load", self.store.load(key)).await {
             // A key this store cannot hold (say, an id longer than its column) names no
             // session: a fresh one, as for any unknown id.
             Err(StoreError::InvalidKey(_)) => None,
@@ -403,7 +454,7 @@ impl Engine {
             return self.refresh(state).await;
         }
         let Some(stored) = loaded.stored.clone() else {
-            return self.create(state).await;
+            return self.create(state, "a new session").await;
         };
         let id = stored.id.clone();
         let member = Member {
@@ -435,7 +486,23 @@ impl Engine {
             )))
         });
         match outcome {
-            Outcome::Written { stored, view, ttl } => {
+            Outcome::Written {
+                stored,
+                view,
+                ttl,
+                rotated,
+                attempts,
+            } => {
+                state.decision = Decision {
+                    action: if rotated { "rotate" } else { "compare-and-set" },
+                    reason: if rotated {
+                        "regenerate() gave the session a new id"
+                    } else {
+                        "the handler changed the session"
+                    },
+                    attempts,
+                    bytes: stored.entry.bytes.len(),
+                };
                 let permanent = stored.entry.data.is_permanent();
                 state.loaded = Some(Loaded {
                     data: view,
@@ -452,12 +519,22 @@ impl Engine {
                 state.changes.clear();
                 state.modified = false;
                 state.regenerate = false;
-                self.refresh(state).await
+                self.refresh(state).await?;
+                if state.decision.action == "nothing" {
+                    state.decision = Decision::nothing("the changes cancelled out");
+                }
+                Ok(())
             }
             Outcome::Deleted => {
                 if let Some(loaded) = state.loaded.as_mut() {
                     loaded.stored = None;
                 }
+                state.decision = Decision {
+                    action: "delete",
+                    reason: "the handler emptied the session (logout)",
+                    attempts: 1,
+                    bytes: 0,
+                };
                 state.cookie = CookieAction::Delete;
                 state.committed();
                 Ok(())
@@ -471,7 +548,11 @@ impl Engine {
                 }
                 state.loaded = Some(loaded);
                 state.regenerate = false;
-                self.create(state).await
+                self.create(
+                    state,
+                    "the session ended meanwhile; the changes start a new one",
+                )
+                .await
             }
             Outcome::Failed(error) => Err(error),
         }
@@ -479,12 +560,13 @@ impl Engine {
 
     /// A session that is not in the store: written under a fresh id, which never overwrites
     /// an existing session. An empty one is not written; the browser's cookie is deleted.
-    async fn create(&self, state: &mut State) -> Result<(), SessionError> {
+    async fn create(&self, state: &mut State, reason: &'static str) -> Result<(), SessionError> {
         let Some(loaded) = state.loaded.as_mut() else {
             return Ok(());
         };
         if loaded.data.is_empty() {
             state.cookie = CookieAction::Delete;
+            state.decision = Decision::nothing("the session holds nothing to store");
             state.committed();
             return Ok(());
         }
@@ -496,13 +578,23 @@ impl Engine {
             let id = self.new_id()?;
             let key = self.key(&id);
             let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
-            if self.call(self.store.create(&key, &bytes, ttl)).await? {
+            if self
+                .call("create", self.store.create(&key, &bytes, ttl))
+                .await?
+            {
+                metrics::counter!("sessions_saves_total", "action" => "create").increment(1);
                 break (id, key, ticket);
             }
             // The fresh id was taken (practically never with 256-bit ids): try another.
             if attempt >= max_attempts {
                 return Err(SessionError::Conflict { attempts: attempt });
             }
+        };
+        state.decision = Decision {
+            action: "create",
+            reason,
+            attempts: attempt,
+            bytes: bytes.len(),
         };
         let entry = Entry::new(bytes, loaded.data.clone(), expiry(ttl));
         if let Some(cache) = &self.cache {
@@ -568,14 +660,31 @@ impl Engine {
             let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&new_key));
             let expected = &base_stored.entry.bytes;
             let written = if regenerate {
-                self.call(self.store.rotate(&key, expected, &new_key, &bytes, ttl))
-                    .await
+                self.call(
+                    "rotate",
+                    self.store.rotate(&key, expected, &new_key, &bytes, ttl),
+                )
+                .await
             } else {
-                self.call(self.store.compare_and_set(&key, expected, &bytes, ttl))
-                    .await
+                self.call(
+                    "compare_and_set",
+                    self.store.compare_and_set(&key, expected, &bytes, ttl),
+                )
+                .await
             };
             match written {
                 Ok(true) => {
+                    let action = if regenerate {
+                        "rotate"
+                    } else {
+                        "compare_and_set"
+                    };
+                    metrics::counter!("sessions_saves_total", "action" => action).increment(1);
+                    let grouped = members.iter().filter(|m| m.outcome.is_none()).count();
+                    if grouped > 1 {
+                        metrics::counter!("sessions_grouped_saves_total")
+                            .increment(grouped as u64 - 1);
+                    }
                     let entry = Entry::new(bytes, data, expiry(ttl));
                     if let Some(cache) = &self.cache {
                         if regenerate {
@@ -599,6 +708,8 @@ impl Engine {
                                 stored: stored.clone(),
                                 view,
                                 ttl,
+                                rotated: regenerate,
+                                attempts: attempt,
                             });
                         }
                     }
@@ -607,6 +718,7 @@ impl Engine {
                 Ok(false) => {
                     // Another process saved first (this process's saves of one session are
                     // grouped): reload, re-apply, and give the other writer room.
+                    metrics::counter!("sessions_conflicts_total").increment(1);
                     if let Some(cache) = &self.cache {
                         cache.forget(&key);
                     }
@@ -615,6 +727,7 @@ impl Engine {
                         return fail(members, error);
                     }
                     backoff(attempt).await;
+                    metrics::counter!("sessions_retries_total").increment(1);
                     base = self.load_from_store(id).await;
                 }
                 Err(error) => {
@@ -666,10 +779,11 @@ impl Engine {
         members: &mut [Member],
         emptied: usize,
     ) {
-        if let Err(error) = self.call(self.store.delete(key)).await {
+        if let Err(error) = self.call("delete", self.store.delete(key)).await {
             let error = SessionError::from(error);
             return fail(members, error);
         }
+        metrics::counter!("sessions_saves_total", "action" => "delete").increment(1);
         if let Some(cache) = &self.cache {
             cache.forget(key);
         }
@@ -689,16 +803,22 @@ impl Engine {
     /// An unchanged session: with refresh-each-request, extend its expiry (never rewrite
     /// it), skipped while more than `refresh_threshold` of the TTL remains.
     async fn refresh(&self, state: &mut State) -> Result<(), SessionError> {
-        if !self.config.refresh_each_request() || state.written {
+        if state.written {
+            return Ok(());
+        }
+        if !self.config.refresh_each_request() {
+            state.decision = Decision::nothing("unchanged; SESSION_REFRESH_EACH_REQUEST is off");
             return Ok(());
         }
         let Some(loaded) = state.loaded.as_mut() else {
             return Ok(());
         };
         let Some(stored) = loaded.stored.as_mut() else {
+            state.decision = Decision::nothing("a new session with nothing to store");
             return Ok(());
         };
         if loaded.data.is_empty() {
+            state.decision = Decision::nothing("an empty session");
             return Ok(());
         }
         let ttl = self.ttl_for(&loaded.data);
@@ -710,12 +830,15 @@ impl Engine {
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
             if remaining > ttl.mul_f64(threshold) {
+                state.decision = Decision::nothing(
+                    "unchanged; more than SESSION_REFRESH_THRESHOLD of the lifetime remains",
+                );
                 return Ok(());
             }
         }
         let key = self.key(&stored.id);
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
-        let touched = self.call(self.store.touch(&key, ttl)).await;
+        let touched = self.call("touch", self.store.touch(&key, ttl)).await;
         let entry = match touched {
             Ok(true) => {
                 let entry = &stored.entry;
@@ -731,6 +854,13 @@ impl Engine {
             cache.fill(&key, ticket, entry.clone());
         }
         if let Some(entry) = entry {
+            metrics::counter!("sessions_touches_total").increment(1);
+            state.decision = Decision {
+                action: "touch",
+                reason: "unchanged; the expiry was running low",
+                attempts: 1,
+                bytes: 0,
+            };
             stored.entry = entry;
             state.written = true;
             if loaded.data.is_permanent() {
@@ -739,6 +869,8 @@ impl Engine {
                     ttl,
                 };
             }
+        } else if matches!(touched, Ok(false)) {
+            state.decision = Decision::nothing("unchanged; the entry had expired meanwhile");
         }
         touched.map(|_| ()).map_err(SessionError::from)
     }

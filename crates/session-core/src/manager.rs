@@ -104,6 +104,8 @@ pub struct SessionManager {
     engine: Arc<Engine>,
     cookies: Arc<Cookies>,
     on_error: ErrorHandler,
+    /// Whether the plain-HTTP warning was given (once per manager).
+    warned_plain_http: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -126,6 +128,25 @@ impl SessionManager {
             cookies: Arc::new(Cookies::new(&config)),
             engine: Arc::new(Engine::new(store, config)),
             on_error: Arc::new(|error| ErrorResponse::new(error.status())),
+            warned_plain_http: Arc::default(),
+        }
+    }
+
+    /// Adapters call this with the request's scheme when they can tell it (`"http"` or
+    /// `"https"`, from the connection or a proxy's header). A `Secure` cookie is never sent
+    /// back by browsers over plain HTTP, so every request would look logged out: core warns,
+    /// once.
+    pub fn note_scheme(&self, scheme: &str) {
+        use std::sync::atomic::Ordering;
+        if self.engine.config.cookie_secure()
+            && scheme.eq_ignore_ascii_case("http")
+            && !self.warned_plain_http.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "SESSION_COOKIE_SECURE is set but requests arrive over plain HTTP: browsers \
+                 will not send the session cookie back (serve over HTTPS, or set the \
+                 proxy's X-Forwarded-Proto)"
+            );
         }
     }
 
@@ -205,6 +226,7 @@ impl SessionManager {
         let result = self.engine.commit(&mut state).await;
         let cookie = std::mem::take(&mut state.cookie);
         let accessed = state.accessed;
+        let decision = state.decision;
         let id = state.stored_id().cloned();
         drop(state);
         self.engine.maybe_cleanup();
@@ -212,6 +234,13 @@ impl SessionManager {
             tracing::error!(%error, status = error.status(), "session could not be saved; the response is replaced");
             return Err(error);
         }
+        tracing::debug!(
+            decision = decision.action,
+            reason = decision.reason,
+            attempts = decision.attempts,
+            bytes = decision.bytes,
+            "session finished"
+        );
         let set_cookie = match (cookie, id) {
             (CookieAction::Set { permanent, ttl }, Some(id)) => {
                 Some(self.cookies.set(&id, permanent, ttl))
