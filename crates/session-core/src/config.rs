@@ -123,6 +123,40 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
+    /// Every environment name [`from_lookup`](Self::from_lookup) reads, for documentation
+    /// checks and for warning about names nothing reads (a typo runs with the default).
+    pub const ENV_NAMES: &'static [&'static str] = &[
+        "APPLICATION_ROOT",
+        "PERMANENT_SESSION_LIFETIME",
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "SESSION_ABSOLUTE_LIFETIME",
+        "SESSION_ALLOW_SHORT_IDS",
+        "SESSION_CACHE",
+        "SESSION_CACHE_MAX_BYTES",
+        "SESSION_CACHE_MAX_ENTRIES",
+        "SESSION_CACHE_MAX_STALENESS",
+        "SESSION_CLEANUP_MIN_INTERVAL",
+        "SESSION_CLEANUP_N_REQUESTS",
+        "SESSION_COOKIE_DOMAIN",
+        "SESSION_COOKIE_HTTPONLY",
+        "SESSION_COOKIE_NAME",
+        "SESSION_COOKIE_PARTITIONED",
+        "SESSION_COOKIE_PATH",
+        "SESSION_COOKIE_SAMESITE",
+        "SESSION_COOKIE_SECURE",
+        "SESSION_HASH_IDS",
+        "SESSION_ID_LENGTH",
+        "SESSION_KEY_PREFIX",
+        "SESSION_MAX_SAVE_ATTEMPTS",
+        "SESSION_PERMANENT",
+        "SESSION_REFRESH_EACH_REQUEST",
+        "SESSION_REFRESH_THRESHOLD",
+        "SESSION_SERIALIZATION_FORMAT",
+        "SESSION_STORE_TIMEOUT",
+        "SESSION_USE_SIGNER",
+    ];
+
     /// A builder starting from Flask-Session's defaults.
     pub fn builder() -> SessionConfigBuilder {
         SessionConfigBuilder::default()
@@ -144,7 +178,8 @@ impl SessionConfig {
             b.cookie_name = Some(v);
         }
         b.cookie_domain = get("SESSION_COOKIE_DOMAIN");
-        if let Some(v) = get("SESSION_COOKIE_PATH") {
+        // Flask's rule: the cookie path is SESSION_COOKIE_PATH, else APPLICATION_ROOT.
+        if let Some(v) = get("SESSION_COOKIE_PATH").or_else(|| get("APPLICATION_ROOT")) {
             b.cookie_path = Some(v);
         }
         b.cookie_http_only = parse_opt("SESSION_COOKIE_HTTPONLY", get, parse_bool)?;
@@ -197,7 +232,7 @@ impl SessionConfig {
     pub fn cookie_domain(&self) -> Option<&str> {
         self.cookie_domain.as_deref()
     }
-    /// Cookie `Path` (`SESSION_COOKIE_PATH`, default `/`).
+    /// Cookie `Path` (`SESSION_COOKIE_PATH`, else Flask's `APPLICATION_ROOT`, default `/`).
     pub fn cookie_path(&self) -> &str {
         &self.cookie_path
     }
@@ -797,6 +832,33 @@ mod tests {
         assert_eq!(config.cache_max_entries(), 10_000);
         assert_eq!(config.cache_max_bytes(), 64 << 20);
         assert_eq!(config.cache_max_staleness(), None);
+    }
+
+    #[test]
+    fn env_names_lists_exactly_what_from_lookup_reads() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let _ = SessionConfig::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            None
+        });
+        let listed: std::collections::BTreeSet<String> = SessionConfig::ENV_NAMES
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        assert_eq!(asked.into_inner(), listed);
+    }
+
+    #[test]
+    fn the_cookie_path_falls_back_to_application_root_as_in_flask() {
+        let config = from(&[("APPLICATION_ROOT", "/app")]).unwrap();
+        assert_eq!(config.cookie_path(), "/app");
+        let config = from(&[
+            ("APPLICATION_ROOT", "/app"),
+            ("SESSION_COOKIE_PATH", "/sessions"),
+        ])
+        .unwrap();
+        assert_eq!(config.cookie_path(), "/sessions");
+        assert_eq!(from(&[]).unwrap().cookie_path(), "/");
     }
 
     #[test]
