@@ -73,7 +73,7 @@ pub struct Redis;
 impl Backend for Redis {
     async fn open() -> BackendStore {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let store = session_redis::RedisStore::from_url(&url)
+        let store = session_redis::RedisStore::connect(&url)
             .await
             .unwrap_or_else(|error| {
                 panic!("Redis at {url} is not reachable ({error}); start it with `cargo xtask services up redis`")

@@ -9,7 +9,7 @@ use session_tests::flask::{rust_app, unique, Interop};
 
 async fn interop() -> Interop {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let store = session_redis::RedisStore::from_url(&url)
+    let store = session_redis::RedisStore::connect(&url)
         .await
         .unwrap_or_else(|e| {
             panic!("Redis is not reachable ({e}); run `cargo xtask services up redis`")

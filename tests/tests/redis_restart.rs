@@ -90,7 +90,7 @@ async fn requests_fail_with_503_while_redis_is_down_and_recover_after() {
     let dir = std::env::temp_dir().join(format!("sessions-restart-{port}"));
     let mut server = Server::start(port, dir.clone());
 
-    let store = session_redis::RedisStore::from_url(&format!("redis://127.0.0.1:{port}"))
+    let store = session_redis::RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
         .await
         .expect("connect to the private redis-server");
     let manager = SessionManager::from_shared(Arc::new(store), SessionConfig::default());

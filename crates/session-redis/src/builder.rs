@@ -8,13 +8,13 @@ use fred::types::config::{
     Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, TcpConfig, UnresponsiveConfig,
 };
 use fred::types::Builder;
-use session_core::StoreError;
+use session_core::{ConfigError, SetupError, StoreError};
 
 use crate::error::map_error;
 use crate::store::RedisStore;
 
-/// Where [`RedisStore::connect_default`] connects: Flask-Session's default client,
-/// `redis.Redis()`, uses the same server.
+/// Where [`RedisStoreBuilder`] connects unless told otherwise: Flask-Session's default
+/// client, `redis.Redis()`, uses the same server.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 /// Connections in the pool unless [`RedisStoreBuilder::pool_size`] says otherwise. Redis
@@ -39,10 +39,13 @@ pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 /// First pause between reconnection attempts.
 const RECONNECT_MIN_DELAY_MS: u32 = 100;
 
+/// The environment name of the URL option, named by configuration errors.
+const URL_OPTION: &str = "SESSION_REDIS_URL";
+
 /// Configures and connects a [`RedisStore`]. Start from [`RedisStore::builder`].
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), session_core::StoreError> {
+/// # async fn example() -> Result<(), session_core::SetupError> {
 /// use std::time::Duration;
 /// use session_redis::RedisStore;
 ///
@@ -54,7 +57,9 @@ const RECONNECT_MIN_DELAY_MS: u32 = 100;
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output shows the URL with any password replaced by `***`.
+#[derive(Clone)]
 pub struct RedisStoreBuilder {
     url: String,
     pool_size: usize,
@@ -73,6 +78,59 @@ impl Default for RedisStoreBuilder {
             reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY,
         }
     }
+}
+
+impl std::fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("url", &redact_password(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_max_delay", &self.reconnect_max_delay)
+            .finish()
+    }
+}
+
+/// `url` with its secrets replaced by `***`: the password of the user information
+/// (`user:password@`, or a lone `secret@`, which Redis reads as a password) and the value
+/// of any query parameter whose name contains `password` (`sentinelPassword`). The rest
+/// (scheme, host, database, `node`s) stays, for debugging.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: nothing can be told apart from a secret, so nothing is shown.
+        return "***".to_owned();
+    };
+    let (main, query) = match rest.split_once('?') {
+        Some((main, query)) => (main, Some(query)),
+        None => (rest, None),
+    };
+    // Hosts and paths never hold an `@`: everything before the last one is user info.
+    let main = match main.rsplit_once('@') {
+        Some((user_info, host_and_path)) => {
+            let user = match user_info.split_once(':') {
+                Some((user, _password)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{user}@{host_and_path}")
+        }
+        None => main.to_owned(),
+    };
+    let mut redacted = format!("{scheme}://{main}");
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
+    }
+    redacted
 }
 
 impl RedisStoreBuilder {
@@ -119,41 +177,43 @@ impl RedisStoreBuilder {
 
     /// Connects the pool and returns the store.
     ///
-    /// Fails with [`StoreError::Backend`] for a URL fred cannot parse (the message does not
-    /// repeat the URL, which may hold a password), and with [`StoreError::Unavailable`] when
-    /// the server cannot be reached within the connect and command timeouts. Once
-    /// connected, the store reconnects on its own after connections are lost.
-    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+    /// Fails with [`SetupError::Config`] naming `SESSION_REDIS_URL` for a URL fred cannot
+    /// parse (the message does not repeat the URL, which may hold a password), and with
+    /// [`SetupError::Store`] ([`StoreError::Unavailable`]) when the server cannot be
+    /// reached within the connect and command timeouts. Once connected, the store
+    /// reconnects on its own after connections are lost.
+    pub async fn connect(self) -> Result<RedisStore, SetupError> {
         let pool = self.build_pool()?;
         // fred applies the connect timeout per connection; this bounds the whole start-up
         // (sentinel lookup, cluster discovery) as well.
         let limit = self.connect_timeout + self.command_timeout;
         match tokio::time::timeout(limit, pool.init()).await {
             Ok(Ok(_connection_task)) => Ok(RedisStore::from_pool(pool)),
-            Ok(Err(error)) => Err(map_error(error)),
+            Ok(Err(error)) => Err(SetupError::Store(map_error(error))),
             Err(_) => {
                 // Stop the connection tasks still retrying in the background.
                 let _ = tokio::time::timeout(self.command_timeout, pool.quit()).await;
-                Err(StoreError::unavailable(format!(
+                Err(SetupError::Store(StoreError::unavailable(format!(
                     "no connection to Redis within {limit:?}"
-                )))
+                ))))
             }
         }
     }
 
     /// The fred pool this builder would connect, not yet connected.
-    fn build_pool(&self) -> Result<Pool, StoreError> {
+    fn build_pool(&self) -> Result<Pool, SetupError> {
         // fred reads any other scheme (http://, a typo) as a standalone server.
         let scheme = self.url.split_once("://").map(|(scheme, _)| scheme);
         if !scheme.is_some_and(|s| s.starts_with("redis") || s.starts_with("valkey")) {
-            return Err(StoreError::backend(
-                "invalid Redis URL: the scheme must be redis, rediss, redis-cluster, \
-                 redis-sentinel, redis+unix or one of their rediss/valkey forms",
-            ));
+            return Err(ConfigError::new(
+                URL_OPTION,
+                "the scheme must be redis, rediss, redis-cluster, redis-sentinel, redis+unix \
+                 or one of their rediss/valkey forms",
+            )
+            .into());
         }
-        let mut config = Config::from_url(&self.url).map_err(|error| {
-            StoreError::backend(format!("invalid Redis URL: {}", error.details()))
-        })?;
+        let mut config = Config::from_url(&self.url)
+            .map_err(|error| ConfigError::new(URL_OPTION, error.details().to_string()))?;
         // Report an unreachable server at start-up instead of retrying in the background.
         config.fail_fast = true;
         let connection = ConnectionConfig {
@@ -185,7 +245,7 @@ impl RedisStoreBuilder {
             .set_performance_config(performance)
             .set_policy(policy)
             .build_pool(self.pool_size)
-            .map_err(map_error)
+            .map_err(|error| SetupError::Store(map_error(error)))
     }
 }
 
@@ -228,25 +288,57 @@ mod tests {
     }
 
     #[test]
-    fn bad_urls_are_backend_errors_without_the_url() {
+    fn bad_urls_are_config_errors_naming_the_variable_without_the_url() {
         for url in [
             "not a url",
             "http://127.0.0.1:6379",
             "redis-sentinel://127.0.0.1:26379",
+            "redis://user:hunter2@[bad",
         ] {
             match RedisStoreBuilder::default().url(url).build_pool() {
-                Err(StoreError::Backend(error)) => {
-                    assert!(!error.to_string().contains("127.0.0.1"), "{error}")
+                Err(SetupError::Config(error)) => {
+                    assert_eq!(error.option, "SESSION_REDIS_URL", "{url}");
+                    let message = error.to_string();
+                    assert!(
+                        message.starts_with("invalid SESSION_REDIS_URL: "),
+                        "{message}"
+                    );
+                    assert!(!message.contains("127.0.0.1"), "{message}");
+                    assert!(!message.contains("hunter2"), "{message}");
                 }
                 other => panic!("{url}: {other:?}"),
             }
         }
-        match RedisStoreBuilder::default()
-            .url("redis://user:hunter2@[bad")
-            .build_pool()
-        {
-            Err(StoreError::Backend(error)) => assert!(!error.to_string().contains("hunter2")),
-            other => panic!("{other:?}"),
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        for (url, shown) in [
+            (
+                "redis://user:hunter2@10.0.0.5:6379/2",
+                "redis://user:***@10.0.0.5:6379/2",
+            ),
+            ("redis://:hunter2@cache", "redis://:***@cache"),
+            ("rediss://hunter2@cache:6380", "rediss://***@cache:6380"),
+            (
+                "redis-sentinel://u:hunter2@s1:26379/0?sentinelServiceName=m&node=s2:26379",
+                "redis-sentinel://u:***@s1:26379/0?sentinelServiceName=m&node=s2:26379",
+            ),
+            (
+                "redis-sentinel://s1?sentinelServiceName=m&sentinelUsername=u&sentinelPassword=hunter2",
+                "redis-sentinel://s1?sentinelServiceName=m&sentinelUsername=u&sentinelPassword=***",
+            ),
+            // Reserved characters the URL should have percent-encoded.
+            ("redis://u:hun/ter2@cache/1", "redis://u:***@cache/1"),
+            // An `@` in the password (a URL that was not percent-encoded).
+            ("redis://u:hun@ter2@cache", "redis://u:***@cache"),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("hunter2", "***"),
+        ] {
+            let debug = format!("{:?}", RedisStoreBuilder::default().url(url));
+            assert!(debug.contains(&format!("{shown:?}")), "{url}: {debug}");
+            assert!(!debug.contains("hunter2"), "{url}: {debug}");
+            assert!(!debug.contains("ter2"), "{url}: {debug}");
         }
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
 use fred::types::{Expiration, Key, SetOptions, Value};
-use session_core::{SessionStore, StoreError, StoredEntry};
+use session_core::{SessionStore, SetupError, StoreError, StoredEntry};
 
 use crate::builder::RedisStoreBuilder;
 use crate::error::{is_noscript, map_error, unexpected_reply};
@@ -63,15 +63,10 @@ impl RedisStore {
     }
 
     /// Connects to `url` (standalone `redis://`, `redis-cluster://` or `redis-sentinel://`,
-    /// see [`RedisStoreBuilder::url`]) with the default pool and timeouts.
-    pub async fn from_url(url: &str) -> Result<RedisStore, StoreError> {
+    /// see [`RedisStoreBuilder::url`]) with the default pool and timeouts. Shorthand for
+    /// `RedisStore::builder().url(url).connect()`.
+    pub async fn connect(url: &str) -> Result<RedisStore, SetupError> {
         RedisStore::builder().url(url).connect().await
-    }
-
-    /// Connects to [`DEFAULT_URL`](crate::DEFAULT_URL) (`redis://127.0.0.1:6379`), where
-    /// Flask-Session's default client connects.
-    pub async fn connect_default() -> Result<RedisStore, StoreError> {
-        RedisStore::builder().connect().await
     }
 
     /// A store on a pool configured by the application (the equivalent of Flask-Session's

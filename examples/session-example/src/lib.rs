@@ -142,7 +142,7 @@ pub async fn store_from_lookup(
         #[cfg(feature = "redis")]
         "redis" => {
             let url = get("SESSION_REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
-            let store = session_redis::RedisStore::from_url(&url)
+            let store = session_redis::RedisStore::connect(&url)
                 .await
                 .context("cannot connect to Redis (SESSION_REDIS_URL)")?;
             tracing::info!("sessions are stored in Redis");

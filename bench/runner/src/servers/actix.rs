@@ -28,7 +28,7 @@ async fn serve(kind: ServerKind, redis_url: &str) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     let server = match kind {
         ServerKind::OursActix => {
-            let store = RedisStore::from_url(redis_url)
+            let store = RedisStore::connect(redis_url)
                 .await
                 .context("session-redis cannot connect")?;
             let manager = SessionManager::new(store, SessionConfig::default());

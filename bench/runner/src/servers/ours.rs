@@ -8,7 +8,7 @@ use session_redis::RedisStore;
 
 /// The example app on a Redis store at `redis_url`.
 pub async fn router(redis_url: &str) -> anyhow::Result<axum::Router> {
-    let store = RedisStore::from_url(redis_url)
+    let store = RedisStore::connect(redis_url)
         .await
         .context("session-redis cannot connect")?;
     let manager = SessionManager::new(store, SessionConfig::default());
