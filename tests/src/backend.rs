@@ -90,11 +90,11 @@ impl Backend for Memcached {
     async fn open() -> BackendStore {
         let servers =
             std::env::var("MEMCACHED_SERVERS").unwrap_or_else(|_| "127.0.0.1:11211".into());
-        let store = session_memcached::MemcachedStore::from_servers(&servers)
-            .unwrap_or_else(|e| panic!("invalid MEMCACHED_SERVERS {servers:?}: {e}"));
-        if let Err(error) = store.ping().await {
-            panic!("memcached at {servers} is not reachable ({error}); start it with `cargo xtask services up memcached`");
-        }
+        let store = session_memcached::MemcachedStore::connect(&servers)
+            .await
+            .unwrap_or_else(|error| {
+                panic!("memcached at {servers} is not usable ({error}); start it with `cargo xtask services up memcached`")
+            });
         BackendStore::new(Arc::new(store))
     }
 }

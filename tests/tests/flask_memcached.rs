@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use session_tests::flask::{rust_app, unique, Interop};
 
-fn interop() -> Interop {
+async fn interop() -> Interop {
     let servers = std::env::var("MEMCACHED_SERVERS").unwrap_or_else(|_| "127.0.0.1:11211".into());
-    let store = session_memcached::MemcachedStore::from_servers(&servers).expect("server list");
+    let store = session_memcached::MemcachedStore::connect(&servers)
+        .await
+        .unwrap_or_else(|error| panic!("memcached at {servers}: {error}; start it with `cargo xtask services up memcached`"));
     let prefix = format!("{}:", unique("interop"));
     Interop {
         app: rust_app(Arc::new(store), &prefix),
@@ -24,10 +26,10 @@ fn interop() -> Interop {
 
 #[tokio::test]
 async fn a_flask_session_is_read_and_changed_by_rust_and_flask_sees_the_change() {
-    interop().flask_to_rust_and_back().await;
+    interop().await.flask_to_rust_and_back().await;
 }
 
 #[tokio::test]
 async fn a_rust_session_is_read_and_changed_by_flask() {
-    interop().rust_to_flask().await;
+    interop().await.rust_to_flask().await;
 }

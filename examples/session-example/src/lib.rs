@@ -151,8 +151,9 @@ pub async fn store_from_lookup(
         #[cfg(feature = "memcached")]
         "memcached" => {
             let servers = get("SESSION_MEMCACHED_SERVERS").unwrap_or_default();
-            let store = session_memcached::MemcachedStore::from_servers(&servers)
-                .context("invalid SESSION_MEMCACHED_SERVERS")?;
+            let store = session_memcached::MemcachedStore::connect(&servers)
+                .await
+                .context("cannot connect to memcached (SESSION_MEMCACHED_SERVERS)")?;
             let servers: Vec<&str> = store.servers().collect();
             tracing::info!(?servers, "sessions are stored in memcached");
             Arc::new(store)
