@@ -126,7 +126,8 @@ impl Backend for Postgres {
                 runtime.block_on(async {
                     session_sql::SqlStore::builder()
                         .table(SUITE_TABLE)
-                        .connect(&creator_url)
+                        .url(&creator_url)
+                        .connect()
                         .await
                         .unwrap_or_else(|e| unreachable(&e));
                 });
@@ -137,7 +138,8 @@ impl Backend for Postgres {
         let store = session_sql::SqlStore::builder()
             .table(SUITE_TABLE)
             .table_exists(true)
-            .connect(&url)
+            .url(&url)
+            .connect()
             .await
             .unwrap_or_else(|e| unreachable(&e));
         BackendStore::new(Arc::new(store))

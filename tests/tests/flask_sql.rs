@@ -12,7 +12,8 @@ async fn interop(rust_url: String, flask_url: String) -> Interop {
     let table = unique("sessions_");
     let store = session_sql::SqlStore::builder()
         .table(table.clone())
-        .connect(&rust_url)
+        .url(&rust_url)
+        .connect()
         .await
         .unwrap_or_else(|e| {
             panic!("cannot open {table} ({e}); run `cargo xtask services up postgres mariadb`")

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use session_core::{SessionStore, StoreError};
-use session_sql::{SetupError, SqlStore, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE};
+use session_core::{SessionStore, SetupError, StoreError};
+use session_sql::{SqlStore, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_TABLE};
 
 /// Maintenance commands for server-side session stores.
 #[derive(Debug, Parser)]
@@ -97,7 +97,8 @@ async fn cleanup(args: &CleanupArgs) -> Result<String, String> {
     }
     let timeout = args.connect_timeout;
     let store = builder
-        .connect(&args.url)
+        .url(&args.url)
+        .connect()
         .await
         .map_err(|error| describe_setup(error, timeout))?;
     let removed = store.cleanup().await.map_err(|error| match error {
@@ -123,11 +124,12 @@ fn describe_setup(error: SetupError, timeout_seconds: u64) -> String {
                 "SESSION_SQLALCHEMY_TABLE" => "--table",
                 "SESSION_SQLALCHEMY_SCHEMA" => "--schema",
                 "cleanup_batch_size" => "--batch",
+                "SESSION_SQL_URL" => "--url",
                 other => other,
             };
             format!("invalid {flag}: {}", config.message)
         }
-        SetupError::InvalidUrl(message) => format!("invalid --url: {message}"),
+        // Named SESSION_SQL_URL by the store; the flag here.
         SetupError::Store(StoreError::Unavailable(source)) => {
             format!("cannot reach the database within {timeout_seconds} s: {source}")
         }

@@ -78,7 +78,8 @@ async fn sqlite_with_rows(
     let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
     let store = SqlStore::builder()
         .table(table)
-        .connect(&format!("{url}?mode=rwc"))
+        .url(format!("{url}?mode=rwc"))
+        .connect()
         .await
         .expect("SQLite store");
     let SqlPool::Sqlite(pool) = store.pool() else {
@@ -173,7 +174,8 @@ async fn postgres_cleanup_removes_the_expired_rows() {
     let url = postgres_url();
     let store = SqlStore::builder()
         .table("cli_cleanup_pg")
-        .connect(&url)
+        .url(&url)
+        .connect()
         .await
         .unwrap_or_else(|error| {
             panic!(

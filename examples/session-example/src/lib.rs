@@ -175,7 +175,8 @@ pub async fn store_from_lookup(
             }
             builder = builder.table_exists(flag(&get, "SESSION_SQLALCHEMY_TABLE_EXISTS")?);
             let store = builder
-                .connect(&url)
+                .url(&url)
+                .connect()
                 .await
                 .context("cannot open the session table (SESSION_SQL_URL)")?;
             tracing::info!("sessions are stored in SQL");
