@@ -179,7 +179,7 @@ impl Backend for DynamoDb {
             .endpoint_url(endpoint)
             .region(region)
             .table_name(crate::flask::unique("HttpSuite"))
-            .build()
+            .connect()
             .await
             .unwrap_or_else(|e| {
                 panic!("DynamoDB is not reachable ({e}); start it with `cargo xtask services up dynamodb`")

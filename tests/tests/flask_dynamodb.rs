@@ -16,7 +16,7 @@ async fn interop() -> Interop {
         .endpoint_url(endpoint.clone())
         .region(region.clone())
         .table_name(table.clone())
-        .build()
+        .connect()
         .await
         .unwrap_or_else(|e| {
             panic!("DynamoDB is not reachable ({e}); run `cargo xtask services up dynamodb`")

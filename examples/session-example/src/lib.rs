@@ -215,7 +215,7 @@ pub async fn store_from_lookup(
                 builder = builder.region(region);
             }
             let store = builder
-                .build()
+                .connect()
                 .await
                 .context("cannot open the DynamoDB table (SESSION_DYNAMODB_ENDPOINT)")?;
             tracing::info!("sessions are stored in DynamoDB");
