@@ -59,7 +59,7 @@ pub struct Filesystem;
 impl Backend for Filesystem {
     async fn open() -> BackendStore {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let store = FileStore::new(dir.path().join("flask_session"))
+        let store = FileStore::open(dir.path().join("flask_session"))
             .expect("opening a FileStore in a temporary directory");
         BackendStore::with_keep_alive(Arc::new(store), dir)
     }

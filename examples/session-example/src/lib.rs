@@ -126,7 +126,7 @@ pub async fn store_from_lookup(
             let dir = get("SESSION_FILE_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(FileStore::default_dir);
-            let store = FileStore::new(&dir).with_context(|| {
+            let store = FileStore::open(&dir).with_context(|| {
                 format!(
                     "cannot open the session directory {} (SESSION_FILE_DIR)",
                     dir.display()
