@@ -293,6 +293,8 @@ impl SqlStoreBuilder {
     /// expiry index when missing ([`SqlStore::create_table_sql`]). Then checks that the
     /// table has Flask-Session's columns and, on MySQL/MariaDB, reads the size of the
     /// `data` column so that oversized values fail with [`StoreError::TooLarge`](session_core::StoreError::TooLarge).
+    // `mut`: only the MySQL branch changes the options (no sequences there).
+    #[cfg_attr(not(feature = "mysql"), allow(unused_mut))]
     pub async fn with_pool(mut self, pool: impl Into<SqlPool>) -> Result<SqlStore, SetupError> {
         self.validate()?;
         let pool = pool.into();
