@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use session_core::{ConfigError, MemoryStore, SessionStore, SetupError};
+use session_core::{BoxError, ConfigError, MemoryStore, SessionStore, SetupError, StoreError};
 
 use crate::names::*;
 use crate::{AnyStore, SessionType};
@@ -263,7 +263,10 @@ impl AnyStoreBuilder {
         if let Some(adjust) = self.redis.take() {
             builder = adjust(builder);
         }
-        let store = builder.connect().await?;
+        let store = builder
+            .connect()
+            .await
+            .map_err(unreachable("Redis", SESSION_REDIS_URL))?;
         tracing::info!(
             clustered = store.is_clustered(),
             "sessions are stored in Redis"
@@ -278,7 +281,10 @@ impl AnyStoreBuilder {
         if let Some(adjust) = self.memcached.take() {
             builder = adjust(builder);
         }
-        let store = builder.connect().await?;
+        let store = builder
+            .connect()
+            .await
+            .map_err(unreachable("memcached", SESSION_MEMCACHED_SERVERS))?;
         let servers: Vec<&str> = store.servers().collect();
         tracing::info!(?servers, "sessions are stored in memcached");
         Ok(store)
@@ -314,13 +320,17 @@ impl AnyStoreBuilder {
         if let Some(adjust) = self.sql.take() {
             builder = adjust(builder);
         }
-        let store = builder.connect().await.map_err(|error| match error {
-            // The store names its URL option SESSION_SQL_URL; say which variable held it.
-            SetupError::Config(config) if config.option == SESSION_SQL_URL => {
-                ConfigError::new(url_name, config.message).into()
-            }
-            other => other,
-        })?;
+        let store = builder
+            .connect()
+            .await
+            .map_err(|error| match error {
+                // The store names its URL option SESSION_SQL_URL; say which variable held it.
+                SetupError::Config(config) if config.option == SESSION_SQL_URL => {
+                    ConfigError::new(url_name, config.message).into()
+                }
+                other => other,
+            })
+            .map_err(unreachable("the SQL database", url_name))?;
         tracing::info!(database = ?store.backend(), "sessions are stored in SQL");
         Ok(store)
     }
@@ -340,7 +350,10 @@ impl AnyStoreBuilder {
         if let Some(adjust) = self.mongodb.take() {
             builder = adjust(builder);
         }
-        let store = builder.connect().await?;
+        let store = builder
+            .connect()
+            .await
+            .map_err(unreachable("MongoDB", SESSION_MONGODB_URL))?;
         tracing::info!("sessions are stored in MongoDB");
         Ok(store)
     }
@@ -373,9 +386,70 @@ impl AnyStoreBuilder {
     }
 }
 
+/// A server that did not answer while connecting, named with the variable that points at
+/// it, so the operator knows what to check. The driver's error is the source.
+#[derive(Debug)]
+struct Unreachable {
+    server: &'static str,
+    variable: &'static str,
+    source: BoxError,
+}
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no answer from {} ({})", self.server, self.variable)
+    }
+}
+
+impl std::error::Error for Unreachable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// Names `server` and `variable` in an `Unavailable` setup error; other errors pass
+/// unchanged (configuration errors name their variable already).
+#[allow(dead_code)] // unused when no network backend is compiled in
+fn unreachable(
+    server: &'static str,
+    variable: &'static str,
+) -> impl FnOnce(SetupError) -> SetupError {
+    move |error| match error {
+        SetupError::Store(StoreError::Unavailable(source)) => {
+            SetupError::Store(StoreError::unavailable(Unreachable {
+                server,
+                variable,
+                source,
+            }))
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_server_is_named_with_its_variable() {
+        let error = unreachable("Redis", SESSION_REDIS_URL)(SetupError::Store(
+            StoreError::unavailable("connection refused"),
+        ));
+        assert!(error.is_unavailable());
+        let SetupError::Store(StoreError::Unavailable(source)) = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(
+            source.to_string(),
+            "no answer from Redis (SESSION_REDIS_URL)"
+        );
+        let driver = std::error::Error::source(&**source).map(|e| e.to_string());
+        assert_eq!(driver.as_deref(), Some("connection refused"));
+        let config = unreachable("Redis", SESSION_REDIS_URL)(
+            ConfigError::new(SESSION_REDIS_URL, "bad").into(),
+        );
+        assert!(matches!(config, SetupError::Config(_)));
+    }
 
     fn builder(pairs: &[(&str, &str)]) -> AnyStoreBuilder {
         let pairs: Vec<(String, String)> = pairs
