@@ -3,18 +3,22 @@
 //!
 //! Needs memcached (`cargo xtask services up memcached`) and the Flask venv.
 
-use std::sync::Arc;
-
+use session_tests::any_store;
 use session_tests::flask::{rust_app, unique, Interop};
 
 async fn interop() -> Interop {
     let servers = std::env::var("MEMCACHED_SERVERS").unwrap_or_else(|_| "127.0.0.1:11211".into());
-    let store = session_memcached::MemcachedStore::connect(&servers)
-        .await
-        .unwrap_or_else(|error| panic!("memcached at {servers}: {error}; start it with `cargo xtask services up memcached`"));
+    let store = any_store(
+        &[
+            ("SESSION_TYPE", "memcached".into()),
+            ("SESSION_MEMCACHED_SERVERS", servers.clone()),
+        ],
+        "memcached",
+    )
+    .await;
     let prefix = format!("{}:", unique("interop"));
     Interop {
-        app: rust_app(Arc::new(store), &prefix),
+        app: rust_app(store, &prefix),
         env: vec![
             ("SESSION_TYPE", "memcached".into()),
             ("MEMCACHED_SERVERS", servers),
