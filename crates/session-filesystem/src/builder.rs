@@ -32,6 +32,7 @@ const DIR_OPTION: &str = "SESSION_FILE_DIR";
 pub struct FileStoreBuilder {
     dir: Option<PathBuf>,
     lock_timeout: Duration,
+    create_dir: bool,
 }
 
 impl Default for FileStoreBuilder {
@@ -39,6 +40,7 @@ impl Default for FileStoreBuilder {
         FileStoreBuilder {
             dir: None,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            create_dir: true,
         }
     }
 }
@@ -62,14 +64,24 @@ impl FileStoreBuilder {
         self
     }
 
-    /// Opens the store, creating the directory if needed.
+    /// `false`: the directory must exist already, and a missing one is an error instead of
+    /// being created (default `true`). For tools that work on an existing store, such as a
+    /// cleanup job, where a typo in the path must not start an empty store.
+    pub fn create_dir(mut self, create: bool) -> Self {
+        self.create_dir = create;
+        self
+    }
+
+    /// Opens the store, creating the directory if needed (see
+    /// [`create_dir`](Self::create_dir)).
     ///
     /// A directory created here gets mode `0o700` on Unix (session data is private); an
     /// existing one keeps its permissions. Several stores, in one process or many, may open
     /// the same directory.
     ///
     /// Fails with [`SetupError::Config`] naming `SESSION_FILE_DIR` for an empty path, a
-    /// path that is not a directory, or a directory holding Flask-Session's own filesystem
+    /// path that is not a directory (or is missing, with `create_dir(false)`), or a
+    /// directory holding Flask-Session's own filesystem
     /// sessions (cachelib's `FileSystemCache` files, which this store would neither read
     /// nor clean up: use `SESSION_TYPE=cachelib` for those), and with
     /// [`SetupError::Store`] when the system refuses to create the directory.
@@ -88,6 +100,10 @@ impl FileStoreBuilder {
                 .into());
             }
             refuse_cachelib_files(&dir)?;
+        } else if !self.create_dir {
+            return Err(
+                ConfigError::new(DIR_OPTION, format!("{} does not exist", dir.display())).into(),
+            );
         }
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -154,6 +170,26 @@ mod tests {
         ] {
             assert!(!is_cachelib_name(other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_missing_directory_is_created_unless_told_not_to() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("sessions");
+        match FileStore::builder().dir(&dir).create_dir(false).build() {
+            Err(SetupError::Config(error)) => {
+                assert_eq!(error.option, "SESSION_FILE_DIR");
+                assert!(error.message.contains("does not exist"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.exists());
+        FileStore::open(&dir).unwrap();
+        FileStore::builder()
+            .dir(&dir)
+            .create_dir(false)
+            .build()
+            .expect("the directory exists now");
     }
 
     #[test]
