@@ -108,7 +108,9 @@ impl DynamoStore {
         &self.table
     }
 
-    /// The largest value [`save`](SessionStore::save) accepts.
+    /// The largest value a write ([`create`](SessionStore::create),
+    /// [`compare_and_set`](SessionStore::compare_and_set), [`rotate`](SessionStore::rotate))
+    /// accepts.
     pub fn max_value_bytes(&self) -> usize {
         self.max_value_bytes
     }
