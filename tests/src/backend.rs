@@ -1,11 +1,12 @@
-//! Stores the suite runs on.
+//! Stores the suite runs on, built by session-any from the variables an application would
+//! set, as the example apps build theirs.
 
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
-use session_core::{MemoryStore, SessionStore};
-use session_filesystem::FileStore;
+use session_any::AnyStoreBuilder;
+use session_core::SessionStore;
 
 /// A store for one scenario, with whatever must live as long as it (a temporary directory).
 pub struct BackendStore {
@@ -46,13 +47,45 @@ pub trait Backend: Send + Sync + 'static {
     fn open() -> impl Future<Output = BackendStore> + Send;
 }
 
-/// [`MemoryStore`].
+/// The store session-any builds from `vars` (a `SESSION_TYPE` and that store's
+/// variables), as the example apps get theirs. Panics, saying how to start `service`, when
+/// the store cannot be built.
+pub async fn any_store(vars: &[(&str, String)], service: &str) -> Arc<dyn SessionStore> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect();
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, value)| value.clone())
+    };
+    let mut builder = AnyStoreBuilder::from_lookup(lookup);
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        // The DynamoDB emulator accepts any key; the SDK needs one.
+        builder = builder.dynamodb(|dynamo| dynamo.credentials("dummy", "dummy"));
+    }
+    match builder.connect().await {
+        Ok(store) => store.into_shared(),
+        Err(error) => panic!(
+            "cannot build the {service} store ({error}); start it with \
+             `cargo xtask services up {service}`"
+        ),
+    }
+}
+
+/// A test variable, or `default`.
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// [`MemoryStore`](session_core::MemoryStore), through session-any's `memory` type.
 #[derive(Debug)]
 pub struct Memory;
 
 impl Backend for Memory {
     async fn open() -> BackendStore {
-        BackendStore::new(Arc::new(MemoryStore::new()))
+        BackendStore::new(any_store(&[("SESSION_TYPE", "memory".into())], "memory").await)
     }
 }
 
@@ -63,9 +96,16 @@ pub struct Filesystem;
 impl Backend for Filesystem {
     async fn open() -> BackendStore {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let store = FileStore::new(dir.path().join("flask_session"))
-            .expect("opening a FileStore in a temporary directory");
-        BackendStore::with_keep_alive(Arc::new(store), dir)
+        let path = dir.path().join("flask_session");
+        let store = any_store(
+            &[
+                ("SESSION_TYPE", "filesystem".into()),
+                ("SESSION_FILE_DIR", path.display().to_string()),
+            ],
+            "filesystem",
+        )
+        .await;
+        BackendStore::with_keep_alive(store, dir)
     }
 }
 
@@ -79,9 +119,12 @@ impl Backend for Cachelib {
 
     async fn open() -> BackendStore {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let store = session_cachelib::CachelibStore::open(dir.path().join("flask_session"))
-            .expect("opening a CachelibStore in a temporary directory");
-        BackendStore::with_keep_alive(Arc::new(store), dir)
+        let path = dir.path().join("flask_session");
+        let vars = [
+            ("SESSION_TYPE", "cachelib".into()),
+            ("SESSION_FILE_DIR", path.display().to_string()),
+        ];
+        BackendStore::with_keep_alive(any_store(&vars, "cachelib").await, dir)
     }
 }
 
@@ -92,13 +135,9 @@ pub struct Redis;
 
 impl Backend for Redis {
     async fn open() -> BackendStore {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let store = session_redis::RedisStore::from_url(&url)
-            .await
-            .unwrap_or_else(|error| {
-                panic!("Redis at {url} is not reachable ({error}); start it with `cargo xtask services up redis`")
-            });
-        BackendStore::new(Arc::new(store))
+        let url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
+        let vars = [("SESSION_TYPE", "redis".into()), ("SESSION_REDIS_URL", url)];
+        BackendStore::new(any_store(&vars, "redis").await)
     }
 }
 
@@ -108,14 +147,14 @@ pub struct Memcached;
 
 impl Backend for Memcached {
     async fn open() -> BackendStore {
-        let servers =
-            std::env::var("MEMCACHED_SERVERS").unwrap_or_else(|_| "127.0.0.1:11211".into());
-        let store = session_memcached::MemcachedStore::from_servers(&servers)
-            .unwrap_or_else(|e| panic!("invalid MEMCACHED_SERVERS {servers:?}: {e}"));
-        if let Err(error) = store.ping().await {
-            panic!("memcached at {servers} is not reachable ({error}); start it with `cargo xtask services up memcached`");
-        }
-        BackendStore::new(Arc::new(store))
+        let vars = [
+            ("SESSION_TYPE", "memcached".into()),
+            (
+                "SESSION_MEMCACHED_SERVERS",
+                env_or("MEMCACHED_SERVERS", "127.0.0.1:11211"),
+            ),
+        ];
+        BackendStore::new(any_store(&vars, "memcached").await)
     }
 }
 
@@ -129,12 +168,19 @@ const SUITE_TABLE: &str = "http_suite_sessions";
 impl Backend for Postgres {
     async fn open() -> BackendStore {
         static CREATED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-        let url = std::env::var("POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://sessions:sessions@127.0.0.1:5432/sessions".into());
-        let unreachable = |e: &dyn std::fmt::Display| -> ! {
-            panic!("PostgreSQL is not reachable ({e}); start it with `cargo xtask services up postgres`")
+        let url = env_or(
+            "POSTGRES_URL",
+            "postgres://sessions:sessions@127.0.0.1:5432/sessions",
+        );
+        let vars = |table_exists: &str| {
+            [
+                ("SESSION_TYPE", "sqlalchemy".to_owned()),
+                ("SESSION_SQL_URL", url.clone()),
+                ("SESSION_SQLALCHEMY_TABLE", SUITE_TABLE.to_owned()),
+                ("SESSION_SQLALCHEMY_TABLE_EXISTS", table_exists.to_owned()),
+            ]
         };
-        let creator_url = url.clone();
+        let create = vars("false");
         // The pool of a store is bound to the runtime that made it, so the table is created
         // on a runtime of its own, once.
         std::thread::spawn(move || {
@@ -143,24 +189,12 @@ impl Backend for Postgres {
                     .enable_all()
                     .build()
                     .expect("runtime");
-                runtime.block_on(async {
-                    session_sql::SqlStore::builder()
-                        .table(SUITE_TABLE)
-                        .connect(&creator_url)
-                        .await
-                        .unwrap_or_else(|e| unreachable(&e));
-                });
+                runtime.block_on(any_store(&create, "postgres"));
             });
         })
         .join()
         .expect("table creation");
-        let store = session_sql::SqlStore::builder()
-            .table(SUITE_TABLE)
-            .table_exists(true)
-            .connect(&url)
-            .await
-            .unwrap_or_else(|e| unreachable(&e));
-        BackendStore::new(Arc::new(store))
+        BackendStore::new(any_store(&vars("true"), "postgres").await)
     }
 }
 
@@ -170,17 +204,18 @@ pub struct MongoDb;
 
 impl Backend for MongoDb {
     async fn open() -> BackendStore {
-        let url = std::env::var("MONGODB_URL")
-            .unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into());
-        let store = session_mongodb::MongoStore::builder()
-            .url(url)
-            .database(crate::flask::unique("http_suite_"))
-            .connect()
-            .await
-            .unwrap_or_else(|e| {
-                panic!("MongoDB is not reachable ({e}); start it with `cargo xtask services up mongodb`")
-            });
-        BackendStore::new(Arc::new(store))
+        let vars = [
+            ("SESSION_TYPE", "mongodb".into()),
+            (
+                "SESSION_MONGODB_URL",
+                env_or(
+                    "MONGODB_URL",
+                    "mongodb://127.0.0.1:27017/?directConnection=true",
+                ),
+            ),
+            ("SESSION_MONGODB_DB", crate::flask::unique("http_suite_")),
+        ];
+        BackendStore::new(any_store(&vars, "mongodb").await)
     }
 }
 
@@ -190,18 +225,15 @@ pub struct DynamoDb;
 
 impl Backend for DynamoDb {
     async fn open() -> BackendStore {
-        let endpoint =
-            std::env::var("DYNAMODB_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8000".into());
-        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-        let store = session_dynamo::DynamoStore::builder()
-            .endpoint_url(endpoint)
-            .region(region)
-            .table_name(crate::flask::unique("HttpSuite"))
-            .build()
-            .await
-            .unwrap_or_else(|e| {
-                panic!("DynamoDB is not reachable ({e}); start it with `cargo xtask services up dynamodb`")
-            });
-        BackendStore::new(Arc::new(store))
+        let vars = [
+            ("SESSION_TYPE", "dynamodb".into()),
+            (
+                "SESSION_DYNAMODB_ENDPOINT",
+                env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
+            ),
+            ("AWS_REGION", env_or("AWS_REGION", "us-east-1")),
+            ("SESSION_DYNAMODB_TABLE", crate::flask::unique("HttpSuite")),
+        ];
+        BackendStore::new(any_store(&vars, "dynamodb").await)
     }
 }

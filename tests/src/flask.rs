@@ -74,6 +74,31 @@ pub struct Interop {
     pub env: Vec<(&'static str, String)>,
     /// Flask-Session's lifetime in seconds, to check the TTL the store reports.
     pub lifetime: u64,
+    /// How the Rust app learns of Flask's writes when it caches sessions.
+    pub invalidations: Invalidations,
+}
+
+/// The Rust app's cache learns of another process's write through the store's
+/// invalidation (Redis client tracking): "seen once the invalidation arrives". Flask runs
+/// in another process, so after a Flask step that writes a session the Rust side tracks,
+/// the scenarios wait for that invalidation before reading, instead of racing it.
+pub struct Invalidations {
+    watch: Option<std::sync::Mutex<tokio::sync::watch::Receiver<u64>>>,
+    /// The Rust app read or wrote the session since the last invalidation: Redis tracks it
+    /// and will report Flask's next write.
+    tracked: std::sync::atomic::AtomicBool,
+}
+
+impl Invalidations {
+    /// For the Rust app on `store`: nothing to wait for unless the store reports changes.
+    pub fn of(store: &dyn session_core::SessionStore) -> Invalidations {
+        Invalidations {
+            watch: store
+                .invalidations()
+                .map(|feed| std::sync::Mutex::new(feed.watch())),
+            tracked: Default::default(),
+        }
+    }
 }
 
 /// What the Rust app answered.
@@ -109,6 +134,9 @@ impl Interop {
             .app
             .send(request.body(bytes::Bytes::from(body.to_owned())).unwrap())
             .await;
+        self.invalidations
+            .tracked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let sid = response
             .headers()
             .get("set-cookie")
@@ -124,9 +152,23 @@ impl Interop {
         }
     }
 
-    /// Runs one step of the Flask app.
-    pub fn flask(&self, step: &str, sid: Option<&str>) -> FlaskReply {
-        run(step, sid, &self.env)
+    /// Runs one step of the Flask app. After a step that writes (every one but `raw`)
+    /// while the Rust app caches the session, waits for the store's invalidation.
+    pub async fn flask(&self, step: &str, sid: Option<&str>) -> FlaskReply {
+        let Some(watch) = &self.invalidations.watch else {
+            return run(step, sid, &self.env);
+        };
+        let mut watch = watch.lock().unwrap().clone();
+        watch.borrow_and_update();
+        let reply = run(step, sid, &self.env);
+        let tracked = &self.invalidations.tracked;
+        if step != "raw" && tracked.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::timeout(std::time::Duration::from_secs(10), watch.changed())
+                .await
+                .unwrap_or_else(|_| panic!("no invalidation after Flask's {step}"))
+                .expect("the invalidation feed closed");
+        }
+        reply
     }
 
     /// The stored value of `sid` is a msgpack map byte-identical to what msgspec writes,
@@ -135,8 +177,8 @@ impl Interop {
     /// For the pickle types (filesystem, cachelib) the file must hold a dict as a protocol 5
     /// pickle with the configured mode (`SESSION_FILE_MODE`, default 0o600), no temporary
     /// file may be left, and cachelib's count file must count every entry.
-    pub fn assert_stored_like_flask(&self, sid: &str) {
-        let raw = self.flask("raw", Some(sid)).0;
+    pub async fn assert_stored_like_flask(&self, sid: &str) {
+        let raw = self.flask("raw", Some(sid)).await.0;
         assert_eq!(raw["found"], true, "{raw}");
         if raw["format"] == "pickle" {
             assert_eq!(raw["is_dict"], true, "{raw}");
@@ -178,7 +220,7 @@ impl Interop {
     /// and changed by Rust, and Flask reads the change with every value's type intact;
     /// then Flask changes it again and Rust sees that.
     pub async fn flask_to_rust_and_back(&self) {
-        let login = self.flask("login", None);
+        let login = self.flask("login", None).await;
         assert_eq!(login.status(), 200);
         let sid = login.sid().expect("Flask set a session cookie");
 
@@ -197,9 +239,9 @@ impl Interop {
             Some(sid.as_str()),
             "Rust kept Flask's session id"
         );
-        self.assert_stored_like_flask(&sid);
+        self.assert_stored_like_flask(&sid).await;
 
-        let seen = self.flask("get", Some(&sid));
+        let seen = self.flask("get", Some(&sid)).await;
         assert_eq!(seen.status(), 200);
         let body = seen.body();
         assert_eq!(
@@ -215,7 +257,7 @@ impl Interop {
         );
         assert_eq!(body["permanent"], true);
 
-        assert_eq!(self.flask("counter", Some(&sid)).body(), "2");
+        assert_eq!(self.flask("counter", Some(&sid)).await.body(), "2");
         let shown = self.rust("GET", "/", Some(&sid), "").await;
         assert_eq!(shown.json()["counter"], 2);
     }
@@ -235,9 +277,9 @@ impl Interop {
             )
             .await;
         assert_eq!(put.status, 200, "{}", put.body);
-        self.assert_stored_like_flask(&sid);
+        self.assert_stored_like_flask(&sid).await;
 
-        let seen = self.flask("get", Some(&sid));
+        let seen = self.flask("get", Some(&sid)).await;
         assert_eq!(seen.status(), 200);
         assert_eq!(seen.body()["session"]["user"], "bob");
         assert_eq!(seen.body()["permanent"], true);
@@ -246,7 +288,7 @@ impl Interop {
             .unwrap()
             .iter()
             .any(|k| k == "prefs"));
-        let counted = self.flask("counter", Some(&sid));
+        let counted = self.flask("counter", Some(&sid)).await;
         assert_eq!(counted.sid().as_deref(), Some(sid.as_str()));
         let shown = self.rust("GET", "/", Some(&sid), "").await.json();
         assert_eq!(shown["counter"], 1);

@@ -29,8 +29,8 @@ pub mod scenarios;
 pub use actix::{Actix, ActixClient};
 pub use adapter::{Adapter, Axum, Server};
 pub use backend::{
-    Backend, BackendStore, Cachelib, DynamoDb, Filesystem, Memcached, Memory, MongoDb, Postgres,
-    Redis,
+    any_store, Backend, BackendStore, Cachelib, DynamoDb, Filesystem, Memcached, Memory, MongoDb,
+    Postgres, Redis,
 };
 pub use client::{AxumClient, HttpClient, TestClient};
 pub use harness::{send_request, Calls, Harness, Reply};

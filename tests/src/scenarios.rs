@@ -211,13 +211,15 @@ pub async fn read_only_request_does_not_rewrite<A: Adapter, B: Backend>() {
     assert_eq!(reply.vary(), ["Accept", "Cookie"]);
     assert!(reply.set_cookies().is_empty(), "{reply:?}");
     let calls = h.calls() - before;
+    // A session this process just wrote is in its cache, where the store keeps it coherent.
+    let loads = u64::from(!h.manager.caches());
     assert_eq!(
         calls,
         Calls {
-            reads: 1,
+            reads: loads,
             writes: 0,
             touches: 0,
-            total: 1
+            total: loads
         }
     );
 }
@@ -267,9 +269,10 @@ pub async fn no_refresh_each_request_writes_nothing<A: Adapter, B: Backend>() {
     assert_eq!(reply.json()["seed"], 1);
     assert!(reply.set_cookies().is_empty(), "{reply:?}");
     let calls = h.calls() - before;
+    let loads = u64::from(!h.manager.caches());
     assert_eq!(
         (calls.reads, calls.writes, calls.touches),
-        (1, 0, 0),
+        (loads, 0, 0),
         "{calls:?}"
     );
 }

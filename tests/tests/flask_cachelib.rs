@@ -11,7 +11,7 @@ use rmpv::Value;
 use session_cachelib::pickle::ext;
 use session_cachelib::{CachelibStore, FileNameHash};
 use session_core::{SessionConfig, SessionConfigBuilder, SessionId, SessionManager, SessionStore};
-use session_tests::flask::{unique, Interop};
+use session_tests::flask::{unique, Interop, Invalidations};
 use session_tests::AxumClient;
 use tempfile::TempDir;
 
@@ -65,6 +65,7 @@ fn shared(options: Options) -> Shared {
     };
     Shared {
         interop: Interop {
+            invalidations: Invalidations::of(&store),
             app: app(store.clone(), config),
             env: vec![
                 ("SESSION_TYPE", options.kind.into()),
@@ -191,10 +192,10 @@ fn flask_login_values() -> Vec<(Value, Value)> {
 /// HTTP, and Flask reads every value back with its Python type; then both keep counting.
 async fn flask_to_rust_and_back(shared: Shared) {
     let interop = &shared.interop;
-    let login = interop.flask("login", None);
+    let login = interop.flask("login", None).await;
     assert_eq!(login.status(), 200);
     let sid = login.sid().expect("Flask set a session cookie");
-    interop.assert_stored_like_flask(&sid);
+    interop.assert_stored_like_flask(&sid).await;
 
     let seen = shared
         .rust_view(&sid)
@@ -213,9 +214,9 @@ async fn flask_to_rust_and_back(shared: Shared) {
         Some(sid.as_str()),
         "Rust kept Flask's id"
     );
-    interop.assert_stored_like_flask(&sid);
+    interop.assert_stored_like_flask(&sid).await;
 
-    let seen = interop.flask("get", Some(&sid));
+    let seen = interop.flask("get", Some(&sid)).await;
     assert_eq!(seen.status(), 200);
     let body = seen.body();
     assert_eq!(body["problems"], serde_json::json!([]), "{body}");
@@ -228,7 +229,7 @@ async fn flask_to_rust_and_back(shared: Shared) {
     assert_eq!(body["flash_types"], serde_json::json!(["tuple"]));
     assert_eq!(body["permanent"], true);
 
-    assert_eq!(interop.flask("counter", Some(&sid)).body(), "2");
+    assert_eq!(interop.flask("counter", Some(&sid)).await.body(), "2");
     let counted = interop.rust("POST", "/counter", Some(&sid), "").await;
     assert_eq!(counted.body, "3");
 }
@@ -285,8 +286,8 @@ async fn rust_writes_every_python_type_flask_reads() {
         )
         .await
         .unwrap());
-    shared.interop.assert_stored_like_flask(&sid);
-    let seen = shared.interop.flask("get", Some(&sid));
+    shared.interop.assert_stored_like_flask(&sid).await;
+    let seen = shared.interop.flask("get", Some(&sid)).await;
     let body = seen.body();
     assert_eq!(seen.sid().as_deref(), Some(sid.as_str()), "{body}");
     assert_eq!(body["problems"], serde_json::json!([]), "{body}");
@@ -309,7 +310,11 @@ async fn expiry_is_shared_both_ways() {
     });
     let interop = &shared.interop;
 
-    let sid = interop.flask("login", None).sid().expect("a Flask session");
+    let sid = interop
+        .flask("login", None)
+        .await
+        .sid()
+        .expect("a Flask session");
     assert!(shared.rust_view(&sid).await.is_some(), "expired at once");
     let deadline = Instant::now() + Duration::from_secs(8);
     while shared.rust_view(&sid).await.is_some() {
@@ -320,7 +325,7 @@ async fn expiry_is_shared_both_ways() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A fresh session: Flask's only key is the permanent flag it starts with.
-    let after = interop.flask("get", Some(&sid));
+    let after = interop.flask("get", Some(&sid)).await;
     assert_eq!(
         after.body()["keys"],
         serde_json::json!(["_permanent"]),
@@ -330,12 +335,12 @@ async fn expiry_is_shared_both_ways() {
     let login = interop.rust("POST", "/login?user=bob", None, "").await;
     let sid = login.sid.expect("a Rust session");
     assert_eq!(
-        interop.flask("get", Some(&sid)).body()["session"]["user"],
+        interop.flask("get", Some(&sid)).await.body()["session"]["user"],
         "bob"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let raw = interop.flask("raw", Some(&sid)).0;
+        let raw = interop.flask("raw", Some(&sid)).await.0;
         let ttl = raw["ttl"].as_f64().expect("an expiry");
         assert!(ttl <= 3.0, "TTL {ttl} is not the 2 s lifetime");
         if ttl < 0.0 {
@@ -346,7 +351,7 @@ async fn expiry_is_shared_both_ways() {
             "Rust's session outlived its lifetime"
         );
     }
-    let after = interop.flask("get", Some(&sid));
+    let after = interop.flask("get", Some(&sid)).await;
     assert_eq!(
         after.body()["keys"],
         serde_json::json!(["_permanent"]),
@@ -363,16 +368,19 @@ async fn non_permanent_sessions_stay_non_permanent() {
         ..Options::new("cachelib")
     });
     let interop = &shared.interop;
-    let sid = interop.flask("login", None).sid().unwrap();
+    let sid = interop.flask("login", None).await.sid().unwrap();
     let counted = interop.rust("POST", "/counter", Some(&sid), "").await;
     assert_eq!(counted.body, "1");
     let seen = shared.rust_view(&sid).await.unwrap();
     assert_eq!(get(&seen, "_permanent"), None, "Rust added _permanent");
-    assert_eq!(interop.flask("get", Some(&sid)).body()["permanent"], false);
+    assert_eq!(
+        interop.flask("get", Some(&sid)).await.body()["permanent"],
+        false
+    );
 
     let login = interop.rust("POST", "/login?user=bob", None, "").await;
     let sid = login.sid.unwrap();
-    let seen = interop.flask("get", Some(&sid));
+    let seen = interop.flask("get", Some(&sid)).await;
     assert_eq!(seen.body()["session"]["user"], "bob");
     assert_eq!(seen.body()["permanent"], false);
 }
@@ -388,10 +396,10 @@ async fn one_count_file_and_one_pruning_rule() {
     let interop = &shared.interop;
     let mut sids = Vec::new();
     for round in 0..3 {
-        sids.push(interop.flask("login", None).sid().unwrap());
+        sids.push(interop.flask("login", None).await.sid().unwrap());
         let login = interop.rust("POST", "/login?user=bob", None, "").await;
         sids.push(login.sid.unwrap());
-        let raw = interop.flask("raw", Some(&sids[0])).0;
+        let raw = interop.flask("raw", Some(&sids[0])).await.0;
         assert_eq!(raw["count"], raw["entries"], "round {round}: {raw}");
         assert!(
             raw["entries"].as_u64().unwrap() <= 3,
@@ -416,7 +424,7 @@ async fn bytes_that_are_not_a_session_are_no_session_for_flask() {
         )
         .await
         .unwrap();
-    let seen = shared.interop.flask("get", Some(&sid));
+    let seen = shared.interop.flask("get", Some(&sid)).await;
     assert_eq!(seen.status(), 200);
     // A fresh session: Flask's only key is the permanent flag it starts with.
     assert_eq!(seen.body()["keys"], serde_json::json!(["_permanent"]));
@@ -428,7 +436,7 @@ async fn bytes_that_are_not_a_session_are_no_session_for_flask() {
 async fn a_markup_flash_is_a_fresh_session_for_rust_and_stays_flasks() {
     let shared = shared(Options::new("cachelib"));
     let interop = &shared.interop;
-    let sid = interop.flask("login_markup", None).sid().unwrap();
+    let sid = interop.flask("login_markup", None).await.sid().unwrap();
     assert!(shared.rust_view(&sid).await.is_none());
     let shown = interop.rust("GET", "/", Some(&sid), "").await;
     assert_eq!((shown.status, shown.body.as_str()), (200, "{}"));
@@ -439,7 +447,7 @@ async fn a_markup_flash_is_a_fresh_session_for_rust_and_stays_flasks() {
         Some(sid.as_str()),
         "Rust took Flask's id"
     );
-    let seen = interop.flask("get", Some(&sid));
+    let seen = interop.flask("get", Some(&sid)).await;
     assert_eq!(seen.body()["session"]["user"], "mark");
     assert_eq!(seen.body()["flashes"].as_array().unwrap().len(), 1);
 }

@@ -3,26 +3,27 @@
 //!
 //! Needs the DynamoDB-compatible server (`cargo xtask services up dynamodb`) and the Flask venv.
 
-use std::sync::Arc;
-
-use session_tests::flask::{rust_app, unique, Interop};
+use session_tests::any_store;
+use session_tests::flask::{rust_app, unique, Interop, Invalidations};
 
 async fn interop() -> Interop {
     let endpoint =
         std::env::var("DYNAMODB_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8000".into());
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
     let table = unique("Sessions");
-    let store = session_dynamo::DynamoStore::builder()
-        .endpoint_url(endpoint.clone())
-        .region(region.clone())
-        .table_name(table.clone())
-        .build()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("DynamoDB is not reachable ({e}); run `cargo xtask services up dynamodb`")
-        });
+    let store = any_store(
+        &[
+            ("SESSION_TYPE", "dynamodb".into()),
+            ("SESSION_DYNAMODB_ENDPOINT", endpoint.clone()),
+            ("AWS_REGION", region.clone()),
+            ("SESSION_DYNAMODB_TABLE", table.clone()),
+        ],
+        "dynamodb",
+    )
+    .await;
     Interop {
-        app: rust_app(Arc::new(store), "session:"),
+        invalidations: Invalidations::of(&*store),
+        app: rust_app(store, "session:"),
         env: vec![
             ("SESSION_TYPE", "dynamodb".into()),
             ("DYNAMODB_ENDPOINT", endpoint),

@@ -3,16 +3,23 @@
 //!
 //! Needs memcached (`cargo xtask services up memcached`) and the Flask venv.
 
-use std::sync::Arc;
+use session_tests::any_store;
+use session_tests::flask::{rust_app, unique, Interop, Invalidations};
 
-use session_tests::flask::{rust_app, unique, Interop};
-
-fn interop() -> Interop {
+async fn interop() -> Interop {
     let servers = std::env::var("MEMCACHED_SERVERS").unwrap_or_else(|_| "127.0.0.1:11211".into());
-    let store = session_memcached::MemcachedStore::from_servers(&servers).expect("server list");
+    let store = any_store(
+        &[
+            ("SESSION_TYPE", "memcached".into()),
+            ("SESSION_MEMCACHED_SERVERS", servers.clone()),
+        ],
+        "memcached",
+    )
+    .await;
     let prefix = format!("{}:", unique("interop"));
     Interop {
-        app: rust_app(Arc::new(store), &prefix),
+        invalidations: Invalidations::of(&*store),
+        app: rust_app(store, &prefix),
         env: vec![
             ("SESSION_TYPE", "memcached".into()),
             ("MEMCACHED_SERVERS", servers),
@@ -24,10 +31,10 @@ fn interop() -> Interop {
 
 #[tokio::test]
 async fn a_flask_session_is_read_and_changed_by_rust_and_flask_sees_the_change() {
-    interop().flask_to_rust_and_back().await;
+    interop().await.flask_to_rust_and_back().await;
 }
 
 #[tokio::test]
 async fn a_rust_session_is_read_and_changed_by_flask() {
-    interop().rust_to_flask().await;
+    interop().await.rust_to_flask().await;
 }

@@ -4,24 +4,25 @@
 //!
 //! Needs the MongoDB-compatible server (`cargo xtask services up mongodb`) and the Flask venv.
 
-use std::sync::Arc;
-
-use session_tests::flask::{rust_app, unique, Interop};
+use session_tests::any_store;
+use session_tests::flask::{rust_app, unique, Interop, Invalidations};
 
 async fn interop() -> Interop {
     let url = std::env::var("MONGODB_URL")
         .unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into());
     let database = unique("interop_");
-    let store = session_mongodb::MongoStore::builder()
-        .url(url.clone())
-        .database(database.clone())
-        .connect()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("MongoDB is not reachable ({e}); run `cargo xtask services up mongodb`")
-        });
+    let store = any_store(
+        &[
+            ("SESSION_TYPE", "mongodb".into()),
+            ("SESSION_MONGODB_URL", url.clone()),
+            ("SESSION_MONGODB_DB", database.clone()),
+        ],
+        "mongodb",
+    )
+    .await;
     Interop {
-        app: rust_app(Arc::new(store), "session:"),
+        invalidations: Invalidations::of(&*store),
+        app: rust_app(store, "session:"),
         env: vec![
             ("SESSION_TYPE", "mongodb".into()),
             ("MONGODB_URL", url),

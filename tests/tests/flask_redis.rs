@@ -3,20 +3,23 @@
 //! Needs Redis (`cargo xtask services up redis`) and the Flask venv (`FLASK_PYTHON`, set by
 //! `cargo xtask test`).
 
-use std::sync::Arc;
-
-use session_tests::flask::{rust_app, unique, Interop};
+use session_tests::any_store;
+use session_tests::flask::{rust_app, unique, Interop, Invalidations};
 
 async fn interop() -> Interop {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let store = session_redis::RedisStore::from_url(&url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("Redis is not reachable ({e}); run `cargo xtask services up redis`")
-        });
+    let store = any_store(
+        &[
+            ("SESSION_TYPE", "redis".into()),
+            ("SESSION_REDIS_URL", url.clone()),
+        ],
+        "redis",
+    )
+    .await;
     let prefix = format!("{}:", unique("interop"));
     Interop {
-        app: rust_app(Arc::new(store), &prefix),
+        invalidations: Invalidations::of(&*store),
+        app: rust_app(store, &prefix),
         env: vec![
             ("SESSION_TYPE", "redis".into()),
             ("REDIS_URL", url),

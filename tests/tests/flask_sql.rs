@@ -4,21 +4,23 @@
 //!
 //! Needs PostgreSQL and MariaDB (`cargo xtask services up postgres mariadb`) and the Flask venv.
 
-use std::sync::Arc;
-
-use session_tests::flask::{rust_app, unique, Interop};
+use session_tests::any_store;
+use session_tests::flask::{rust_app, unique, Interop, Invalidations};
 
 async fn interop(rust_url: String, flask_url: String) -> Interop {
     let table = unique("sessions_");
-    let store = session_sql::SqlStore::builder()
-        .table(table.clone())
-        .connect(&rust_url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot open {table} ({e}); run `cargo xtask services up postgres mariadb`")
-        });
+    let store = any_store(
+        &[
+            ("SESSION_TYPE", "sqlalchemy".into()),
+            ("SESSION_SQL_URL", rust_url),
+            ("SESSION_SQLALCHEMY_TABLE", table.clone()),
+        ],
+        "postgres mariadb",
+    )
+    .await;
     Interop {
-        app: rust_app(Arc::new(store), "session:"),
+        invalidations: Invalidations::of(&*store),
+        app: rust_app(store, "session:"),
         env: vec![
             ("SESSION_TYPE", "sqlalchemy".into()),
             ("SQL_URL", flask_url),

@@ -3,7 +3,6 @@
 //! port (installed by `cargo xtask services up redis`).
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -90,10 +89,15 @@ async fn requests_fail_with_503_while_redis_is_down_and_recover_after() {
     let dir = std::env::temp_dir().join(format!("sessions-restart-{port}"));
     let mut server = Server::start(port, dir.clone());
 
-    let store = session_redis::RedisStore::from_url(&format!("redis://127.0.0.1:{port}"))
-        .await
-        .expect("connect to the private redis-server");
-    let manager = SessionManager::from_shared(Arc::new(store), SessionConfig::default());
+    let store = session_tests::any_store(
+        &[
+            ("SESSION_TYPE", "redis".into()),
+            ("SESSION_REDIS_URL", format!("redis://127.0.0.1:{port}")),
+        ],
+        "redis",
+    )
+    .await;
+    let manager = SessionManager::from_shared(store, SessionConfig::default());
     let app = AxumClient::new(session_example::app(manager));
 
     let login = app

@@ -3,6 +3,7 @@
 //! with `cargo xtask services up postgres`).
 
 use session_core::testkit::SeedExt as _;
+use session_core::SessionStore as _;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -16,12 +17,22 @@ fn postgres_url() -> String {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_session-cli"))
-        .args(args)
-        .env_remove("SESSION_DATABASE_URL")
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("run session-cli")
+    run_with(args, &[], None)
+}
+
+/// Runs the binary with only the store variables in `env` (none of the caller's), in
+/// `dir` when given.
+fn run_with(args: &[&str], env: &[(&str, &str)], dir: Option<&std::path::Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_session-cli"));
+    command.args(args).env("RUST_BACKTRACE", "1");
+    for name in session_any::STORE_ENV_NAMES {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command.output().expect("run session-cli")
 }
 
 fn stdout(output: &Output) -> String {
@@ -78,7 +89,8 @@ async fn sqlite_with_rows(
     let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
     let store = SqlStore::builder()
         .table(table)
-        .connect(&format!("{url}?mode=rwc"))
+        .url(format!("{url}?mode=rwc"))
+        .connect()
         .await
         .expect("SQLite store");
     let SqlPool::Sqlite(pool) = store.pool() else {
@@ -173,7 +185,8 @@ async fn postgres_cleanup_removes_the_expired_rows() {
     let url = postgres_url();
     let store = SqlStore::builder()
         .table("cli_cleanup_pg")
-        .connect(&url)
+        .url(&url)
+        .connect()
         .await
         .unwrap_or_else(|error| {
             panic!(
@@ -242,7 +255,7 @@ fn unreachable_database_fails_with_one_line() {
         "--connect-timeout",
         "1",
     ]);
-    assert_fails_with(&output, "cannot reach the database");
+    assert_fails_with(&output, "cannot reach the session store");
     assert!(!stderr(&output).contains("secret"), "{}", stderr(&output));
 }
 
@@ -301,9 +314,105 @@ fn missing_sqlite_file_is_an_error_and_stays_missing() {
 
 #[test]
 fn usage_errors_do_not_panic() {
-    let output = run(&["cleanup"]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stderr(&output).contains("--url"), "{}", stderr(&output));
     let output = run(&["cleanup", "--url", "sqlite::memory:", "--batch", "0"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--batch"), "{}", stderr(&output));
+}
+
+/// Without any configuration the store is the application's default, the filesystem
+/// store in `./flask_session`; where there is none, that is an error, and none is created.
+#[test]
+fn no_configuration_means_the_default_directory_which_is_never_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run_with(&["cleanup"], &[], Some(dir.path()));
+    assert_fails_with(&output, "invalid SESSION_FILE_DIR");
+    assert!(
+        stderr(&output).contains("does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.path().join("flask_session").exists());
+}
+
+/// The store the environment configures, as the application reads it: here the
+/// filesystem store, where cleanup removes exactly the expired sessions.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_environments_filesystem_store_is_cleaned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sessions = dir.path().join("sessions");
+    let sessions_text = sessions.to_str().expect("UTF-8 path").to_owned();
+    let env = [
+        ("SESSION_TYPE", "filesystem"),
+        ("SESSION_FILE_DIR", sessions_text.as_str()),
+    ];
+    let store = session_any::AnyStore::from_lookup(|name| {
+        env.iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, value)| value.to_string())
+    })
+    .await
+    .expect("a filesystem store");
+    // A zero TTL is expired at once: no waiting needed.
+    for i in 0..3 {
+        store
+            .put(&format!("session:expired-{i}"), b"\x80", Duration::ZERO)
+            .await
+            .expect("save");
+    }
+    for i in 0..2 {
+        store
+            .put(
+                &format!("session:live-{i}"),
+                b"\x80",
+                Duration::from_secs(600),
+            )
+            .await
+            .expect("save");
+    }
+    let output = run_with(&["cleanup"], &env, None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!("removed 3 expired sessions from {sessions_text}\n")
+    );
+    for i in 0..2 {
+        let key = format!("session:live-{i}");
+        assert!(store.load(&key).await.expect("load").is_some(), "{key}");
+    }
+}
+
+/// SQL through the variables alone (`SESSION_SQL_URL`, `SESSION_SQLALCHEMY_TABLE`), as
+/// the application reads them, with no flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sql_variables_work_without_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, store) = sqlite_with_rows(&dir, "env_sessions", 2, 1).await;
+    let env = [
+        ("SESSION_TYPE", "sql"),
+        ("SESSION_SQL_URL", url.as_str()),
+        ("SESSION_SQLALCHEMY_TABLE", "env_sessions"),
+    ];
+    let output = run_with(&["cleanup"], &env, None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "removed 2 expired sessions from env_sessions\n"
+    );
+    assert_eq!(remaining(&store, "env_sessions").await, ["session:live-0"]);
+}
+
+/// SQL flags with another store type are a mistake, said as such.
+#[test]
+fn sql_flags_with_another_type_are_refused() {
+    let output = run_with(
+        &["cleanup", "--table", "sessions"],
+        &[("SESSION_TYPE", "redis")],
+        None,
+    );
+    assert_fails_with(
+        &output,
+        "--table applies to SESSION_TYPE=sqlalchemy, not redis",
+    );
+    let output = run(&["cleanup", "--type", "bogus"]);
+    assert_fails_with(&output, "invalid --type");
 }

@@ -8,7 +8,9 @@
 //! - **Coherent** (a store with an [`InvalidationFeed`], e.g. Redis with client tracking):
 //!   another writer, a delete or an expiry invalidates the entry; a reconnect flushes the
 //!   whole cache. A write acknowledged in one process is seen by the others once its
-//!   invalidation arrives.
+//!   invalidation arrives. As a safety net for an invalidation the store missed, no entry
+//!   is served longer than `SESSION_CACHE_MAX_STALENESS` (default 5 minutes) after it was
+//!   read or written.
 //! - **Bounded staleness** (any other store, opt-in): an entry is served for at most
 //!   `SESSION_CACHE_MAX_STALENESS` after it was read or written. Exact for a single process,
 //!   since every write of that process goes through the cache.
@@ -47,6 +49,8 @@ struct FeedInner {
     /// Whether the server currently reports changes (false while reconnecting).
     tracking: AtomicBool,
     listeners: Mutex<Vec<Weak<dyn Listener>>>,
+    /// How many invalidations (and flushes) arrived, for whoever waits for the next one.
+    events: tokio::sync::watch::Sender<u64>,
 }
 
 /// A cache subscribed to a feed.
@@ -86,6 +90,7 @@ impl InvalidationFeed {
                 buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
                 tracking: AtomicBool::new(false),
                 listeners: Mutex::new(Vec::new()),
+                events: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -97,6 +102,7 @@ impl InvalidationFeed {
         if let Ok(key) = std::str::from_utf8(key) {
             self.each_listener(|listener| listener.forget(key));
         }
+        self.inner.events.send_modify(|count| *count += 1);
     }
 
     /// Any key may have changed (the server flushed its tracking table, a connection was
@@ -104,14 +110,24 @@ impl InvalidationFeed {
     pub fn invalidate_all(&self) {
         self.inner.epoch.fetch_add(1, Ordering::SeqCst);
         self.each_listener(|listener| listener.forget_all());
+        self.inner.events.send_modify(|count| *count += 1);
+    }
+
+    /// A receiver that changes with every invalidation or flush, after the caches have
+    /// dropped what it concerns, and when tracking comes back: for tests and tools that
+    /// wait for the store's report of another writer instead of sleeping.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.events.subscribe()
     }
 
     /// Whether the server reports changes now. Turning it off flushes every cache and
     /// keeps them from filling until it is on again.
     pub fn set_tracking(&self, tracking: bool) {
-        self.inner.tracking.store(tracking, Ordering::SeqCst);
+        let was = self.inner.tracking.swap(tracking, Ordering::SeqCst);
         if !tracking {
             self.invalidate_all();
+        } else if !was {
+            self.inner.events.send_modify(|count| *count += 1);
         }
     }
 
@@ -201,9 +217,16 @@ impl Entry {
 /// How entries stay fresh.
 #[derive(Clone)]
 enum Freshness {
-    Coherent(InvalidationFeed),
+    /// Invalidated by the store, and never older than the duration: a safety net for an
+    /// invalidation the store missed (Redis's flush-everything message, which the client
+    /// library does not pass on).
+    Coherent(InvalidationFeed, Duration),
     Staleness(Duration),
 }
+
+/// The longest a coherent entry is served without reading the store, unless
+/// `SESSION_CACHE_MAX_STALENESS` says otherwise.
+pub(crate) const COHERENT_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// The cache of one manager.
 pub(crate) struct Cache {
@@ -223,7 +246,9 @@ impl Cache {
     /// A cache when the settings allow one: a store with a feed, or a stated staleness.
     pub(crate) fn new(settings: CacheSettings) -> Option<Arc<Cache>> {
         let freshness = match (settings.feed, settings.max_staleness) {
-            (Some(feed), _) => Freshness::Coherent(feed),
+            (Some(feed), staleness) => {
+                Freshness::Coherent(feed, staleness.unwrap_or(COHERENT_MAX_AGE))
+            }
             (None, Some(staleness)) => Freshness::Staleness(staleness),
             (None, None) => return None,
         };
@@ -245,7 +270,7 @@ impl Cache {
             entries,
             freshness: freshness.clone(),
         });
-        if let Freshness::Coherent(feed) = &freshness {
+        if let Freshness::Coherent(feed, _) = &freshness {
             let listener: Arc<dyn Listener> = cache.clone();
             feed.subscribe(Arc::downgrade(&listener));
         }
@@ -256,7 +281,9 @@ impl Cache {
     pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
         let entry = self.entries.get(key)?;
         let fresh = match &self.freshness {
-            Freshness::Coherent(feed) => feed.is_tracking(),
+            Freshness::Coherent(feed, max_age) => {
+                feed.is_tracking() && entry.filled_at.elapsed() <= *max_age
+            }
             Freshness::Staleness(staleness) => entry.filled_at.elapsed() <= *staleness,
         };
         let live = entry.expires_at.is_none_or(|at| at > SystemTime::now());
@@ -272,7 +299,7 @@ impl Cache {
     /// [`fill`](Self::fill) afterwards.
     pub(crate) fn ticket(&self, key: &str) -> Option<Ticket> {
         match &self.freshness {
-            Freshness::Coherent(feed) => feed.ticket(key),
+            Freshness::Coherent(feed, _) => feed.ticket(key),
             // Nothing can invalidate a staleness-bounded entry; any time is a good time.
             Freshness::Staleness(_) => Some(Ticket {
                 epoch: 0,
@@ -292,7 +319,7 @@ impl Cache {
         self.entries.insert(key.to_owned(), entry);
         // The invalidation may have been handled before the insert (it found nothing to
         // drop): check again after it, and undo.
-        if let Freshness::Coherent(feed) = &self.freshness {
+        if let Freshness::Coherent(feed, _) = &self.freshness {
             if !feed.unchanged_since(key, ticket) {
                 self.entries.invalidate(key);
             }
@@ -403,6 +430,23 @@ mod tests {
             max_entries: 10,
             max_bytes: 1 << 20,
             feed: None,
+            max_staleness: Some(Duration::ZERO),
+        })
+        .unwrap();
+        let ticket = cache.ticket("k");
+        cache.fill("k", ticket, Some(entry(1)));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(cache.get("k").is_none());
+    }
+
+    #[test]
+    fn coherent_entries_have_a_maximum_age_too() {
+        let feed = InvalidationFeed::new();
+        feed.set_tracking(true);
+        let cache = Cache::new(CacheSettings {
+            max_entries: 10,
+            max_bytes: 1 << 20,
+            feed: Some(feed),
             max_staleness: Some(Duration::ZERO),
         })
         .unwrap();

@@ -315,9 +315,11 @@ impl SessionConfig {
     pub fn cache_max_bytes(&self) -> u64 {
         self.cache_max_bytes
     }
-    /// For stores that cannot report other writers: how long a cached session may be served
-    /// without reading the store (`SESSION_CACHE_MAX_STALENESS`, in seconds; default unset,
-    /// which keeps such stores uncached). Exact only for a single process.
+    /// How long a cached session may be served without reading the store
+    /// (`SESSION_CACHE_MAX_STALENESS`, in seconds). For stores that cannot report other
+    /// writers, setting it turns the cache on (unset keeps them uncached; exact only for a
+    /// single process); for stores that can (Redis), it bounds the age of an entry as a
+    /// safety net for a missed invalidation (unset: 5 minutes).
     pub fn cache_max_staleness(&self) -> Option<Duration> {
         self.cache_max_staleness
     }
@@ -767,7 +769,9 @@ fn parse_opt<T>(
         .transpose()
 }
 
-fn parse_bool(value: &str) -> Result<bool, String> {
+/// A boolean option as every `from_env` of this workspace reads it: `true/false`, `1/0`,
+/// `yes/no`, `on/off` in any case; the error says what is accepted.
+pub fn parse_bool(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),

@@ -56,7 +56,7 @@ macro_rules! session_extractor {
 }
 pub use cache::InvalidationFeed;
 pub use config::{
-    SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_CACHE_MAX_BYTES,
+    parse_bool, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_CACHE_MAX_BYTES,
     DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CLEANUP_MIN_INTERVAL, DEFAULT_LIFETIME,
     DEFAULT_STORE_TIMEOUT, MAX_LIFETIME,
 };

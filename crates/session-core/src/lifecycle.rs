@@ -271,6 +271,10 @@ impl Engine {
         &self.slots
     }
 
+    pub(crate) fn caches(&self) -> bool {
+        self.cache.is_some()
+    }
+
     /// The store key of session `id`: the prefix and the id, or with `SESSION_HASH_IDS`
     /// the base64url SHA-256 of the id, so that the store never holds a cookie value.
     fn key(&self, id: &SessionId) -> String {

@@ -188,6 +188,12 @@ impl SessionManager {
         &self.engine.store
     }
 
+    /// Whether this manager keeps sessions in its in-process cache (see
+    /// `SESSION_CACHE`): a read of a cached session makes no store call.
+    pub fn caches(&self) -> bool {
+        self.engine.caches()
+    }
+
     /// Opens the session for a request whose session cookie has `cookie_value`. No store
     /// call happens here. A value that is not a well-formed id (or, with the signer, not
     /// correctly signed) gives a new, empty session.

@@ -607,7 +607,7 @@ pub struct TestStore<S> {
     down: AtomicBool,
 }
 
-impl<S> TestStore<S> {
+impl<S: SessionStore> TestStore<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> TestStore<S> {
         TestStore {
@@ -617,9 +617,14 @@ impl<S> TestStore<S> {
         }
     }
 
-    /// While down, every call fails with [`StoreError::Unavailable`].
+    /// While down, every call fails with [`StoreError::Unavailable`]. A store that reports
+    /// other writers' changes stops tracking meanwhile, as a real outage (lost connections)
+    /// makes it: caches are flushed and serve nothing until the store is back.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+        if let Some(feed) = self.inner.invalidations() {
+            feed.set_tracking(!down);
+        }
     }
 
     /// The wrapped store.

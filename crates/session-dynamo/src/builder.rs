@@ -6,9 +6,9 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{Credentials, Region, SharedHttpClient};
+use aws_sdk_dynamodb::config::{Credentials, ProvideCredentials, Region, SharedHttpClient};
 use aws_sdk_dynamodb::Client;
-use session_core::{ConfigError, StoreError};
+use session_core::{ConfigError, SetupError};
 
 use crate::store::{DynamoStore, MAX_VALUE_BYTES};
 
@@ -26,7 +26,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed for one attempt of a call (session items take milliseconds).
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed for a whole call, retries included: after it the call fails with
-/// [`StoreError::Unavailable`].
+/// [`StoreError::Unavailable`](session_core::StoreError::Unavailable).
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(6);
 /// How long start-up waits for a table it created (or found being created) to become ACTIVE.
 pub const DEFAULT_TABLE_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,6 +35,15 @@ pub const DEFAULT_TABLE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest pause between two attempts: a session request should fail fast rather than wait.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The environment names of the options, named by configuration errors.
+const TABLE_OPTION: &str = "SESSION_DYNAMODB_TABLE";
+const ENDPOINT_OPTION: &str = "SESSION_DYNAMODB_ENDPOINT";
+
+/// What a store without credentials tells the operator to set.
+const NO_CREDENTIALS: &str = "not set, and no other AWS credentials were found: set \
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run where an IAM role \
+    provides them";
 
 enum Endpoint {
     /// Nothing chosen: Flask-Session's `http://localhost:8000` with its dummy credentials.
@@ -125,8 +134,9 @@ impl DynamoStoreBuilder {
         self
     }
 
-    /// When true, start-up makes no call at all: the table (hash key `id` of type S) must
-    /// exist, and TTL on `expiration` is the operator's business. Lets the store run without
+    /// When true, start-up only reads one item (a `GetItem` of a key no session uses) to
+    /// check that the table answers: the table (hash key `id` of type S) must exist, and
+    /// TTL on `expiration` is the operator's business. Lets the store run without
     /// `dynamodb:CreateTable`/`UpdateTimeToLive` permissions. Default false: create the table
     /// if missing, wait until it is ACTIVE and enable TTL.
     pub fn table_exists(mut self, table_exists: bool) -> Self {
@@ -201,7 +211,7 @@ impl DynamoStoreBuilder {
         self
     }
 
-    /// Largest session value accepted; larger ones fail with [`StoreError::TooLarge`]
+    /// Largest session value accepted; larger ones fail with [`StoreError::TooLarge`](session_core::StoreError::TooLarge)
     /// before anything is sent. Default and maximum: [`MAX_VALUE_BYTES`] (DynamoDB's
     /// 400 KB item limit less room for the key and the other attributes).
     pub fn max_value_bytes(mut self, max_value_bytes: usize) -> Self {
@@ -211,40 +221,46 @@ impl DynamoStoreBuilder {
 
     /// Connects and, unless [`table_exists`](Self::table_exists), creates the table
     /// (tolerating one that exists), waits until it is ACTIVE and enables TTL on
-    /// `expiration`.
+    /// `expiration`; with `table_exists`, reads one item to check the table answers.
     ///
-    /// Fails with [`StoreError::Unavailable`] when DynamoDB cannot be reached, and with
-    /// [`StoreError::Backend`] for an invalid option (the message names it) or a refused call.
-    pub async fn build(self) -> Result<DynamoStore, StoreError> {
+    /// Fails with [`SetupError::Config`] for an invalid option (naming
+    /// `SESSION_DYNAMODB_TABLE`, `SESSION_DYNAMODB_ENDPOINT` or the builder method) and for
+    /// missing credentials (naming `AWS_ACCESS_KEY_ID`, in one line); with
+    /// [`SetupError::Store`]: [`StoreError::Unavailable`](session_core::StoreError::Unavailable)
+    /// when DynamoDB cannot be reached,
+    /// [`StoreError::Backend`](session_core::StoreError::Backend) for a refused call.
+    pub async fn connect(self) -> Result<DynamoStore, SetupError> {
         self.validate()?;
         let client = match self.client.clone() {
             Some(client) => client,
-            None => self.make_client().await,
+            None => self.make_client().await?,
         };
         let store = DynamoStore::new(client, self.table_name.clone(), self.max_value_bytes);
-        if !self.table_exists {
+        if self.table_exists {
+            store.probe().await?;
+        } else {
             store.ensure_table(self.table_ready_timeout).await?;
         }
         Ok(store)
     }
 
-    fn validate(&self) -> Result<(), StoreError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let name = &self.table_name;
         if !(3..=255).contains(&name.len())
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         {
-            return Err(config_error(
-                "SESSION_DYNAMODB_TABLE",
+            return Err(ConfigError::new(
+                TABLE_OPTION,
                 format!("{name:?} is not a DynamoDB table name (3 to 255 of A-Z a-z 0-9 _ - .)"),
             ));
         }
         if self.max_attempts == 0 {
-            return Err(config_error("max_attempts", "must be at least 1"));
+            return Err(ConfigError::new("max_attempts", "must be at least 1"));
         }
         if self.max_value_bytes == 0 || self.max_value_bytes > MAX_VALUE_BYTES {
-            return Err(config_error(
+            return Err(ConfigError::new(
                 "max_value_bytes",
                 format!("must be between 1 and {MAX_VALUE_BYTES}"),
             ));
@@ -253,21 +269,21 @@ impl DynamoStoreBuilder {
             if let Endpoint::Url(url) = &self.endpoint {
                 let plain = url.starts_with("http://");
                 if !plain && !url.starts_with("https://") {
-                    return Err(config_error(
-                        "endpoint_url",
+                    return Err(ConfigError::new(
+                        ENDPOINT_OPTION,
                         format!("{url:?} is not an http:// or https:// URL"),
                     ));
                 }
                 if !plain && !cfg!(feature = "rustls") {
-                    return Err(config_error(
-                        "endpoint_url",
+                    return Err(ConfigError::new(
+                        ENDPOINT_OPTION,
                         "https needs the `rustls` feature of session-dynamo",
                     ));
                 }
             }
             if matches!(self.endpoint, Endpoint::Sdk) && !cfg!(feature = "rustls") {
-                return Err(config_error(
-                    "aws_endpoint",
+                return Err(ConfigError::new(
+                    ENDPOINT_OPTION,
                     "DynamoDB on AWS needs HTTPS: enable the `rustls` feature of session-dynamo",
                 ));
             }
@@ -275,7 +291,7 @@ impl DynamoStoreBuilder {
         Ok(())
     }
 
-    async fn make_client(&self) -> Client {
+    async fn make_client(&self) -> Result<Client, SetupError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
@@ -301,6 +317,9 @@ impl DynamoStoreBuilder {
             loader = loader.credentials_provider(credentials);
         }
         let sdk_config = loader.load().await;
+        if self.credentials.is_none() {
+            check_credentials(&sdk_config).await?;
+        }
         let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
             .retry_config(
                 RetryConfig::standard()
@@ -323,15 +342,29 @@ impl DynamoStoreBuilder {
             Endpoint::Url(url) => config.endpoint_url(url),
             Endpoint::Sdk => config,
         };
-        Client::from_conf(config.build())
+        Ok(Client::from_conf(config.build()))
     }
 }
 
-fn config_error(option: &'static str, message: impl Into<String>) -> StoreError {
-    StoreError::backend(ConfigError {
-        option,
-        message: message.into(),
-    })
+/// Resolves the standard credential chain once, so that a machine without credentials
+/// fails at start-up with one line saying what to set, instead of every call failing with
+/// the SDK's chain of provider errors.
+async fn check_credentials(sdk_config: &aws_config::SdkConfig) -> Result<(), ConfigError> {
+    let Some(provider) = sdk_config.credentials_provider() else {
+        return Err(ConfigError::new("AWS_ACCESS_KEY_ID", NO_CREDENTIALS));
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            // The full chain of provider errors, for whoever turns debug logging on; no
+            // secret is in it (it says which providers found nothing, not what they read).
+            tracing::debug!(
+                error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error),
+                "no AWS credentials"
+            );
+            Err(ConfigError::new("AWS_ACCESS_KEY_ID", NO_CREDENTIALS))
+        }
+    }
 }
 
 /// Plain HTTP, plus HTTPS through rustls with the ring provider when the `rustls` feature

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
-use session_core::{SessionStore, StoreError, StoredEntry};
+use session_core::{SessionStore, SetupError, StoreError, StoredEntry};
 use tokio::task::JoinSet;
 
 use crate::builder::DynamoStoreBuilder;
@@ -44,6 +44,9 @@ const LIVE: &str = "attribute_exists(#id) AND #exp > :now";
 const CLEANUP_CONCURRENCY: usize = 16;
 /// Pause between two looks at a table that is not ACTIVE yet.
 const TABLE_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// The key start-up reads to check a table it does not create. No session key looks like
+/// it (session ids are base64url, and nothing is ever written under it).
+const PROBE_KEY: &str = "session-dynamo start-up check";
 
 /// A session store on an Amazon DynamoDB table, holding the items Flask-Session 0.8 holds.
 ///
@@ -61,18 +64,29 @@ impl DynamoStore {
         DynamoStoreBuilder::default()
     }
 
+    /// Connects to the DynamoDB at `endpoint_url` (DynamoDB Local, an emulator, a VPC
+    /// endpoint) with every other option at its default: table `Sessions`, created when
+    /// missing. Shorthand for `DynamoStore::builder().endpoint_url(url).connect()`; use
+    /// [`DynamoStoreBuilder::aws_endpoint`] for DynamoDB on AWS.
+    pub async fn connect(endpoint_url: &str) -> Result<DynamoStore, SetupError> {
+        DynamoStore::builder()
+            .endpoint_url(endpoint_url)
+            .connect()
+            .await
+    }
+
     /// The store on a client the application configured itself, in table `table_name`,
     /// creating the table unless `table_exists`. Shorthand for the builder.
     pub async fn from_client(
         client: Client,
         table_name: impl Into<String>,
         table_exists: bool,
-    ) -> Result<DynamoStore, StoreError> {
+    ) -> Result<DynamoStore, SetupError> {
         DynamoStore::builder()
             .client(client)
             .table_name(table_name)
             .table_exists(table_exists)
-            .build()
+            .connect()
             .await
     }
 
@@ -94,9 +108,26 @@ impl DynamoStore {
         &self.table
     }
 
-    /// The largest value [`save`](SessionStore::save) accepts.
+    /// The largest value a write ([`create`](SessionStore::create),
+    /// [`compare_and_set`](SessionStore::compare_and_set), [`rotate`](SessionStore::rotate))
+    /// accepts.
     pub fn max_value_bytes(&self) -> usize {
         self.max_value_bytes
+    }
+
+    /// Reads one item, to check that DynamoDB answers and the table exists without needing
+    /// more than the `GetItem` permission the store needs anyway.
+    pub(crate) async fn probe(&self) -> Result<(), StoreError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(ATTR_ID, AttributeValue::S(PROBE_KEY.to_owned()))
+            .projection_expression("#id")
+            .expression_attribute_names("#id", ATTR_ID)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.table, e))?;
+        Ok(())
     }
 
     /// Creates the table if missing, waits until it is ACTIVE, enables TTL on `expiration`.

@@ -1,5 +1,6 @@
 //! Failures: an unreachable endpoint is `Unavailable` within seconds; oversized values and
-//! keys are refused before anything is sent; DynamoDB's own size refusal is `TooLarge`.
+//! keys are refused before anything is sent; DynamoDB's own size refusal is `TooLarge`;
+//! missing credentials fail start-up with one line saying what to set.
 
 mod common;
 
@@ -7,22 +8,25 @@ use session_core::testkit::SeedExt as _;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use session_core::{SessionStore, StoreError};
+use session_core::{SessionStore, SetupError, StoreError};
 use session_dynamo::{DynamoStore, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 const TTL: Duration = Duration::from_secs(300);
 
-/// A store pointed at a port nothing listens on; `table_exists` so that building it
-/// makes no call.
+/// A store connected through a relay to the emulator, whose relay is then cut: the store
+/// was built normally, and now nothing answers at its endpoint.
 async fn unreachable_store() -> DynamoStore {
-    DynamoStore::builder()
-        .endpoint_url(format!("http://127.0.0.1:{}", common::free_port()))
+    let mut relay = common::Relay::start().await;
+    let store = DynamoStore::builder()
+        .endpoint_url(relay.url())
         .credentials("dummy", "dummy")
         .region("us-east-1")
-        .table_exists(true)
-        .build()
+        .table_name("session-dynamo-errors")
+        .connect()
         .await
-        .expect("no call is made")
+        .unwrap_or_else(|error| panic!("cannot use {}: {error}", common::where_dynamodb_is()));
+    relay.cut().await;
+    store
 }
 
 #[tokio::test]
@@ -39,26 +43,35 @@ async fn an_unreachable_endpoint_is_unavailable_within_seconds() {
         started.elapsed()
     );
 
-    // Start-up that must create the table fails the same way.
-    let started = Instant::now();
-    let built = DynamoStore::builder()
-        .endpoint_url(format!("http://127.0.0.1:{}", common::free_port()))
-        .credentials("dummy", "dummy")
-        .region("us-east-1")
-        .build()
-        .await;
-    match built {
-        Err(StoreError::Unavailable(error)) => {
-            assert!(error.to_string().contains("CreateTable"), "{error}")
+    // Start-up fails the same way, whether it must create the table or only check it.
+    for table_exists in [false, true] {
+        let started = Instant::now();
+        let built = DynamoStore::builder()
+            .endpoint_url(format!("http://127.0.0.1:{}", common::free_port()))
+            .credentials("dummy", "dummy")
+            .region("us-east-1")
+            .table_exists(table_exists)
+            .connect()
+            .await;
+        let call = if table_exists {
+            "GetItem"
+        } else {
+            "CreateTable"
+        };
+        match built {
+            Err(error @ SetupError::Store(StoreError::Unavailable(_))) => {
+                assert!(error.to_string().contains(call), "{error}");
+                assert!(error.is_unavailable());
+            }
+            other => panic!("start-up gave {other:?}"),
         }
-        other => panic!("start-up gave {other:?}"),
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
-    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]
 async fn oversized_values_and_keys_are_refused_before_sending() {
-    // Nothing listens: any request would fail with Unavailable instead.
+    // Nothing answers: any request would fail with Unavailable instead.
     let store = unreachable_store().await;
     let too_large = vec![0u8; MAX_VALUE_BYTES + 1];
     for result in [
@@ -137,4 +150,67 @@ async fn concurrent_stores_share_one_table_without_losing_updates() {
         first.load(&key).await.unwrap().map(|e| e.value),
         Some(b"v2".to_vec())
     );
+}
+
+/// Marks the child process of [`missing_credentials_fail_start_up_with_one_line`].
+const CHILD: &str = "SESSION_DYNAMO_TEST_NO_CREDENTIALS_CHILD";
+
+/// With no credentials anywhere (no variables, no profile files, no instance metadata),
+/// `connect` fails before sending anything, with one short line naming what to set. The
+/// check needs a process whose environment has no AWS variables, so the test runs itself
+/// again as a child with a cleared environment.
+#[tokio::test]
+async fn missing_credentials_fail_start_up_with_one_line() {
+    if std::env::var_os(CHILD).is_some() {
+        let result = DynamoStore::builder()
+            .endpoint_url(common::endpoint().unwrap_or_else(|| common::DEFAULT_ENDPOINT.into()))
+            .region("us-east-1")
+            .connect()
+            .await;
+        match result {
+            Err(SetupError::Config(error)) => println!("CHILD RESULT: {error}"),
+            other => println!("CHILD RESULT: unexpected {other:?}"),
+        }
+        return;
+    }
+    let home = tempfile_dir();
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "missing_credentials_fail_start_up_with_one_line",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_clear()
+        .env(CHILD, "1")
+        .env("HOME", &home)
+        // No EC2 instance metadata lookups (they would only time out here).
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("run the test binary again");
+    let _ = std::fs::remove_dir_all(&home);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find_map(|line| line.split_once("CHILD RESULT: ").map(|(_, result)| result))
+        .unwrap_or_else(|| panic!("no result from the child: {stdout}"));
+    assert!(
+        line.starts_with("invalid AWS_ACCESS_KEY_ID: not set"),
+        "{line}"
+    );
+    assert!(line.contains("AWS_SECRET_ACCESS_KEY"), "{line}");
+    assert!(line.contains("AWS_PROFILE"), "{line}");
+    assert!(line.len() < 300, "not one short line: {line}");
+}
+
+/// An empty directory of its own, as the child's home (no `~/.aws` profile files).
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "session-dynamo-no-credentials-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("create the child's home");
+    dir
 }

@@ -1,5 +1,5 @@
-//! Start-up: table creation with TTL on `expiration`, and `table_exists` mode, which makes
-//! no call at all. Requests are counted with an SDK interceptor.
+//! Start-up: table creation with TTL on `expiration`, and `table_exists` mode, which only
+//! reads one item. Requests are counted with an SDK interceptor.
 
 mod common;
 
@@ -9,18 +9,12 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use common::Recorder;
 use session_core::testkit::SeedExt as _;
-use session_core::{SessionStore, StoreError};
+use session_core::{SessionStore, SetupError, StoreError};
 use session_dynamo::DynamoStore;
 
-/// A client for the test target (the store's own, taken from a store that made no call).
+/// A client for the test target (the store's own, as the builder configures it).
 async fn target_client() -> Client {
-    common::builder("session-dynamo-unused")
-        .table_exists(true)
-        .build()
-        .await
-        .expect("a store with table_exists makes no call")
-        .client()
-        .clone()
+    common::store("session-dynamo-table").await.client().clone()
 }
 
 async fn table_names(client: &Client) -> Vec<String> {
@@ -130,37 +124,54 @@ async fn start_up_creates_the_table_and_enables_ttl_on_expiration() {
 }
 
 #[tokio::test]
-async fn table_exists_mode_makes_no_call_at_start() {
+async fn table_exists_mode_reads_one_item_at_start_and_creates_nothing() {
     let client = target_client().await;
     let recorder = Recorder::default();
-    let table = common::unique_table("absent");
-    let store = DynamoStore::from_client(recorder.attach(&client), &table, true)
-        .await
-        .expect("construction needs no call");
-    assert_eq!(recorder.operations(), Vec::<String>::new());
-    assert!(
-        !table_names(&client).await.contains(&table),
-        "table {table} was created"
-    );
 
-    // The first call then fails clearly, naming the table.
-    let error = store.load("session:x").await.expect_err("table is missing");
+    // A missing table fails start-up, naming the table, and is not created.
+    let table = common::unique_table("absent");
+    let error = DynamoStore::from_client(recorder.attach(&client), &table, true)
+        .await
+        .expect_err("the table is missing");
     assert_eq!(recorder.operations(), ["GetItem"]);
-    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    assert!(
+        matches!(error, SetupError::Store(StoreError::Backend(_))),
+        "{error:?}"
+    );
     let message = error.to_string();
     assert!(message.contains(&table), "{message}");
     assert!(message.contains("ResourceNotFoundException"), "{message}");
     assert!(message.contains("table_exists"), "{message}");
     assert!(!table_names(&client).await.contains(&table));
+
+    // An existing table: the same single read, and the store works.
+    recorder.clear();
+    let existing = common::store("session-dynamo-table").await;
+    let store = DynamoStore::from_client(recorder.attach(&client), existing.table_name(), true)
+        .await
+        .expect("the table exists");
+    assert_eq!(recorder.operations(), ["GetItem"]);
+    let key = format!("{}k", session_core::testkit::unique_prefix("exists"));
+    store
+        .put(&key, b"v", std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(existing.load(&key).await.unwrap().unwrap().value, b"v");
 }
 
+/// Flask-Session's defaults: table `Sessions` on DynamoDB Local at `http://localhost:8000`
+/// with its dummy credentials. Needs the emulator at that default address.
 #[tokio::test]
 async fn the_default_builder_targets_flask_sessions_table_locally() {
     let store = DynamoStore::builder()
-        .table_exists(true)
-        .build()
+        .connect()
         .await
-        .expect("no call is made");
+        .unwrap_or_else(|error| {
+            panic!(
+                "DynamoDB Local at http://localhost:8000 (the default endpoint): {error}; \
+                 start it with `cargo xtask services up dynamodb`"
+            )
+        });
     assert_eq!(store.table_name(), "Sessions");
     assert_eq!(store.max_value_bytes(), session_dynamo::MAX_VALUE_BYTES);
     let config = store.client().config();
@@ -173,32 +184,33 @@ async fn the_default_builder_targets_flask_sessions_table_locally() {
 
 #[tokio::test]
 async fn invalid_options_are_refused_naming_the_option() {
+    // Port 1: were anything sent, the error would be Unavailable instead.
+    let base = || {
+        DynamoStore::builder()
+            .endpoint_url("http://127.0.0.1:1")
+            .credentials("dummy", "dummy")
+    };
     let cases = [
+        (base().table_name("ab"), "SESSION_DYNAMODB_TABLE"),
         (
-            DynamoStore::builder().table_name("ab"),
+            base().table_name("sessions/table"),
             "SESSION_DYNAMODB_TABLE",
         ),
+        (base().max_attempts(0), "max_attempts"),
         (
-            DynamoStore::builder().table_name("sessions/table"),
-            "SESSION_DYNAMODB_TABLE",
-        ),
-        (DynamoStore::builder().max_attempts(0), "max_attempts"),
-        (
-            DynamoStore::builder().max_value_bytes(session_dynamo::MAX_VALUE_BYTES + 1),
+            base().max_value_bytes(session_dynamo::MAX_VALUE_BYTES + 1),
             "max_value_bytes",
         ),
-        (DynamoStore::builder().max_value_bytes(0), "max_value_bytes"),
+        (base().max_value_bytes(0), "max_value_bytes"),
         (
-            DynamoStore::builder().endpoint_url("localhost:8000"),
-            "endpoint_url",
+            base().endpoint_url("localhost:8000"),
+            "SESSION_DYNAMODB_ENDPOINT",
         ),
     ];
     for (builder, option) in cases {
         let shown = format!("{builder:?}");
-        match builder.table_exists(true).build().await {
-            Err(StoreError::Backend(error)) => {
-                assert!(error.to_string().contains(option), "{shown}: {error}")
-            }
+        match builder.connect().await {
+            Err(SetupError::Config(error)) => assert_eq!(error.option, option, "{shown}"),
             other => panic!("{shown} gave {other:?}"),
         }
     }

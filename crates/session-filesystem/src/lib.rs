@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod builder;
 mod error;
 mod lock;
 mod ops;
@@ -11,16 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{SessionStore, StoreError, StoredEntry};
+use session_core::{SessionStore, SetupError, StoreError, StoredEntry};
 
-use crate::error::io_error;
+pub use crate::builder::FileStoreBuilder;
 use crate::lock::{lock_keys_exclusive, lock_shard, shard_of, Mode};
 
 /// Name of the default directory, as Flask-Session's `SESSION_FILE_DIR` default.
 const DEFAULT_DIR_NAME: &str = "flask_session";
 
 /// How long an operation waits for a key's lock by default before failing with
-/// [`StoreError::Unavailable`]. See [`FileStore::with_lock_timeout`].
+/// [`StoreError::Unavailable`]. See [`FileStoreBuilder::lock_timeout`].
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sessions in files under one directory: no server, shared safely by every thread and
@@ -42,10 +43,10 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// use session_filesystem::FileStore;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), session_core::StoreError> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let temp = tempfile::tempdir().unwrap();
 /// # let dir = temp.path().join("flask_session");
-/// let store = FileStore::new(&dir)?;
+/// let store = FileStore::open(&dir)?;
 /// assert!(store.create("session:abc", b"\x80", Duration::from_secs(60)).await?);
 /// let entry = store.load("session:abc").await?.expect("just saved");
 /// assert_eq!(entry.value, b"\x80");
@@ -64,26 +65,17 @@ struct Inner {
 }
 
 impl FileStore {
-    /// Opens (creating if needed) a store in `dir`.
-    ///
-    /// A relative `dir` is resolved against the current working directory now, so a later
-    /// change of directory does not move the store. A directory created here gets mode
-    /// `0o700` on Unix (session data is private); an existing one keeps its permissions.
-    /// Several stores, in one process or many, may open the same directory.
-    pub fn new(dir: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
-        let dir = std::path::absolute(dir.into()).map_err(io_error)?;
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir).map_err(io_error)?;
-        builder.create(dir.join(lock::LOCK_DIR)).map_err(io_error)?;
-        Ok(FileStore {
-            inner: Arc::new(Inner {
-                dir,
-                lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            }),
-        })
+    /// Opens (creating if needed) a store in `dir` with the default lock timeout.
+    /// Shorthand for `FileStore::builder().dir(dir).build()`; see
+    /// [`FileStoreBuilder::build`] for what it checks.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<FileStore, SetupError> {
+        FileStore::builder().dir(dir).build()
+    }
+
+    /// A builder starting from the defaults: [`FileStore::default_dir`],
+    /// [`DEFAULT_LOCK_TIMEOUT`].
+    pub fn builder() -> FileStoreBuilder {
+        FileStoreBuilder::default()
     }
 
     /// `flask_session` under the current working directory (Flask-Session's default
@@ -100,17 +92,9 @@ impl FileStore {
         &self.inner.dir
     }
 
-    /// Sets how long an operation waits for another thread or process to release a key's
-    /// lock before it fails with [`StoreError::Unavailable`] (default
-    /// [`DEFAULT_LOCK_TIMEOUT`]). Locks are held only for the few file operations of one
-    /// call, so the wait matters only when a holder hangs, e.g. on a stuck network mount.
-    pub fn with_lock_timeout(self, timeout: Duration) -> FileStore {
-        FileStore {
-            inner: Arc::new(Inner {
-                dir: self.inner.dir.clone(),
-                lock_timeout: timeout,
-            }),
-        }
+    /// How long a call waits for another thread or process to release a key's lock.
+    pub fn lock_timeout(&self) -> Duration {
+        self.inner.lock_timeout
     }
 
     /// Runs blocking file work off the async executor.
@@ -275,7 +259,7 @@ mod tests {
     #[test]
     fn works_without_a_tokio_runtime() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path()).unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
         let waker = Waker::from(Arc::new(NoopWake));
         let mut cx = Context::from_waker(&waker);
         // Outside Tokio the work runs inline, so each call completes on its first poll.
@@ -291,13 +275,8 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_operation_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path()).unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
         let result: Result<(), _> = store.run(|_| panic!("simulated bug")).await;
         assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
-    }
-
-    #[test]
-    fn an_empty_path_is_an_error() {
-        assert!(matches!(FileStore::new(""), Err(StoreError::Backend(_))));
     }
 }

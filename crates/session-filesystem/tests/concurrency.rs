@@ -15,8 +15,8 @@ const TTL: Duration = Duration::from_secs(300);
 async fn two_handles_on_one_directory_lose_no_increment() {
     let temp = common::TempStore::new();
     // Two independent opens of the same directory, as two parts of an app might do.
-    let first: Arc<dyn SessionStore> = Arc::new(FileStore::new(temp.dir()).unwrap());
-    let second: Arc<dyn SessionStore> = Arc::new(FileStore::new(temp.dir()).unwrap());
+    let first: Arc<dyn SessionStore> = Arc::new(FileStore::open(temp.dir()).unwrap());
+    let second: Arc<dyn SessionStore> = Arc::new(FileStore::open(temp.dir()).unwrap());
     first.put("session:counter", b"0", TTL).await.unwrap();
 
     let (tasks_per_handle, increments) = (4, 25);
@@ -50,8 +50,8 @@ async fn two_handles_on_one_directory_lose_no_increment() {
 async fn concurrent_creates_from_two_handles_have_one_winner() {
     let temp = common::TempStore::new();
     let handles = [
-        FileStore::new(temp.dir()).unwrap(),
-        FileStore::new(temp.dir()).unwrap(),
+        FileStore::open(temp.dir()).unwrap(),
+        FileStore::open(temp.dir()).unwrap(),
     ];
     let tasks: Vec<_> = (0..16u8)
         .map(|i| {
@@ -77,8 +77,8 @@ async fn rotations_racing_writes_keep_exactly_one_copy() {
     // the rotation sees the value it expects and moves it (then the increment finds nothing
     // to change), or the increment wins and the rotation refuses. Never both, never neither.
     let temp = common::TempStore::new();
-    let store = FileStore::new(temp.dir()).unwrap();
-    let other = FileStore::new(temp.dir()).unwrap();
+    let store = FileStore::open(temp.dir()).unwrap();
+    let other = FileStore::open(temp.dir()).unwrap();
     for round in 0..20 {
         let (old, new) = (format!("session:old{round}"), format!("session:new{round}"));
         store.put(&old, b"1", TTL).await.unwrap();

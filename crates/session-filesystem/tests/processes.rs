@@ -27,7 +27,7 @@ fn several_processes_lose_no_increment() {
         .build()
         .unwrap();
     match std::env::var_os(WORKER_DIR_ENV) {
-        Some(dir) => runtime.block_on(work(FileStore::new(dir).unwrap())),
+        Some(dir) => runtime.block_on(work(FileStore::open(dir).unwrap())),
         None => runtime.block_on(coordinate()),
     }
 }

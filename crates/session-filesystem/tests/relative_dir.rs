@@ -15,7 +15,7 @@ async fn relative_directory_is_resolved_when_opened() {
     let expected = std::env::current_dir().unwrap().join("flask_session");
     assert_eq!(FileStore::default_dir(), expected);
 
-    let store = FileStore::new("flask_session").unwrap();
+    let store = FileStore::open("flask_session").unwrap();
     assert_eq!(store.dir(), expected);
     assert!(expected.join("locks").is_dir());
 
@@ -35,7 +35,7 @@ async fn relative_directory_is_resolved_when_opened() {
 fn a_new_directory_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let temp = tempfile::tempdir().unwrap();
-    let store = FileStore::new(temp.path().join("nested").join("flask_session")).unwrap();
+    let store = FileStore::open(temp.path().join("nested").join("flask_session")).unwrap();
     let mode = std::fs::metadata(store.dir()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
 }

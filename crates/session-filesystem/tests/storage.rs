@@ -6,7 +6,8 @@ use session_core::testkit::SeedExt as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{content_files, index_files, TempStore};
-use session_core::{SessionStore, StoreError};
+use session_core::{SessionStore, SetupError, StoreError};
+use session_filesystem::FileStore;
 
 const TTL: Duration = Duration::from_secs(300);
 const SHORT: Duration = Duration::from_secs(1);
@@ -405,11 +406,68 @@ async fn a_content_path_that_cannot_be_read_is_a_backend_error() {
     assert_eq!(value(&temp, "session:k").await, None);
 }
 
+/// The option name of a setup error that must be a configuration error.
+fn config_option(result: Result<FileStore, SetupError>) -> (&'static str, String) {
+    match result {
+        Err(SetupError::Config(error)) => (error.option, error.to_string()),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_directory_that_is_a_file_cannot_be_opened() {
     let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
-    let result = session_filesystem::FileStore::new(&file);
-    assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
+    let (option, message) = config_option(FileStore::open(&file));
+    assert_eq!(option, "SESSION_FILE_DIR");
+    assert!(message.contains("not a directory"), "{message}");
+}
+
+/// A directory of Flask-Session's own filesystem sessions (cachelib's FileSystemCache:
+/// files named by the md5 or sha256 hex digest of `session:<sid>`, holding a 4-byte
+/// expiry and a pickle) is refused, and left exactly as it was.
+#[tokio::test]
+async fn a_cachelib_directory_is_refused_and_left_alone() {
+    // md5("session:abc") as cachelib <= 0.15 names it; sha256 as cachelib >= 0.16 does.
+    for name in [
+        "32607b0dcb9d5a58fbe913b473137833",
+        "a29d803b477eb42083ebd25596356c45c98474d5c0dacb79829833ca2176e85b",
+    ] {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("flask_session");
+        std::fs::create_dir(&dir).unwrap();
+        let mut content = 0u32.to_le_bytes().to_vec();
+        content.extend_from_slice(b"\x80\x05}\x94.");
+        std::fs::write(dir.join(name), &content).unwrap();
+
+        let (option, message) = config_option(FileStore::open(&dir));
+        assert_eq!(option, "SESSION_FILE_DIR");
+        assert!(message.contains("SESSION_TYPE=cachelib"), "{message}");
+        assert!(message.contains(name), "{message}");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [name], "the directory was changed");
+    }
+}
+
+/// Hex-looking names elsewhere (in a subdirectory, or a directory of that name, or
+/// upper case) are not cachelib's, and a directory this store wrote opens again.
+#[tokio::test]
+async fn only_top_level_cachelib_files_are_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("flask_session");
+    let store = FileStore::open(&dir).unwrap();
+    store
+        .put("session:k", b"v", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let hex = "32607b0dcb9d5a58fbe913b473137833";
+    std::fs::create_dir(dir.join(hex)).unwrap();
+    std::fs::write(dir.join("locks").join(hex), b"x").unwrap();
+    std::fs::write(dir.join(hex.to_ascii_uppercase()), b"x").unwrap();
+    let again = FileStore::open(&dir).expect("reopen our own directory");
+    assert_eq!(again.load("session:k").await.unwrap().unwrap().value, b"v");
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use deadpool::managed::{Object, PoolError};
-use session_core::{ConfigError, SessionStore, StoreError, StoredEntry};
+use session_core::{ConfigError, SessionStore, SetupError, StoreError, StoredEntry};
 
 use crate::pool::{Pool, ServerManager};
 use crate::protocol::{CasDelete, Error};
@@ -25,6 +25,9 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a command may wait for its reply (and a call for a free connection), by default.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// The environment name of the server list, named by configuration errors.
+const SERVERS_OPTION: &str = "SESSION_MEMCACHED_SERVERS";
+
 /// The largest value stored by default: safely below memcached's default 1 MiB item size
 /// limit, which also counts the key and about 60 bytes of item header.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1_000_000;
@@ -38,9 +41,10 @@ pub const RELATIVE_EXPIRY_LIMIT_SECS: u64 = 2_592_000;
 /// the key as given, the value as given with client flags 0, and Flask-Session's expiry
 /// rule (see [`RELATIVE_EXPIRY_LIMIT_SECS`]).
 ///
-/// Cheap to clone: clones share the connection pools. No connection is opened until the
-/// first call. With several servers each key lives on one of them, chosen by rendezvous
-/// hashing (the scheme of pymemcache's `HashClient`).
+/// Cheap to clone: clones share the connection pools. [`connect`](Self::connect) checks
+/// that every server answers; after that, connections are opened as calls need them and
+/// re-opened after failures. With several servers each key lives on one of them, chosen by
+/// rendezvous hashing (the scheme of pymemcache's `HashClient`).
 #[derive(Clone)]
 pub struct MemcachedStore {
     servers: Arc<[Server]>,
@@ -73,7 +77,8 @@ impl fmt::Debug for MemcachedStore {
     }
 }
 
-/// Builds a [`MemcachedStore`]; see each method for the default.
+/// Builds a [`MemcachedStore`]; see each method for the default. Start from
+/// [`MemcachedStore::builder`], end with [`connect`](Self::connect).
 #[derive(Clone, Debug)]
 pub struct MemcachedStoreBuilder {
     servers: Vec<String>,
@@ -101,6 +106,16 @@ impl MemcachedStoreBuilder {
     pub fn server(mut self, address: impl Into<String>) -> Self {
         self.servers.push(address.into());
         self
+    }
+
+    /// Adds the servers of a comma-separated list such as `"10.0.0.1:11211,10.0.0.2"`
+    /// (the form of `SESSION_MEMCACHED_SERVERS`); a blank list adds none.
+    pub fn server_list(self, list: &str) -> Self {
+        if list.trim().is_empty() {
+            return self;
+        }
+        // An empty entry ("a,,b") stays in, so that connecting reports it.
+        self.servers(list.split(','))
     }
 
     /// Adds several servers (see [`server`](Self::server)).
@@ -151,28 +166,37 @@ impl MemcachedStoreBuilder {
         self
     }
 
-    /// Builds the store. No connection is opened yet.
-    pub fn build(self) -> Result<MemcachedStore, ConfigError> {
+    /// Checks the options, then asks every server for its version, and returns the store.
+    ///
+    /// Fails with [`SetupError::Config`] for an invalid option (a server address names
+    /// `SESSION_MEMCACHED_SERVERS`; the other options their builder method) and with
+    /// [`SetupError::Store`] ([`StoreError::Unavailable`]) when a server cannot be reached
+    /// within the connect and command timeouts.
+    pub async fn connect(self) -> Result<MemcachedStore, SetupError> {
+        let store = self.prepare()?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// The store for these options, without any connection yet.
+    fn prepare(self) -> Result<MemcachedStore, ConfigError> {
         if self.pool_size == 0 {
-            return Err(config_error("memcached pool_size", "must be at least 1"));
+            return Err(ConfigError::new("pool_size", "must be at least 1"));
         }
         if self.connect_timeout.is_zero() {
-            return Err(config_error(
-                "memcached connect_timeout",
+            return Err(ConfigError::new(
+                "connect_timeout",
                 "must be more than zero",
             ));
         }
         if self.command_timeout.is_zero() {
-            return Err(config_error(
-                "memcached command_timeout",
+            return Err(ConfigError::new(
+                "command_timeout",
                 "must be more than zero",
             ));
         }
         if self.max_value_bytes == Some(0) {
-            return Err(config_error(
-                "memcached max_value_bytes",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("max_value_bytes", "must be at least 1"));
         }
         let addresses = if self.servers.is_empty() {
             vec![DEFAULT_SERVER.to_owned()]
@@ -183,8 +207,8 @@ impl MemcachedStoreBuilder {
         for address in &addresses {
             let parsed = ServerAddress::parse(address)?;
             if servers.iter().any(|s: &Server| s.name == parsed.name) {
-                return Err(config_error(
-                    "memcached servers",
+                return Err(ConfigError::new(
+                    SERVERS_OPTION,
                     format!("{} is listed twice", parsed.name),
                 ));
             }
@@ -203,7 +227,7 @@ impl MemcachedStoreBuilder {
                 .runtime(deadpool::Runtime::Tokio1)
                 .wait_timeout(Some(self.command_timeout))
                 .build()
-                .map_err(|error| config_error("memcached connection pool", error.to_string()))?;
+                .map_err(|error| ConfigError::new("pool_size", error.to_string()))?;
             servers.push(Server {
                 name: parsed.name,
                 pool,
@@ -215,13 +239,6 @@ impl MemcachedStoreBuilder {
             servers: servers.into(),
             command_timeout: self.command_timeout,
         })
-    }
-}
-
-fn config_error(option: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        option,
-        message: message.into(),
     }
 }
 
@@ -237,8 +254,8 @@ struct ServerAddress {
 impl ServerAddress {
     fn parse(input: &str) -> Result<ServerAddress, ConfigError> {
         let invalid = |why: &str| {
-            config_error(
-                "memcached servers",
+            ConfigError::new(
+                SERVERS_OPTION,
                 format!("{input:?} is not a server address: {why}"),
             )
         };
@@ -412,27 +429,20 @@ impl Server {
 }
 
 impl MemcachedStore {
-    /// A store on `servers` with default options (see [`MemcachedStoreBuilder`]); no
-    /// connection is opened yet.
+    /// Connects to the servers of a comma-separated list such as
+    /// `"10.0.0.1:11211,10.0.0.2:11211"` (an empty or blank list means [`DEFAULT_SERVER`])
+    /// with default options. Shorthand for
+    /// `MemcachedStore::builder().server_list(list).connect()`.
     ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), session_core::SetupError> {
+    /// use session_memcached::MemcachedStore;
+    ///
+    /// let store = MemcachedStore::connect("127.0.0.1:11211").await?;
+    /// # Ok(()) }
     /// ```
-    /// # use session_memcached::MemcachedStore;
-    /// let store = MemcachedStore::new(&["127.0.0.1:11211"])?;
-    /// # Ok::<(), session_core::ConfigError>(())
-    /// ```
-    pub fn new(servers: &[impl AsRef<str>]) -> Result<MemcachedStore, ConfigError> {
-        MemcachedStore::builder().servers(servers).build()
-    }
-
-    /// A store on a comma-separated server list such as `"10.0.0.1:11211,10.0.0.2:11211"`;
-    /// an empty or blank list means [`DEFAULT_SERVER`].
-    pub fn from_servers(list: &str) -> Result<MemcachedStore, ConfigError> {
-        let servers = if list.trim().is_empty() {
-            Vec::new()
-        } else {
-            list.split(',').collect()
-        };
-        MemcachedStore::builder().servers(servers).build()
+    pub async fn connect(list: &str) -> Result<MemcachedStore, SetupError> {
+        MemcachedStore::builder().server_list(list).connect().await
     }
 
     /// A builder with every option at its default.
@@ -699,55 +709,77 @@ mod tests {
             "[::1]x",
         ] {
             let error = ServerAddress::parse(bad).expect_err(bad);
-            assert_eq!(error.option, "memcached servers", "{bad:?}");
+            assert_eq!(error.option, "SESSION_MEMCACHED_SERVERS", "{bad:?}");
         }
+    }
+
+    fn prepared(list: &str) -> Result<MemcachedStore, ConfigError> {
+        MemcachedStore::builder().server_list(list).prepare()
     }
 
     #[test]
     fn builder_validates_options() {
-        let store = MemcachedStore::from_servers("").expect("default server");
+        let store = prepared("").expect("default server");
         assert_eq!(store.servers().collect::<Vec<_>>(), [DEFAULT_SERVER]);
-        let store = MemcachedStore::from_servers("a:1, b").expect("two servers");
+        let store = prepared("a:1, b").expect("two servers");
         assert_eq!(store.servers().collect::<Vec<_>>(), ["a:1", "b:11211"]);
         assert_eq!(store.max_value_bytes("k"), DEFAULT_MAX_VALUE_BYTES);
-        assert!(
-            MemcachedStore::from_servers("a,a:11211").is_err(),
-            "duplicate"
-        );
-        assert!(MemcachedStore::from_servers("a,,b").is_err(), "empty entry");
+        for (list, why) in [("a,a:11211", "duplicate"), ("a,,b", "empty entry")] {
+            let error = prepared(list).expect_err(why);
+            assert_eq!(error.option, "SESSION_MEMCACHED_SERVERS", "{why}");
+        }
         let builder = MemcachedStore::builder;
         assert_eq!(
-            builder().pool_size(0).build().unwrap_err().option,
-            "memcached pool_size"
+            builder().pool_size(0).prepare().unwrap_err().option,
+            "pool_size"
         );
         assert_eq!(
             builder()
                 .connect_timeout(Duration::ZERO)
-                .build()
+                .prepare()
                 .unwrap_err()
                 .option,
-            "memcached connect_timeout"
+            "connect_timeout"
         );
         assert_eq!(
             builder()
                 .command_timeout(Duration::ZERO)
-                .build()
+                .prepare()
                 .unwrap_err()
                 .option,
-            "memcached command_timeout"
+            "command_timeout"
         );
         assert_eq!(
-            builder().max_value_bytes(0).build().unwrap_err().option,
-            "memcached max_value_bytes"
+            builder().max_value_bytes(0).prepare().unwrap_err().option,
+            "max_value_bytes"
         );
-        let store = builder().max_value_bytes(42).build().expect("valid");
+        let store = builder().max_value_bytes(42).prepare().expect("valid");
         assert_eq!(store.max_value_bytes("k"), 42);
+    }
+
+    #[tokio::test]
+    async fn connect_reports_options_before_connecting() {
+        // Port 1 would be unreachable: the option error must come first.
+        match MemcachedStore::builder()
+            .server("127.0.0.1:1")
+            .pool_size(0)
+            .connect()
+            .await
+        {
+            Err(SetupError::Config(error)) => assert_eq!(error.option, "pool_size"),
+            other => panic!("{other:?}"),
+        }
+        match MemcachedStore::connect("127.0.0.1:0").await {
+            Err(SetupError::Config(error)) => {
+                assert_eq!(error.option, "SESSION_MEMCACHED_SERVERS")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn keys_are_spread_over_servers_like_pymemcache() {
-        let store = MemcachedStore::new(&["127.0.0.1:11211", "127.0.0.1:11212", "10.0.0.3:11211"])
-            .expect("valid");
+        let store = prepared("127.0.0.1:11211,127.0.0.1:11212,10.0.0.3:11211").expect("valid");
         // The same choices as pymemcache's HashClient (see ring.rs).
         assert_eq!(store.server_for_key("session:a"), "10.0.0.3:11211");
         assert_eq!(store.server_for_key("session:c"), "127.0.0.1:11212");

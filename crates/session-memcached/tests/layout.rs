@@ -226,12 +226,13 @@ async fn values_over_the_limit_are_refused_and_nothing_is_stored() {
 /// (not a silent loss, not a generic error), and the store keeps working.
 #[tokio::test]
 async fn the_servers_refusal_is_too_large_as_well() {
-    let store = MemcachedStore::builder()
-        .servers(common::shared_servers().split(','))
-        .max_value_bytes(4 << 20)
-        .build()
-        .expect("store");
     shared_store().await; // fails with instructions when the server is down
+    let store = MemcachedStore::builder()
+        .server_list(&common::shared_servers())
+        .max_value_bytes(4 << 20)
+        .connect()
+        .await
+        .expect("store");
     let key = unique_key("server-too-large");
     let value = vec![1u8; 2 << 20];
     match store.put(&key, &value, Duration::from_secs(60)).await {

@@ -15,13 +15,14 @@ use session_memcached::MemcachedStore;
 const TTL: Duration = Duration::from_secs(60);
 const TIMEOUT: Duration = Duration::from_millis(400);
 
-fn store_on(server: &PrivateMemcached, pool_size: usize) -> MemcachedStore {
+async fn store_on(server: &PrivateMemcached, pool_size: usize) -> MemcachedStore {
     MemcachedStore::builder()
         .server(server.address())
         .pool_size(pool_size)
         .connect_timeout(TIMEOUT)
         .command_timeout(TIMEOUT)
-        .build()
+        .connect()
+        .await
         .expect("store")
 }
 
@@ -37,7 +38,7 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreErr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_store_survives_a_server_restart() {
     let mut server = PrivateMemcached::start(&[]).await;
-    let store = store_on(&server, 4);
+    let store = store_on(&server, 4).await;
     store.put("k", b"before", TTL).await.expect("save");
     assert!(store.load("k").await.expect("load").is_some());
 
@@ -89,7 +90,7 @@ async fn the_same_store_survives_a_server_restart() {
 async fn a_frozen_server_times_out_and_late_replies_are_never_misread() {
     let server = PrivateMemcached::start(&[]).await;
     // One connection, so a stale one would be handed out again.
-    let store = store_on(&server, 1);
+    let store = store_on(&server, 1).await;
     store.put("a", b"value-a", TTL).await.expect("save");
     store.put("b", b"value-b", TTL).await.expect("save");
 
@@ -124,11 +125,11 @@ async fn a_frozen_server_times_out_and_late_replies_are_never_misread() {
     );
 }
 
-/// Keys memcached cannot hold are refused before any connection is made.
+/// Keys memcached cannot hold are refused before anything is sent.
 #[tokio::test]
 async fn impossible_keys_never_reach_the_server() {
     let server = PrivateMemcached::start(&[]).await;
-    let store = store_on(&server, 2);
+    let store = store_on(&server, 2).await;
     let mut raw = server.raw().await;
     let before = raw.stats().await;
 
@@ -165,11 +166,12 @@ async fn impossible_keys_never_reach_the_server() {
         assert_eq!(before[counter], after[counter], "{counter} changed");
     }
 
-    // The counters do move when a valid key is used.
+    // The counters do move when a valid key is used (on the connection `connect` opened,
+    // so the connection count stays).
     assert!(store.load("valid").await.expect("load").is_none());
     store.put("valid", b"v", TTL).await.expect("save");
     let later = raw.stats().await;
-    for counter in ["total_connections", "cmd_get", "cmd_set"] {
+    for counter in ["cmd_get", "cmd_set"] {
         let (was, is): (u64, u64) = (
             after[counter].parse().expect("number"),
             later[counter].parse().expect("number"),
@@ -186,10 +188,11 @@ async fn the_value_limit_can_come_from_the_server() {
     let store = MemcachedStore::builder()
         .server(server.address())
         .max_value_bytes_from_server()
-        .build()
+        .connect()
+        .await
         .expect("store");
     let longest_key = "k".repeat(250);
-    store.ping().await.expect("ping");
+    // `connect` asked the server already: the limit is known before any session call.
     let limit = store.max_value_bytes(&longest_key);
     assert_eq!(limit, 2 * 1024 * 1024 - 512);
 
@@ -225,10 +228,11 @@ async fn the_learned_limit_fits_the_default_item_size() {
     let store = MemcachedStore::builder()
         .server(server.address())
         .max_value_bytes_from_server()
-        .build()
+        .connect()
+        .await
         .expect("store");
     let key = "k".repeat(250);
-    // The first call learns the limit while connecting.
+    // `connect` learned the limit on its first connection.
     let value = vec![3u8; 1024 * 1024 - 512];
     store.put(&key, &value, TTL).await.expect("save");
     assert_eq!(store.max_value_bytes(&key), value.len());
@@ -243,7 +247,9 @@ async fn the_learned_limit_fits_the_default_item_size() {
 async fn keys_are_spread_over_several_servers() {
     let first = PrivateMemcached::start(&[]).await;
     let second = PrivateMemcached::start(&[]).await;
-    let store = MemcachedStore::new(&[first.address(), second.address()]).expect("store");
+    let store = MemcachedStore::connect(&format!("{},{}", first.address(), second.address()))
+        .await
+        .expect("store");
     let (mut raw_first, mut raw_second) = (first.raw().await, second.raw().await);
     let mut on_first = 0;
     for i in 0..40 {
@@ -283,7 +289,8 @@ async fn one_server_down_fails_only_its_keys() {
         .servers([first.address(), second.address()])
         .connect_timeout(TIMEOUT)
         .command_timeout(TIMEOUT)
-        .build()
+        .connect()
+        .await
         .expect("store");
     second.kill().await;
     let (mut ok, mut unavailable) = (0, 0);

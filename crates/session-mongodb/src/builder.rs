@@ -5,13 +5,13 @@ use std::time::Duration;
 use mongodb::bson::Document;
 use mongodb::options::ClientOptions;
 use mongodb::Client;
-use session_core::StoreError;
+use session_core::{ConfigError, SetupError, StoreError};
 
 use crate::error::map_error;
 use crate::store::MongoStore;
 
-/// Where [`MongoStore::connect_default`] connects: Flask-Session's default client,
-/// `pymongo.MongoClient()`, uses the same server.
+/// Where [`MongoStoreBuilder`] connects unless told otherwise: Flask-Session's default
+/// client, `pymongo.MongoClient()`, uses the same server.
 pub const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
 
 /// The database unless [`MongoStoreBuilder::database`] says otherwise; Flask-Session's
@@ -38,6 +38,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// takes a few milliseconds on a healthy server.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The environment names of the options, named by configuration errors.
+const URL_OPTION: &str = "SESSION_MONGODB_URL";
+const DATABASE_OPTION: &str = "SESSION_MONGODB_DB";
+const COLLECTION_OPTION: &str = "SESSION_MONGODB_COLLECT";
+
 enum Source {
     Url(String),
     Client(Client),
@@ -46,7 +51,7 @@ enum Source {
 /// Configures and connects a [`MongoStore`]. Start from [`MongoStore::builder`].
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), session_core::StoreError> {
+/// # async fn example() -> Result<(), session_core::SetupError> {
 /// use std::time::Duration;
 /// use session_mongodb::MongoStore;
 ///
@@ -166,13 +171,14 @@ impl MongoStoreBuilder {
     }
 
     /// Connects and returns the store, after creating its indexes (unless skipped) or
-    /// otherwise pinging the server.
+    /// otherwise pinging the server: either way the server has answered once.
     ///
-    /// Fails with [`StoreError::Backend`] for an invalid URL (the message does not repeat
-    /// the URL, which may hold a password), an invalid database or collection name, or
-    /// indexes that conflict with existing ones; with [`StoreError::Unavailable`] when no
-    /// server answers within the time limits.
-    pub async fn connect(self) -> Result<MongoStore, StoreError> {
+    /// Fails with [`SetupError::Config`] for an invalid URL (naming `SESSION_MONGODB_URL`;
+    /// the message does not repeat the URL, which may hold a password) or an invalid
+    /// database or collection name (`SESSION_MONGODB_DB`, `SESSION_MONGODB_COLLECT`); with
+    /// [`SetupError::Store`]: [`StoreError::Unavailable`] when no server answers within the
+    /// time limits, [`StoreError::Backend`] for indexes that conflict with existing ones.
+    pub async fn connect(self) -> Result<MongoStore, SetupError> {
         validate_database_name(&self.database)?;
         validate_collection_name(&self.collection)?;
         let client = match self.source {
@@ -180,7 +186,7 @@ impl MongoStoreBuilder {
             Source::Url(ref url) => {
                 let options = self.client_options(url).await?;
                 Client::with_options(options).map_err(|error| {
-                    StoreError::backend(format!("invalid MongoDB client options: {error}"))
+                    ConfigError::new(URL_OPTION, format!("invalid client options: {error}"))
                 })?
             }
         };
@@ -196,7 +202,7 @@ impl MongoStoreBuilder {
         Ok(store)
     }
 
-    async fn client_options(&self, url: &str) -> Result<ClientOptions, StoreError> {
+    async fn client_options(&self, url: &str) -> Result<ClientOptions, SetupError> {
         // Parsing a mongodb+srv:// URL looks up DNS records: bound it like any operation.
         let parsed =
             match tokio::time::timeout(self.operation_timeout, ClientOptions::parse(url)).await {
@@ -205,16 +211,19 @@ impl MongoStoreBuilder {
                     return Err(StoreError::unavailable(format!(
                         "MongoDB URL not resolved within {:?}",
                         self.operation_timeout
-                    )))
+                    ))
+                    .into())
                 }
             };
         let mut options = parsed.map_err(|error| match map_error(error) {
-            unavailable @ StoreError::Unavailable(_) => unavailable,
+            unavailable @ StoreError::Unavailable(_) => SetupError::Store(unavailable),
             // The driver's message can quote the URL, password included.
-            _ => StoreError::backend(
-                "invalid MongoDB URL: expected mongodb://[user:password@]host[:port][,...][/[database]][?options] \
+            _ => ConfigError::new(
+                URL_OPTION,
+                "expected mongodb://[user:password@]host[:port][,...][/[database]][?options] \
                  (mongodb+srv:// needs the dns-resolver feature)",
-            ),
+            )
+            .into(),
         })?;
         if let Some(timeout) = self.server_selection_timeout {
             options.server_selection_timeout = Some(timeout);
@@ -235,23 +244,29 @@ impl MongoStoreBuilder {
 
 /// MongoDB's rules for database names, checked here so that a typo fails at start-up
 /// with the option named instead of at the first request.
-fn validate_database_name(name: &str) -> Result<(), StoreError> {
+fn validate_database_name(name: &str) -> Result<(), ConfigError> {
     let forbidden = ['/', '\\', '.', ' ', '"', '$', '\0'];
     if name.is_empty() || name.len() >= 64 || name.contains(forbidden) {
-        return Err(StoreError::backend(format!(
-            "invalid MongoDB database name {name:?} (SESSION_MONGODB_DB): it must be 1-63 bytes \
-             without / \\ . \" $, spaces or NUL"
-        )));
+        return Err(ConfigError::new(
+            DATABASE_OPTION,
+            format!(
+                "{name:?} is not a MongoDB database name: it must be 1-63 bytes without \
+                 / \\ . \" $, spaces or NUL"
+            ),
+        ));
     }
     Ok(())
 }
 
-fn validate_collection_name(name: &str) -> Result<(), StoreError> {
+fn validate_collection_name(name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || name.contains(['$', '\0']) || name.starts_with("system.") {
-        return Err(StoreError::backend(format!(
-            "invalid MongoDB collection name {name:?} (SESSION_MONGODB_COLLECT): it must be \
-             non-empty, without $ or NUL, and not start with \"system.\""
-        )));
+        return Err(ConfigError::new(
+            COLLECTION_OPTION,
+            format!(
+                "{name:?} is not a MongoDB collection name: it must be non-empty, without $ \
+                 or NUL, and not start with \"system.\""
+            ),
+        ));
     }
     Ok(())
 }
@@ -302,25 +317,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bad_urls_are_backend_errors_without_the_password() {
+    async fn bad_urls_are_config_errors_without_the_password() {
         for url in [
             "not a url",
             "http://127.0.0.1:27017",
             "mongodb://user:hunter2@[bad",
             "mongodb://user:hunter2@host:notaport",
         ] {
-            match MongoStoreBuilder::default().client_options(url).await {
-                Err(StoreError::Backend(error)) => {
+            match MongoStoreBuilder::default().url(url).connect().await {
+                Err(SetupError::Config(error)) => {
+                    assert_eq!(error.option, "SESSION_MONGODB_URL", "{url}");
                     assert!(!error.to_string().contains("hunter2"), "{error}");
-                    assert!(error.to_string().contains("invalid MongoDB URL"), "{error}");
                 }
                 other => panic!("{url}: {:?}", other.map(|_| ())),
             }
         }
     }
 
-    #[test]
-    fn names_are_validated() {
+    #[tokio::test]
+    async fn names_are_validated_before_connecting() {
         for bad in ["", "a.b", "a b", "a$b", "a/b", &"x".repeat(64)] {
             assert!(validate_database_name(bad).is_err(), "{bad:?}");
         }
@@ -329,5 +344,16 @@ mod tests {
             assert!(validate_collection_name(bad).is_err(), "{bad:?}");
         }
         assert!(validate_collection_name("sessions.web").is_ok());
+        // Port 1: a connection attempt would fail as Unavailable, not name the option.
+        let unreachable = || MongoStoreBuilder::default().url("mongodb://127.0.0.1:1");
+        for (builder, option) in [
+            (unreachable().database("a.b"), "SESSION_MONGODB_DB"),
+            (unreachable().collection("a$b"), "SESSION_MONGODB_COLLECT"),
+        ] {
+            match builder.connect().await {
+                Err(SetupError::Config(error)) => assert_eq!(error.option, option),
+                other => panic!("{option}: {:?}", other.map(|_| ())),
+            }
+        }
     }
 }

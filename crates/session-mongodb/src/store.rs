@@ -8,7 +8,7 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, IndexModel};
-use session_core::{SessionStore, StoreError, StoredEntry};
+use session_core::{SessionStore, SetupError, StoreError, StoredEntry};
 
 use crate::builder::MongoStoreBuilder;
 use crate::error::{error_code, is_duplicate_key, map_error};
@@ -42,8 +42,8 @@ const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
 /// Sessions in a MongoDB collection, in Flask-Session's document layout:
 /// `{_id: ObjectId, id: <key>, val: BinData(0, <bytes>), expiration: Date}`.
 ///
-/// Build one with [`MongoStore::builder`], [`MongoStore::from_url`] or
-/// [`MongoStore::connect_default`]. Clones share the driver's connection pool.
+/// Build one with [`MongoStore::connect`] or [`MongoStore::builder`]. Clones share the
+/// driver's connection pool.
 ///
 /// # Atomicity
 ///
@@ -80,15 +80,11 @@ impl MongoStore {
         MongoStoreBuilder::default()
     }
 
-    /// Connects to `url` with the default database, collection and time limits.
-    pub async fn from_url(url: &str) -> Result<MongoStore, StoreError> {
+    /// Connects to `url` (see [`MongoStoreBuilder::url`]) with the default database,
+    /// collection and time limits. Shorthand for
+    /// `MongoStore::builder().url(url).connect()`.
+    pub async fn connect(url: &str) -> Result<MongoStore, SetupError> {
         MongoStore::builder().url(url).connect().await
-    }
-
-    /// Connects to [`DEFAULT_URL`](crate::DEFAULT_URL) (`mongodb://127.0.0.1:27017`), like
-    /// Flask-Session's default `pymongo.MongoClient()`.
-    pub async fn connect_default() -> Result<MongoStore, StoreError> {
-        MongoStore::builder().connect().await
     }
 
     /// The driver client, for the application's own use of the same connection pool.

@@ -14,7 +14,7 @@ use session_core::testkit::SeedExt as _;
 use std::time::{Duration, Instant};
 
 use mongodb::Client;
-use session_core::{testkit, SessionStore, StoreError};
+use session_core::{testkit, SessionStore, SetupError, StoreError};
 use session_mongodb::{MongoStore, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use tokio::net::TcpListener;
 
@@ -36,9 +36,9 @@ async fn nothing_listening_is_unavailable_within_seconds() {
         common::free_port()
     );
     let started = Instant::now();
-    let result = MongoStore::from_url(&url).await;
+    let result = MongoStore::connect(&url).await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(SetupError::Store(StoreError::Unavailable(_)))),
         "{:?}",
         result.map(|_| ())
     );
@@ -52,7 +52,7 @@ async fn nothing_listening_is_unavailable_within_seconds() {
         .connect()
         .await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(SetupError::Store(StoreError::Unavailable(_)))),
         "{:?}",
         result.map(|_| ())
     );
@@ -71,12 +71,12 @@ async fn a_server_that_never_answers_is_unavailable_within_seconds() {
         }
     });
     let started = Instant::now();
-    let result = MongoStore::from_url(&format!(
+    let result = MongoStore::connect(&format!(
         "mongodb://127.0.0.1:{port}/?directConnection=true"
     ))
     .await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(SetupError::Store(StoreError::Unavailable(_)))),
         "{:?}",
         result.map(|_| ())
     );

@@ -17,7 +17,7 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::IndexModel;
-use session_core::{SessionConfig, SessionManager, SessionStore, StoreError};
+use session_core::{SessionConfig, SessionManager, SessionStore, SetupError, StoreError};
 use session_mongodb::{EXPIRATION_INDEX, ID_INDEX};
 
 /// Flask-Session's default lifetime, 31 days, in milliseconds.
@@ -229,7 +229,7 @@ async fn a_conflicting_id_index_is_reported_with_a_hint() {
         .await
         .unwrap();
     match common::builder(&name).connect().await {
-        Err(StoreError::Backend(error)) => {
+        Err(SetupError::Store(StoreError::Backend(error))) => {
             let message = error.to_string();
             assert!(message.contains("cannot create index id_1"), "{message}");
             assert!(message.contains("skip_index_creation"), "{message}");
@@ -249,7 +249,7 @@ async fn duplicate_ids_left_without_the_index_are_reported_and_deleted_together(
         .await
         .unwrap();
     match common::builder(&name).connect().await {
-        Err(StoreError::Backend(error)) => {
+        Err(SetupError::Store(StoreError::Backend(error))) => {
             assert!(error.to_string().contains("same `id`"), "{error}")
         }
         other => panic!("duplicate ids gave {other:?}"),

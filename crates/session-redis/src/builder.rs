@@ -8,13 +8,13 @@ use fred::types::config::{
     Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, TcpConfig, UnresponsiveConfig,
 };
 use fred::types::Builder;
-use session_core::StoreError;
+use session_core::{ConfigError, SetupError, StoreError};
 
 use crate::error::map_error;
 use crate::store::RedisStore;
 
-/// Where [`RedisStore::connect_default`] connects: Flask-Session's default client,
-/// `redis.Redis()`, uses the same server.
+/// Where [`RedisStoreBuilder`] connects unless told otherwise: Flask-Session's default
+/// client, `redis.Redis()`, uses the same server.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 /// Connections in the pool unless [`RedisStoreBuilder::pool_size`] says otherwise. Redis
@@ -39,10 +39,13 @@ pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 /// First pause between reconnection attempts.
 const RECONNECT_MIN_DELAY_MS: u32 = 100;
 
+/// The environment name of the URL option, named by configuration errors.
+const URL_OPTION: &str = "SESSION_REDIS_URL";
+
 /// Configures and connects a [`RedisStore`]. Start from [`RedisStore::builder`].
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), session_core::StoreError> {
+/// # async fn example() -> Result<(), session_core::SetupError> {
 /// use std::time::Duration;
 /// use session_redis::RedisStore;
 ///
@@ -54,13 +57,16 @@ const RECONNECT_MIN_DELAY_MS: u32 = 100;
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output shows the URL with any password replaced by `***`.
+#[derive(Clone)]
 pub struct RedisStoreBuilder {
     url: String,
     pool_size: usize,
     command_timeout: Duration,
     connect_timeout: Duration,
     reconnect_max_delay: Duration,
+    client_tracking: bool,
 }
 
 impl Default for RedisStoreBuilder {
@@ -71,8 +77,63 @@ impl Default for RedisStoreBuilder {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY,
+            client_tracking: true,
         }
     }
+}
+
+impl std::fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("url", &redact_password(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_max_delay", &self.reconnect_max_delay)
+            .field("client_tracking", &self.client_tracking)
+            .finish()
+    }
+}
+
+/// `url` with its secrets replaced by `***`: the password of the user information
+/// (`user:password@`, or a lone `secret@`, which Redis reads as a password) and the value
+/// of any query parameter whose name contains `password` (`sentinelPassword`). The rest
+/// (scheme, host, database, `node`s) stays, for debugging.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: nothing can be told apart from a secret, so nothing is shown.
+        return "***".to_owned();
+    };
+    let (main, query) = match rest.split_once('?') {
+        Some((main, query)) => (main, Some(query)),
+        None => (rest, None),
+    };
+    // Hosts and paths never hold an `@`: everything before the last one is user info.
+    let main = match main.rsplit_once('@') {
+        Some((user_info, host_and_path)) => {
+            let user = match user_info.split_once(':') {
+                Some((user, _password)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{user}@{host_and_path}")
+        }
+        None => main.to_owned(),
+    };
+    let mut redacted = format!("{scheme}://{main}");
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
+    }
+    redacted
 }
 
 impl RedisStoreBuilder {
@@ -117,45 +178,83 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Whether the connections ask Redis to report other writers' changes (client tracking,
+    /// RESP3; default true), which lets session-core cache sessions coherently in process.
+    /// When the server cannot (Redis before 6, or a proxy that does not pass the reports
+    /// on), the store works without it and logs a warning; set false when the application
+    /// turns session-core's cache off (`SESSION_CACHE=false`).
+    pub fn client_tracking(mut self, tracking: bool) -> Self {
+        self.client_tracking = tracking;
+        self
+    }
+
     /// Connects the pool and returns the store.
     ///
-    /// Fails with [`StoreError::Backend`] for a URL fred cannot parse (the message does not
-    /// repeat the URL, which may hold a password), and with [`StoreError::Unavailable`] when
-    /// the server cannot be reached within the connect and command timeouts. Once
-    /// connected, the store reconnects on its own after connections are lost.
-    pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let pool = self.build_pool()?;
+    /// Fails with [`SetupError::Config`] naming `SESSION_REDIS_URL` for a URL fred cannot
+    /// parse (the message does not repeat the URL, which may hold a password), and with
+    /// [`SetupError::Store`] ([`StoreError::Unavailable`]) when the server cannot be
+    /// reached within the connect and command timeouts. Once connected, the store
+    /// reconnects on its own after connections are lost.
+    pub async fn connect(self) -> Result<RedisStore, SetupError> {
+        if !self.client_tracking {
+            return Ok(RedisStore::from_pool(self.connect_pool(false).await?));
+        }
+        let pool = match self.connect_pool(true).await {
+            Ok(pool) => pool,
+            // RESP3 (HELLO 3) refused: a server before Redis 6. Sessions work without
+            // tracking; only the in-process cache is lost.
+            Err(SetupError::Store(StoreError::Backend(error))) => {
+                tracing::warn!(%error, "Redis refused RESP3; no client tracking, so sessions are not cached in process");
+                return Ok(RedisStore::from_pool(self.connect_pool(false).await?));
+            }
+            Err(other) => return Err(other),
+        };
+        let tracking = crate::tracking::Tracking::start(&pool).await;
+        Ok(RedisStore::with_tracking(pool, tracking))
+    }
+
+    /// A connected pool, speaking RESP3 when `resp3`.
+    async fn connect_pool(&self, resp3: bool) -> Result<Pool, SetupError> {
+        let pool = self.build_pool(resp3)?;
         // fred applies the connect timeout per connection; this bounds the whole start-up
         // (sentinel lookup, cluster discovery) as well.
         let limit = self.connect_timeout + self.command_timeout;
         match tokio::time::timeout(limit, pool.init()).await {
-            Ok(Ok(_connection_task)) => Ok(RedisStore::from_pool(pool)),
-            Ok(Err(error)) => Err(map_error(error)),
+            Ok(Ok(_connection_task)) => Ok(pool),
+            Ok(Err(error)) => {
+                let _ = tokio::time::timeout(self.command_timeout, pool.quit()).await;
+                Err(SetupError::Store(map_error(error)))
+            }
             Err(_) => {
                 // Stop the connection tasks still retrying in the background.
                 let _ = tokio::time::timeout(self.command_timeout, pool.quit()).await;
-                Err(StoreError::unavailable(format!(
+                Err(SetupError::Store(StoreError::unavailable(format!(
                     "no connection to Redis within {limit:?}"
-                )))
+                ))))
             }
         }
     }
 
     /// The fred pool this builder would connect, not yet connected.
-    fn build_pool(&self) -> Result<Pool, StoreError> {
+    fn build_pool(&self, resp3: bool) -> Result<Pool, SetupError> {
         // fred reads any other scheme (http://, a typo) as a standalone server.
         let scheme = self.url.split_once("://").map(|(scheme, _)| scheme);
         if !scheme.is_some_and(|s| s.starts_with("redis") || s.starts_with("valkey")) {
-            return Err(StoreError::backend(
-                "invalid Redis URL: the scheme must be redis, rediss, redis-cluster, \
-                 redis-sentinel, redis+unix or one of their rediss/valkey forms",
-            ));
+            return Err(ConfigError::new(
+                URL_OPTION,
+                "the scheme must be redis, rediss, redis-cluster, redis-sentinel, redis+unix \
+                 or one of their rediss/valkey forms",
+            )
+            .into());
         }
-        let mut config = Config::from_url(&self.url).map_err(|error| {
-            StoreError::backend(format!("invalid Redis URL: {}", error.details()))
-        })?;
+        let mut config = Config::from_url(&self.url)
+            .map_err(|error| ConfigError::new(URL_OPTION, error.details().to_string()))?;
         // Report an unreachable server at start-up instead of retrying in the background.
         config.fail_fast = true;
+        if resp3 {
+            // Client tracking pushes invalidations on the tracking connection itself.
+            config.version = fred::types::RespVersion::RESP3;
+        }
         let connection = ConnectionConfig {
             connection_timeout: self.connect_timeout,
             internal_command_timeout: self.command_timeout,
@@ -173,6 +272,9 @@ impl RedisStoreBuilder {
         };
         let performance = PerformanceConfig {
             default_command_timeout: self.command_timeout,
+            // Invalidations reach the listener through a broadcast channel; a listener that
+            // falls behind by more than this flushes the cache.
+            broadcast_channel_capacity: 4096,
             ..PerformanceConfig::default()
         };
         let max_delay_ms = u32::try_from(self.reconnect_max_delay.as_millis())
@@ -185,7 +287,7 @@ impl RedisStoreBuilder {
             .set_performance_config(performance)
             .set_policy(policy)
             .build_pool(self.pool_size)
-            .map_err(map_error)
+            .map_err(|error| SetupError::Store(map_error(error)))
     }
 }
 
@@ -214,7 +316,7 @@ mod tests {
 
     #[test]
     fn url_forms_select_the_deployment() {
-        let pool = |url: &str| RedisStoreBuilder::default().url(url).build_pool();
+        let pool = |url: &str| RedisStoreBuilder::default().url(url).build_pool(false);
         let standalone = pool("redis://127.0.0.1:6379/2").expect("standalone URL");
         assert!(!standalone.is_clustered() && !standalone.uses_sentinels());
         assert_eq!(standalone.client_config().database, Some(2));
@@ -228,25 +330,57 @@ mod tests {
     }
 
     #[test]
-    fn bad_urls_are_backend_errors_without_the_url() {
+    fn bad_urls_are_config_errors_naming_the_variable_without_the_url() {
         for url in [
             "not a url",
             "http://127.0.0.1:6379",
             "redis-sentinel://127.0.0.1:26379",
+            "redis://user:hunter2@[bad",
         ] {
-            match RedisStoreBuilder::default().url(url).build_pool() {
-                Err(StoreError::Backend(error)) => {
-                    assert!(!error.to_string().contains("127.0.0.1"), "{error}")
+            match RedisStoreBuilder::default().url(url).build_pool(true) {
+                Err(SetupError::Config(error)) => {
+                    assert_eq!(error.option, "SESSION_REDIS_URL", "{url}");
+                    let message = error.to_string();
+                    assert!(
+                        message.starts_with("invalid SESSION_REDIS_URL: "),
+                        "{message}"
+                    );
+                    assert!(!message.contains("127.0.0.1"), "{message}");
+                    assert!(!message.contains("hunter2"), "{message}");
                 }
                 other => panic!("{url}: {other:?}"),
             }
         }
-        match RedisStoreBuilder::default()
-            .url("redis://user:hunter2@[bad")
-            .build_pool()
-        {
-            Err(StoreError::Backend(error)) => assert!(!error.to_string().contains("hunter2")),
-            other => panic!("{other:?}"),
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        for (url, shown) in [
+            (
+                "redis://user:hunter2@10.0.0.5:6379/2",
+                "redis://user:***@10.0.0.5:6379/2",
+            ),
+            ("redis://:hunter2@cache", "redis://:***@cache"),
+            ("rediss://hunter2@cache:6380", "rediss://***@cache:6380"),
+            (
+                "redis-sentinel://u:hunter2@s1:26379/0?sentinelServiceName=m&node=s2:26379",
+                "redis-sentinel://u:***@s1:26379/0?sentinelServiceName=m&node=s2:26379",
+            ),
+            (
+                "redis-sentinel://s1?sentinelServiceName=m&sentinelUsername=u&sentinelPassword=hunter2",
+                "redis-sentinel://s1?sentinelServiceName=m&sentinelUsername=u&sentinelPassword=***",
+            ),
+            // Reserved characters the URL should have percent-encoded.
+            ("redis://u:hun/ter2@cache/1", "redis://u:***@cache/1"),
+            // An `@` in the password (a URL that was not percent-encoded).
+            ("redis://u:hun@ter2@cache", "redis://u:***@cache"),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("hunter2", "***"),
+        ] {
+            let debug = format!("{:?}", RedisStoreBuilder::default().url(url));
+            assert!(debug.contains(&format!("{shown:?}")), "{url}: {debug}");
+            assert!(!debug.contains("hunter2"), "{url}: {debug}");
+            assert!(!debug.contains("ter2"), "{url}: {debug}");
         }
     }
 }

@@ -6,6 +6,7 @@ mod builder;
 mod error;
 mod scripts;
 mod store;
+mod tracking;
 
 pub use builder::{
     RedisStoreBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,

@@ -2,7 +2,17 @@
 //! on the server.
 //!
 //! Each script only touches the keys it is given (`KEYS`), as Redis Cluster requires, and
-//! writes with `SET ... EX`, so the stored layout stays exactly Flask-Session's.
+//! writes with `SET ... EX`, so the stored layout stays exactly Flask-Session's. Every
+//! script that writes a key reads it back (`EXISTS`) afterwards: with client tracking
+//! (NOLOOP), a write of this connection stops Redis tracking the key for it, and a read
+//! inside a script tracks it again for the caller, so that another process's next write
+//! of the key is reported.
+
+use fred::clients::Client;
+use fred::interfaces::LuaInterface;
+use fred::types::{Key, Value};
+
+use crate::error::is_noscript;
 
 /// A Lua script and its SHA-1 digest, for `EVALSHA` with an `EVAL` fallback.
 #[derive(Clone, Debug)]
@@ -18,6 +28,23 @@ impl Script {
             sha1: fred::util::sha1_hash(source),
         }
     }
+
+    /// Runs the script on `client` by digest, sending its source when the server does not
+    /// have it cached (after a restart or `SCRIPT FLUSH`). `args` builds the arguments: a
+    /// second time only for that fallback, so the common path copies nothing.
+    pub(crate) async fn run(
+        &self,
+        client: &Client,
+        keys: &[&str],
+        args: impl Fn() -> Vec<Value>,
+    ) -> Result<Value, fred::error::Error> {
+        let keys = || keys.iter().map(|key| Key::from(*key)).collect::<Vec<Key>>();
+        match client.evalsha(self.sha1.as_str(), keys(), args()).await {
+            // EVAL also caches the script, so the next EVALSHA finds it.
+            Err(error) if is_noscript(&error) => client.eval(self.source, keys(), args()).await,
+            other => other,
+        }
+    }
 }
 
 /// KEYS[1] = key. Returns nil for a missing key, else `{value, PTTL}`: the value and its
@@ -31,12 +58,31 @@ end
 return {value, redis.call('PTTL', KEYS[1])}
 "#;
 
+/// KEYS[1] = key; ARGV = bytes, seconds. Returns 1 when written (the key was free).
+const CREATE: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then
+  redis.call('EXISTS', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
 /// KEYS[1] = key; ARGV = expected bytes, new bytes, seconds. Returns 1 when written.
 /// `GET` of a missing key is `false` in Lua, which equals no string, so a missing entry
 /// never matches.
 const COMPARE_AND_SET: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  redis.call('EXISTS', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// KEYS[1] = key; ARGV[1] = seconds. Returns 1 when the key was live and extended.
+const TOUCH: &str = r#"
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
+  redis.call('EXISTS', KEYS[1])
   return 1
 end
 return 0
@@ -53,6 +99,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('DEL', KEYS[1])
+redis.call('EXISTS', KEYS[2])
 return 1
 "#;
 
@@ -70,7 +117,9 @@ return 0
 #[derive(Clone, Debug)]
 pub(crate) struct Scripts {
     pub(crate) load: Script,
+    pub(crate) create: Script,
     pub(crate) compare_and_set: Script,
+    pub(crate) touch: Script,
     pub(crate) rotate: Script,
     pub(crate) compare_and_delete: Script,
 }
@@ -79,7 +128,9 @@ impl Scripts {
     pub(crate) fn new() -> Scripts {
         Scripts {
             load: Script::new(LOAD),
+            create: Script::new(CREATE),
             compare_and_set: Script::new(COMPARE_AND_SET),
+            touch: Script::new(TOUCH),
             rotate: Script::new(ROTATE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
         }

@@ -5,13 +5,14 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use fred::clients::{Client, Pool};
-use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
-use fred::types::{Expiration, Key, SetOptions, Value};
-use session_core::{SessionStore, StoreError, StoredEntry};
+use fred::interfaces::{ClientLike, KeysInterface};
+use fred::types::Value;
+use session_core::{InvalidationFeed, SessionStore, SetupError, StoreError, StoredEntry};
 
 use crate::builder::RedisStoreBuilder;
-use crate::error::{is_noscript, map_error, unexpected_reply};
+use crate::error::{map_error, unexpected_reply};
 use crate::scripts::{Script, Scripts};
+use crate::tracking::Tracking;
 
 /// Largest value Redis accepts in one string (its `proto-max-bulk-len` default, 512 MiB).
 /// Larger values fail with [`StoreError::TooLarge`] before anything is sent.
@@ -26,9 +27,15 @@ pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 ///   (a read-only Lua script running `GET` and `PTTL`); an empty value counts as missing,
 ///   as in Flask-Session.
 /// - [`create`](SessionStore::create) is `SET … EX … NX`, [`touch`](SessionStore::touch)
-///   is `EXPIRE`, [`delete`](SessionStore::delete) is `DEL`.
+///   is `EXPIRE`, [`delete`](SessionStore::delete) is `DEL`, each in a script that reads
+///   the key back so that client tracking keeps following it.
 /// - [`compare_and_set`](SessionStore::compare_and_set) and
 ///   [`rotate`](SessionStore::rotate) are Lua scripts, atomic on the server.
+/// - With client tracking (the default of [`RedisStoreBuilder::connect`], Redis 6 or
+///   later), Redis reports every change other writers make to a key this store read or
+///   wrote, and [`invalidations`](SessionStore::invalidations) hands those reports to
+///   session-core's cache: reads of cached sessions make no round trip. The commands for
+///   one key always use the same connection of the pool.
 /// - Scripts run with `EVALSHA`, falling back to `EVAL` when the server's script cache is
 ///   empty (after a restart or `SCRIPT FLUSH`).
 /// - In Redis Cluster, a rotation whose two keys hash to different slots cannot be one
@@ -45,6 +52,7 @@ pub struct RedisStore {
     pool: Pool,
     clustered: bool,
     scripts: Arc<Scripts>,
+    tracking: Option<Arc<Tracking>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -52,6 +60,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("pool_size", &self.pool.size())
             .field("clustered", &self.clustered)
+            .field("client_tracking", &self.tracking.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -63,15 +72,10 @@ impl RedisStore {
     }
 
     /// Connects to `url` (standalone `redis://`, `redis-cluster://` or `redis-sentinel://`,
-    /// see [`RedisStoreBuilder::url`]) with the default pool and timeouts.
-    pub async fn from_url(url: &str) -> Result<RedisStore, StoreError> {
+    /// see [`RedisStoreBuilder::url`]) with the default pool and timeouts. Shorthand for
+    /// `RedisStore::builder().url(url).connect()`.
+    pub async fn connect(url: &str) -> Result<RedisStore, SetupError> {
         RedisStore::builder().url(url).connect().await
-    }
-
-    /// Connects to [`DEFAULT_URL`](crate::DEFAULT_URL) (`redis://127.0.0.1:6379`), where
-    /// Flask-Session's default client connects.
-    pub async fn connect_default() -> Result<RedisStore, StoreError> {
-        RedisStore::builder().connect().await
     }
 
     /// A store on a pool configured by the application (the equivalent of Flask-Session's
@@ -83,7 +87,32 @@ impl RedisStore {
             clustered: pool.is_clustered(),
             pool,
             scripts: Arc::new(Scripts::new()),
+            tracking: None,
         }
+    }
+
+    /// The store on a connected pool with client tracking started on it.
+    pub(crate) fn with_tracking(pool: Pool, tracking: Option<Tracking>) -> RedisStore {
+        RedisStore {
+            tracking: tracking.map(Arc::new),
+            ..RedisStore::from_pool(pool)
+        }
+    }
+
+    /// Whether Redis reports other writers' changes to this store (client tracking is on),
+    /// so that session-core can cache sessions coherently.
+    pub fn is_tracking(&self) -> bool {
+        self.tracking.is_some()
+    }
+
+    /// The connection the commands for `key` use: always the same one, so that client
+    /// tracking's NOLOOP hides this store's own writes from itself.
+    fn client(&self, key: &str) -> &Client {
+        let clients = self.pool.clients();
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        &clients[(hash % clients.len() as u64) as usize]
     }
 
     /// A store on one connected client configured by the application (see
@@ -111,29 +140,17 @@ impl RedisStore {
         self.pool.quit().await.map_err(map_error)
     }
 
-    /// Runs a script by digest, sending its source when the server does not have it cached.
-    /// `args` builds the arguments: a second time only for that fallback, so the common path
-    /// copies nothing.
+    /// Runs `script` on the connection of its first key.
     async fn run_script(
         &self,
         script: &Script,
         keys: &[&str],
         args: impl Fn() -> Vec<Value>,
     ) -> Result<Value, StoreError> {
-        let keys = || keys.iter().map(|key| Key::from(*key)).collect::<Vec<Key>>();
-        match self
-            .pool
-            .evalsha(script.sha1.as_str(), keys(), args())
+        script
+            .run(self.client(keys[0]), keys, args)
             .await
-        {
-            // EVAL also caches the script, so the next EVALSHA finds it.
-            Err(error) if is_noscript(&error) => self
-                .pool
-                .eval(script.source, keys(), args())
-                .await
-                .map_err(map_error),
-            other => other.map_err(map_error),
-        }
+            .map_err(map_error)
     }
 
     /// [`run_script`](Self::run_script) for the scripts that answer 0 or 1.
@@ -234,14 +251,10 @@ impl SessionStore for RedisStore {
 
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         check_size(value.len())?;
-        let expire = Some(Expiration::EX(ttl_seconds(ttl)));
-        let reply: Value = self
-            .pool
-            .set(key, value, expire, Some(SetOptions::NX), false)
-            .await
-            .map_err(map_error)?;
-        // "OK" when written, nil when the key exists.
-        Ok(!reply.is_null())
+        self.run_flag_script(&self.scripts.create, &[key], || {
+            vec![Value::from(value), Value::from(ttl_seconds(ttl))]
+        })
+        .await
     }
 
     async fn compare_and_set(
@@ -259,16 +272,14 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let existed: i64 = self
-            .pool
-            .expire(key, ttl_seconds(ttl), None)
-            .await
-            .map_err(map_error)?;
-        Ok(existed == 1)
+        self.run_flag_script(&self.scripts.touch, &[key], || {
+            vec![Value::from(ttl_seconds(ttl))]
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let _: i64 = self.pool.del(key).await.map_err(map_error)?;
+        let _: i64 = self.client(key).del(key).await.map_err(map_error)?;
         Ok(())
     }
 
@@ -298,10 +309,23 @@ impl SessionStore for RedisStore {
             return session_core::rotate_in_steps(self, old_key, expected, new_key, value, ttl)
                 .await;
         }
-        self.run_flag_script(&self.scripts.rotate, &[old_key, new_key], || {
-            script_args(expected, value, ttl)
-        })
-        .await
+        // On the new key's connection, which its later commands use.
+        let reply = self
+            .scripts
+            .rotate
+            .run(self.client(new_key), &[old_key, new_key], || {
+                script_args(expected, value, ttl)
+            })
+            .await
+            .map_err(map_error)?;
+        reply
+            .as_i64()
+            .map(|flag| flag == 1)
+            .ok_or_else(|| unexpected_reply("EVALSHA", &reply))
+    }
+
+    fn invalidations(&self) -> Option<InvalidationFeed> {
+        self.tracking.as_ref().map(|tracking| tracking.feed.clone())
     }
 }
 

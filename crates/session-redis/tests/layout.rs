@@ -40,7 +40,7 @@ async fn assert_fresh_ttl(client: &Client, key: &str) {
 #[tokio::test]
 async fn sessions_are_stored_as_flask_session_stores_them() {
     let server = common::PrivateRedis::start().await;
-    let store = RedisStore::from_url(&server.url()).await.unwrap();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
     let manager = SessionManager::new(store, SessionConfig::default());
     let raw = raw_client(&server.url()).await;
 
@@ -83,7 +83,7 @@ async fn sessions_are_stored_as_flask_session_stores_them() {
 #[tokio::test]
 async fn sessions_written_by_flask_are_read_and_updated_in_place() {
     let server = common::PrivateRedis::start().await;
-    let store = RedisStore::from_url(&server.url()).await.unwrap();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
     let manager = SessionManager::new(store, SessionConfig::default());
     let raw = raw_client(&server.url()).await;
 
@@ -132,7 +132,7 @@ async fn sessions_written_by_flask_are_read_and_updated_in_place() {
 #[tokio::test]
 async fn an_empty_flask_value_starts_a_new_session() {
     let server = common::PrivateRedis::start().await;
-    let store = RedisStore::from_url(&server.url()).await.unwrap();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
     let manager = SessionManager::new(store, SessionConfig::default());
     let raw = raw_client(&server.url()).await;
     let id = SessionId::generate(32).unwrap().to_string();

@@ -130,7 +130,9 @@ async fn unreachable_server_fails_fast_with_unavailable() {
         .connect()
         .await;
     match result {
-        Err(session_core::StoreError::Unavailable(_)) => {}
+        Err(error @ session_core::SetupError::Store(session_core::StoreError::Unavailable(_))) => {
+            assert!(error.is_unavailable())
+        }
         other => panic!("connecting to a closed port gave {other:?}"),
     }
     assert!(

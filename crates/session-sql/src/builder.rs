@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use session_core::ConfigError;
+use session_core::{ConfigError, SetupError};
 
-use crate::error::{map_error, SetupError};
+use crate::error::{map_error, TableUnusable};
 use crate::pool::{on_pool, SqlPool};
 use crate::queries::Queries;
 use crate::schema::{Backend, TableOptions};
@@ -24,10 +24,14 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// is better answered "unavailable" than left hanging on a database that is down.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The environment name of the database URL, named by configuration errors.
+const URL_OPTION: &str = "SESSION_SQL_URL";
+
 /// Configures and builds a [`SqlStore`]. Start from [`SqlStore::builder`].
 ///
 /// | Option | Default | Flask-Session |
 /// |---|---|---|
+/// | [`url`](Self::url) | none (required by [`connect`](Self::connect)) | `SQLALCHEMY_DATABASE_URI` (ours: `SESSION_SQL_URL`) |
 /// | [`table`](Self::table) | `sessions` | `SESSION_SQLALCHEMY_TABLE` |
 /// | [`schema`](Self::schema) | none | `SESSION_SQLALCHEMY_SCHEMA` |
 /// | [`sequence`](Self::sequence) | none | `SESSION_SQLALCHEMY_SEQUENCE` |
@@ -38,19 +42,24 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// | [`acquire_timeout`](Self::acquire_timeout) | 5 s | — |
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), session_sql::SetupError> {
+/// # async fn example() -> Result<(), session_core::SetupError> {
 /// use session_sql::SqlStore;
 ///
 /// let store = SqlStore::builder()
+///     .url("postgres://sessions:sessions@127.0.0.1:5432/sessions")
 ///     .table("flask_sessions")
 ///     .schema("web")
 ///     .cleanup_batch_size(500)
-///     .connect("postgres://sessions:sessions@127.0.0.1:5432/sessions")
+///     .connect()
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output names the database the URL points at, never the URL (which may hold
+/// a password).
+#[derive(Clone)]
 pub struct SqlStoreBuilder {
+    url: Option<String>,
     table: TableOptions,
     table_exists: bool,
     cleanup_batch_size: u32,
@@ -61,6 +70,7 @@ pub struct SqlStoreBuilder {
 impl Default for SqlStoreBuilder {
     fn default() -> Self {
         SqlStoreBuilder {
+            url: None,
             table: TableOptions::default(),
             table_exists: false,
             cleanup_batch_size: DEFAULT_CLEANUP_BATCH_SIZE,
@@ -70,7 +80,34 @@ impl Default for SqlStoreBuilder {
     }
 }
 
+impl std::fmt::Debug for SqlStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let database = self.url.as_deref().map(Backend::from_url);
+        f.debug_struct("SqlStoreBuilder")
+            .field("database", &database)
+            .field("table", &self.table)
+            .field("table_exists", &self.table_exists)
+            .field("cleanup_batch_size", &self.cleanup_batch_size)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
 impl SqlStoreBuilder {
+    /// The database [`connect`](Self::connect) opens a pool for:
+    /// `postgres://user:password@host:5432/db` (also `postgresql://`),
+    /// `mysql://user:password@host:3306/db` (also `mariadb://`), `sqlite://path/file.db`
+    /// (add `?mode=rwc` to create a missing file) and `sqlite::memory:`. PostgreSQL and
+    /// MySQL URLs may carry an SQLAlchemy driver suffix (`postgresql+psycopg://`), which
+    /// is ignored, so a Flask app's `SQLALCHEMY_DATABASE_URI` works as is. An in-memory
+    /// SQLite database lives in one connection that the pool keeps open for the store's
+    /// lifetime. Not used by [`with_pool`](Self::with_pool).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
     /// The table name (default `sessions`). See [`TableOptions::table`].
     pub fn table(mut self, name: impl Into<String>) -> Self {
         self.table = self.table.table(name);
@@ -150,26 +187,27 @@ impl SqlStoreBuilder {
         Ok(())
     }
 
-    /// Opens a pool for `url` and builds the store (see [`with_pool`](Self::with_pool)).
+    /// Opens a pool for the [`url`](Self::url) and builds the store (see
+    /// [`with_pool`](Self::with_pool)).
     ///
-    /// URLs: `postgres://user:password@host:5432/db` (also `postgresql://`),
-    /// `mysql://user:password@host:3306/db` (also `mariadb://`), `sqlite://path/file.db`
-    /// (add `?mode=rwc` to create a missing file) and `sqlite::memory:`. PostgreSQL and
-    /// MySQL URLs may carry an SQLAlchemy driver suffix (`postgresql+psycopg://`), which
-    /// is ignored. An in-memory SQLite database lives in one connection that the pool
-    /// keeps open for the store's lifetime.
-    ///
-    /// Fails with [`SetupError::InvalidUrl`] for an unknown scheme, a malformed URL or a
-    /// database whose cargo feature is off, and [`SetupError::Store`] with
-    /// [`StoreError::Unavailable`](session_core::StoreError::Unavailable) when the server cannot be reached within the
-    /// acquire timeout.
-    pub async fn connect(self, url: &str) -> Result<SqlStore, SetupError> {
+    /// Fails with [`SetupError::Config`] naming `SESSION_SQL_URL` for a missing URL, an
+    /// unknown scheme, a malformed URL or a database whose cargo feature is off (the
+    /// message never repeats the URL), naming the option for other invalid options, and
+    /// with [`SetupError::Store`] ([`StoreError::Unavailable`](session_core::StoreError::Unavailable))
+    /// when the server cannot be reached within the acquire timeout.
+    pub async fn connect(self) -> Result<SqlStore, SetupError> {
         self.validate()?;
+        let url = self.url.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                URL_OPTION,
+                "no database URL (postgres://, mysql://, sqlite://) was given",
+            )
+        })?;
         let backend = Backend::from_url(url).ok_or_else(|| {
-            SetupError::InvalidUrl(
+            ConfigError::new(
+                URL_OPTION,
                 "unsupported scheme; expected postgres://, postgresql://, mysql://, \
-                 mariadb:// or sqlite:"
-                    .to_owned(),
+                 mariadb:// or sqlite:",
             )
         })?;
         let url = without_driver_suffix(url);
@@ -181,7 +219,7 @@ impl SqlStoreBuilder {
     async fn open_pool(&self, backend: Backend, url: &str) -> Result<SqlPool, SetupError> {
         use std::str::FromStr;
 
-        let invalid_url = |error: sqlx::Error| SetupError::InvalidUrl(error.to_string());
+        let invalid_url = |error: sqlx::Error| ConfigError::new(URL_OPTION, error.to_string());
         let opened = |error: sqlx::Error| SetupError::Store(map_error(error));
         match backend {
             #[cfg(feature = "postgres")]
@@ -226,10 +264,14 @@ impl SqlStoreBuilder {
                 Ok(SqlPool::Sqlite(pool))
             }
             #[allow(unreachable_patterns)]
-            other => Err(SetupError::InvalidUrl(format!(
-                "{other:?} support is not compiled in; enable the `{}` feature of session-sql",
-                other.cargo_feature()
-            ))),
+            other => Err(ConfigError::new(
+                URL_OPTION,
+                format!(
+                    "{other:?} support is not compiled in; enable the `{}` feature of session-sql",
+                    other.cargo_feature()
+                ),
+            )
+            .into()),
         }
     }
 
@@ -251,6 +293,8 @@ impl SqlStoreBuilder {
     /// expiry index when missing ([`SqlStore::create_table_sql`]). Then checks that the
     /// table has Flask-Session's columns and, on MySQL/MariaDB, reads the size of the
     /// `data` column so that oversized values fail with [`StoreError::TooLarge`](session_core::StoreError::TooLarge).
+    // `mut`: only the MySQL branch changes the options (no sequences there).
+    #[cfg_attr(not(feature = "mysql"), allow(unused_mut))]
     pub async fn with_pool(mut self, pool: impl Into<SqlPool>) -> Result<SqlStore, SetupError> {
         self.validate()?;
         let pool = pool.into();
@@ -271,9 +315,14 @@ impl SqlStoreBuilder {
             create_table(&pool, &self.table).await?;
         }
         let probe = Queries::new(backend, &self.table).probe;
-        let missing = |error: sqlx::Error| SetupError::Table {
-            table: self.table.qualified_table(backend),
-            source: map_error(error),
+        let missing = |source: sqlx::Error| {
+            SetupError::Store(
+                TableUnusable {
+                    table: self.table.qualified_table(backend),
+                    source,
+                }
+                .into_store_error(),
+            )
         };
         on_pool!(&pool, typed, _stamp, _expiry => {
             sqlx::query(&probe).fetch_optional(typed).await.map_err(missing)?;
@@ -434,24 +483,43 @@ mod tests {
 
     #[tokio::test]
     async fn bad_options_fail_before_connecting() {
+        let option_of = |error: SetupError| match error {
+            SetupError::Config(config) => config.option,
+            other => panic!("not a configuration error: {other}"),
+        };
         let error = SqlStore::builder()
+            .url("postgres://127.0.0.1:1/none")
             .table("sessions; DROP TABLE x")
-            .connect("postgres://127.0.0.1:1/none")
+            .connect()
             .await
             .unwrap_err();
-        assert!(
-            matches!(&error, SetupError::Config(c) if c.option == "SESSION_SQLALCHEMY_TABLE"),
-            "{error}"
-        );
+        assert_eq!(option_of(error), "SESSION_SQLALCHEMY_TABLE");
         let error = SqlStore::builder()
+            .url("sqlite::memory:")
             .cleanup_batch_size(0)
-            .connect("sqlite::memory:")
+            .connect()
             .await
             .unwrap_err();
-        assert!(error.to_string().contains("cleanup_batch_size"), "{error}");
-        let error = SqlStore::connect("redis://127.0.0.1:6379")
-            .await
-            .unwrap_err();
-        assert!(matches!(error, SetupError::InvalidUrl(_)), "{error}");
+        assert_eq!(option_of(error), "cleanup_batch_size");
+        for url in [
+            "redis://127.0.0.1:6379",
+            "no scheme",
+            "postgres://user:hunter2@[::1/db",
+        ] {
+            let error = SqlStore::connect(url).await.unwrap_err();
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+            assert_eq!(option_of(error), "SESSION_SQL_URL", "{url}");
+        }
+        let error = SqlStore::builder().connect().await.unwrap_err();
+        assert_eq!(option_of(error), "SESSION_SQL_URL");
+    }
+
+    #[test]
+    fn debug_output_names_the_database_not_the_url() {
+        let builder = SqlStore::builder().url("postgresql+psycopg://u:hunter2@db/app");
+        let debug = format!("{builder:?}");
+        assert!(debug.contains("Postgres"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("db/app"), "{debug}");
     }
 }

@@ -1,38 +1,43 @@
-//! sqlx's errors mapped onto [`StoreError`], and the errors of building a store.
+//! sqlx's errors mapped onto [`StoreError`], and the error of a table that cannot be used.
 
-use session_core::{ConfigError, StoreError};
+use std::fmt;
+
+use session_core::StoreError;
 use sqlx::error::DatabaseError;
 
-/// Why a [`SqlStore`](crate::SqlStore) could not be built.
-///
-/// The `Display` text never contains the connection URL (it may hold a password).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SetupError {
-    /// An option is invalid; the message names it.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The connection URL cannot be used.
-    #[error("invalid database URL: {0}")]
-    InvalidUrl(String),
-    /// The database could not be reached, or refused a statement while preparing the table.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// With `table_exists`, the table is missing or lacks Flask-Session's columns.
-    #[error("session table {table} cannot be used: {source}")]
-    Table {
-        /// The table, schema-qualified when a schema is set.
-        table: String,
-        /// What the database answered.
-        #[source]
-        source: StoreError,
-    },
+/// The session table is missing or lacks Flask-Session's columns: names the table, keeps
+/// what the database answered as the source.
+#[derive(Debug)]
+pub(crate) struct TableUnusable {
+    /// The table, schema-qualified when a schema is set.
+    pub(crate) table: String,
+    pub(crate) source: sqlx::Error,
 }
 
-impl SetupError {
-    /// True when the database could not be reached (as opposed to a wrong setting).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, SetupError::Store(StoreError::Unavailable(_)))
+impl fmt::Display for TableUnusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "session table {} cannot be used: {}",
+            self.table, self.source
+        )
+    }
+}
+
+impl std::error::Error for TableUnusable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl TableUnusable {
+    /// `Unavailable` when the database went away meanwhile, `Backend` otherwise.
+    pub(crate) fn into_store_error(self) -> StoreError {
+        if is_unavailable(&self.source) {
+            StoreError::unavailable(self)
+        } else {
+            StoreError::backend(self)
+        }
     }
 }
 
@@ -161,17 +166,19 @@ mod tests {
     }
 
     #[test]
-    fn setup_errors_say_what_is_wrong() {
-        let error = SetupError::from(ConfigError {
-            option: "SESSION_SQLALCHEMY_TABLE",
-            message: "the name is empty".into(),
-        });
-        assert_eq!(
-            error.to_string(),
-            "invalid SESSION_SQLALCHEMY_TABLE: the name is empty"
-        );
-        assert!(!error.is_unavailable());
-        let error = SetupError::from(map_error(sqlx::Error::PoolTimedOut));
-        assert!(error.is_unavailable());
+    fn a_missing_table_is_named() {
+        let error = TableUnusable {
+            table: "\"web\".\"sessions\"".to_owned(),
+            source: sqlx::Error::ColumnNotFound("expiry".into()),
+        };
+        assert!(error
+            .to_string()
+            .starts_with("session table \"web\".\"sessions\" cannot be used: "));
+        assert_eq!(kind_of(error.into_store_error()), "backend");
+        let error = TableUnusable {
+            table: "t".to_owned(),
+            source: sqlx::Error::PoolTimedOut,
+        };
+        assert_eq!(kind_of(error.into_store_error()), "unavailable");
     }
 }

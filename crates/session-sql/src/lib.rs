@@ -16,7 +16,6 @@ mod store;
 pub use builder::{
     SqlStoreBuilder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CLEANUP_BATCH_SIZE, DEFAULT_MAX_CONNECTIONS,
 };
-pub use error::SetupError;
 pub use pool::SqlPool;
 pub use schema::{
     Backend, TableOptions, DEFAULT_TABLE, MAX_IDENTIFIER_LEN, MAX_KEY_CHARS, MYSQL_BLOB_MAX,

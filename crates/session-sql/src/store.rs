@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{ConfigError, SessionStore, StoreError, StoredEntry};
+use session_core::{ConfigError, SessionStore, SetupError, StoreError, StoredEntry};
 use sqlx::Row;
 
 use crate::builder::SqlStoreBuilder;
 use crate::clock;
-use crate::error::{is_data_too_long, is_retryable, is_unique_violation, map_error, SetupError};
+use crate::error::{is_data_too_long, is_retryable, is_unique_violation, map_error};
 use crate::pool::{on_pool, SqlPool};
 use crate::queries::Queries;
 use crate::schema::{Backend, TableOptions, MAX_KEY_CHARS};
@@ -93,10 +93,11 @@ impl SqlStore {
         SqlStoreBuilder::default()
     }
 
-    /// Connects to `url` (`postgres://`, `mysql://`, `mariadb://`, `sqlite:`) with the
-    /// default options and creates the table if it does not exist.
+    /// Connects to `url` (`postgres://`, `mysql://`, `mariadb://`, `sqlite:`; see
+    /// [`SqlStoreBuilder::url`]) with the default options and creates the table if it does
+    /// not exist. Shorthand for `SqlStore::builder().url(url).connect()`.
     pub async fn connect(url: &str) -> Result<SqlStore, SetupError> {
-        SqlStore::builder().connect(url).await
+        SqlStore::builder().url(url).connect().await
     }
 
     /// Uses a pool you own, with the default options, and creates the table if it does not

@@ -9,9 +9,9 @@ use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use common::{assert_near, mysql, save_through_manager, stored, utc_in, LIFETIME};
-use session_core::{SessionStore, StoreError};
+use session_core::{SessionStore, SetupError, StoreError};
 use session_sql::sqlx::{self, Row};
-use session_sql::{SetupError, SqlPool, SqlStore, MYSQL_BLOB_MAX};
+use session_sql::{SqlPool, SqlStore, MYSQL_BLOB_MAX};
 use time::PrimitiveDateTime;
 
 // Flask-Session's `data BLOB` holds at most 65 535 bytes.
@@ -222,7 +222,8 @@ async fn oversized_values_are_too_large_not_truncated() {
     let small = SqlStore::builder()
         .table("small_blob_mysql")
         .table_exists(true)
-        .connect(&common::mysql_url())
+        .url(common::mysql_url())
+        .connect()
         .await
         .expect("store");
     assert_eq!(small.max_value_bytes(), Some(255));
@@ -291,7 +292,8 @@ async fn injected_names_are_rejected_before_any_sql() {
         ),
     ] {
         let error = builder
-            .connect(&common::mysql_url())
+            .url(common::mysql_url())
+            .connect()
             .await
             .expect_err("bad name accepted");
         assert!(
@@ -305,7 +307,8 @@ async fn injected_names_are_rejected_before_any_sql() {
 async fn unreachable_server_is_unavailable() {
     let error = SqlStore::builder()
         .acquire_timeout(Duration::from_millis(500))
-        .connect("mysql://sessions:sessions@127.0.0.1:1/sessions")
+        .url("mysql://sessions:sessions@127.0.0.1:1/sessions")
+        .connect()
         .await
         .expect_err("nothing listens on port 1");
     assert!(error.is_unavailable(), "{error}");

@@ -9,9 +9,9 @@ use session_core::testkit::SeedExt as _;
 use std::time::Duration;
 
 use common::{assert_near, postgres, save_through_manager, stored, utc_in, utc_now, LIFETIME};
-use session_core::{SessionStore, StoreError};
+use session_core::{SessionStore, SetupError, StoreError};
 use session_sql::sqlx::{self, Row};
-use session_sql::{SetupError, SqlPool, SqlStore};
+use session_sql::{SqlPool, SqlStore};
 use time::PrimitiveDateTime;
 
 session_core::store_conformance_tests!(
@@ -260,14 +260,20 @@ async fn table_exists_skips_creation_and_checks_the_table() {
     let error = SqlStore::builder()
         .table("missing_pg")
         .table_exists(true)
-        .connect(&common::postgres_url())
+        .url(common::postgres_url())
+        .connect()
         .await
         .expect_err("a missing table must be reported");
     assert!(
-        matches!(&error, SetupError::Table { table, .. } if table == "\"missing_pg\""),
+        matches!(&error, SetupError::Store(StoreError::Backend(_))),
         "{error}"
     );
-    assert!(error.to_string().contains("missing_pg"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("session table \"missing_pg\" cannot be used"),
+        "{error}"
+    );
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('missing_pg') IS NOT NULL")
         .fetch_one(pg(&admin))
         .await
@@ -307,7 +313,8 @@ async fn injected_names_are_rejected_before_any_sql() {
     for (name, option) in cases {
         let error = SqlStore::builder()
             .table(name)
-            .connect(&common::postgres_url())
+            .url(common::postgres_url())
+            .connect()
             .await
             .expect_err("bad table name accepted");
         assert!(
@@ -317,7 +324,8 @@ async fn injected_names_are_rejected_before_any_sql() {
     }
     let error = SqlStore::builder()
         .schema("public\"; DROP TABLE x; --")
-        .connect(&common::postgres_url())
+        .url(common::postgres_url())
+        .connect()
         .await
         .expect_err("bad schema accepted");
     assert!(
@@ -326,7 +334,8 @@ async fn injected_names_are_rejected_before_any_sql() {
     );
     let error = SqlStore::builder()
         .sequence("s'); DROP TABLE x; --")
-        .connect(&common::postgres_url())
+        .url(common::postgres_url())
+        .connect()
         .await
         .expect_err("bad sequence accepted");
     assert!(
@@ -397,7 +406,8 @@ async fn overlong_and_nul_keys_are_invalid_keys() {
 async fn unreachable_server_is_unavailable() {
     let error = SqlStore::builder()
         .acquire_timeout(Duration::from_millis(500))
-        .connect("postgres://sessions:sessions@127.0.0.1:1/sessions")
+        .url("postgres://sessions:sessions@127.0.0.1:1/sessions")
+        .connect()
         .await
         .expect_err("nothing listens on port 1");
     assert!(error.is_unavailable(), "{error}");

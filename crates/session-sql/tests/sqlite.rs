@@ -12,9 +12,9 @@ use common::{
     assert_near, save_through_manager, sqlite_file, sqlite_memory, sqlite_text, stored, utc_in,
     LIFETIME,
 };
-use session_core::SessionStore;
+use session_core::{SessionStore, SetupError};
 use session_sql::sqlx::{self, Row};
-use session_sql::{SetupError, SqlPool, SqlStore};
+use session_sql::{SqlPool, SqlStore};
 
 /// The conformance kit's database file, removed once when the process first uses it.
 fn conformance_file() -> &'static std::path::Path {
@@ -286,7 +286,8 @@ async fn missing_file_without_create_mode_is_an_error_not_a_new_database() {
     let _ = std::fs::remove_file(&path);
     let error = SqlStore::builder()
         .acquire_timeout(Duration::from_millis(500))
-        .connect(&format!("sqlite://{}", path.display()))
+        .url(format!("sqlite://{}", path.display()))
+        .connect()
         .await
         .expect_err("opening a missing file without mode=rwc");
     assert!(matches!(error, SetupError::Store(_)), "{error}");
@@ -311,7 +312,8 @@ async fn bad_names_are_rejected() {
         ),
     ] {
         let error = builder
-            .connect("sqlite::memory:")
+            .url("sqlite::memory:")
+            .connect()
             .await
             .expect_err("bad name accepted");
         assert!(

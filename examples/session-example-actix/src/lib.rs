@@ -1,6 +1,7 @@
 //! An actix-web app with server-side sessions, used by `cargo run -p session-example-actix`
 //! and by the HTTP-level test suite. It has the endpoints, the environment variables and the
-//! behaviour of the axum example (`session-example`), whose store selection it reuses.
+//! behaviour of the axum example (`session-example`); both get their store from
+//! `session-any`.
 //!
 //! | request | effect | response |
 //! |---|---|---|
@@ -31,8 +32,6 @@ use serde::Deserialize;
 use session_actix::{
     ErrorResponse, Session, SessionError, SessionManager, SessionMiddleware, StoreError,
 };
-
-pub use session_example::{store_from_env, store_from_lookup, DEFAULT_REDIS_URL};
 
 /// Largest request body accepted, as axum's default body limit (actix-web's own default
 /// is 256 KiB).

@@ -1,9 +1,9 @@
 //! `cargo run -p session-example`: serves the example app on 127.0.0.1:3000.
 //!
-//! Environment: `HOST` (default 127.0.0.1), `PORT` (default 3000), `SESSION_TYPE` and
-//! `SESSION_FILE_DIR` (see `store_from_env`), every Flask-Session option read by
-//! `SessionConfig::from_env` (`SESSION_COOKIE_NAME`, `SESSION_PERMANENT`, ...), and
-//! `RUST_LOG` for the log filter (default `info`).
+//! Environment: `HOST` (default 127.0.0.1), `PORT` (default 3000), `SESSION_TYPE` and the
+//! store's variables (read by `session_any::AnyStore::from_env`), every Flask-Session
+//! option read by `SessionConfig::from_env` (`SESSION_COOKIE_NAME`, `SESSION_PERMANENT`,
+//! ...), and `RUST_LOG` for the log filter (default `info`).
 
 use std::process::ExitCode;
 
@@ -28,8 +28,9 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     // A ConfigError's message names the option, e.g. "invalid SESSION_ID_LENGTH: ...".
     let config = SessionConfig::from_env()?;
-    let store = session_example::store_from_env().await?;
-    let manager = SessionManager::from_shared(store, config);
+    // SESSION_TYPE picks the store; a SetupError names the variable at fault.
+    let store = session_any::AnyStore::from_env().await?;
+    let manager = SessionManager::from_shared(store.into_shared(), config);
 
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
     let port = match std::env::var("PORT") {

@@ -10,7 +10,6 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
 use session_core::{SessionConfig, SessionManager};
-use session_redis::RedisStore;
 
 use super::ServerKind;
 
@@ -28,10 +27,8 @@ async fn serve(kind: ServerKind, redis_url: &str) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     let server = match kind {
         ServerKind::OursActix => {
-            let store = RedisStore::from_url(redis_url)
-                .await
-                .context("session-redis cannot connect")?;
-            let manager = SessionManager::new(store, SessionConfig::default());
+            let store = super::ours::store(redis_url).await?;
+            let manager = SessionManager::from_shared(store, SessionConfig::default());
             HttpServer::new(move || session_example_actix::app(manager.clone()))
                 .listen(listener)?
                 .run()

@@ -29,7 +29,8 @@ pub enum ServerKind {
     RedisRs,
     /// (a) tower-sessions with tower-sessions-redis-store, as its documentation shows.
     TowerSessions,
-    /// The library: `session_example::app` on `session_redis::RedisStore`, default config.
+    /// The library: `session_example::app` on `session_redis::RedisStore` (built by
+    /// session-any from `SESSION_TYPE=redis`), default config.
     Ours,
     /// (d) actix-session with its Redis store, as its documentation shows.
     ActixSession,

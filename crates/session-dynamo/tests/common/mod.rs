@@ -11,6 +11,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
@@ -18,6 +19,8 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::Client;
 use session_dynamo::{DynamoStore, DynamoStoreBuilder};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000";
 /// moto counts a binary attribute written by UpdateItem in base64 (4/3 of its size)
@@ -79,7 +82,7 @@ pub fn builder(module_table: &str) -> DynamoStoreBuilder {
 /// The store for a test module, failing the test with instructions when DynamoDB cannot
 /// be reached.
 pub async fn store(module_table: &str) -> DynamoStore {
-    match builder(module_table).build().await {
+    match builder(module_table).connect().await {
         Ok(store) => store,
         Err(error) => panic!("cannot use {}: {error}", where_dynamodb_is()),
     }
@@ -153,4 +156,70 @@ impl Intercept for Recorder {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
+}
+
+/// The emulator's address (`DYNAMODB_ENDPOINT`, default 127.0.0.1:8000): what a [`Relay`]
+/// forwards to.
+pub async fn emulator_address() -> SocketAddr {
+    let url = endpoint().unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    let authority = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("the relay needs an http:// emulator, not {url}"))
+        .trim_end_matches('/');
+    tokio::net::lookup_host(authority)
+        .await
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .unwrap_or_else(|| panic!("cannot resolve {authority}: {}", where_dynamodb_is()))
+}
+
+/// A TCP relay from a local port to the emulator. A store built through it works like one
+/// built on the emulator; after [`cut`](Relay::cut) every call finds nothing listening,
+/// as when the server goes away.
+pub struct Relay {
+    pub port: u16,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    pub async fn start() -> Relay {
+        let upstream = emulator_address().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let task = tokio::spawn(async move {
+            // Dropping the set (when this task is aborted) aborts every relayed connection.
+            let mut connections = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay {
+            port,
+            task: Some(task),
+        }
+    }
+
+    /// The relay as a DynamoDB endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes the listener and every relayed connection.
+    pub async fn cut(&mut self) {
+        let task = self.task.take().expect("relay running");
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub struct TempStore {
 impl TempStore {
     pub fn new() -> TempStore {
         let temp = tempfile::tempdir().expect("temporary directory");
-        let store = FileStore::new(temp.path().join("flask_session")).expect("open store");
+        let store = FileStore::open(temp.path().join("flask_session")).expect("open store");
         TempStore { store, temp }
     }
 

@@ -24,12 +24,13 @@ pub fn shared_servers() -> String {
 /// reached.
 pub async fn shared_store() -> MemcachedStore {
     let servers = shared_servers();
-    let store = MemcachedStore::from_servers(&servers)
-        .unwrap_or_else(|error| panic!("MEMCACHED_SERVERS={servers:?} is invalid: {error}"));
-    if let Err(error) = store.ping().await {
-        panic!("memcached at {servers} is not reachable ({error}); {START_HINT}");
+    match MemcachedStore::connect(&servers).await {
+        Ok(store) => store,
+        Err(error) if error.is_unavailable() => {
+            panic!("memcached at {servers} is not reachable ({error}); {START_HINT}")
+        }
+        Err(error) => panic!("MEMCACHED_SERVERS={servers:?} is invalid: {error}"),
     }
-    store
 }
 
 /// A raw text-protocol connection, independent of the code under test.

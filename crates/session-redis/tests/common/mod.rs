@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 /// the deployment (`redis`, `redis-cluster`, `redis-sentinel`).
 pub async fn connect(var: &str, default: &str, service: &str) -> RedisStore {
     let url = std::env::var(var).unwrap_or_else(|_| default.to_owned());
-    match RedisStore::from_url(&url).await {
+    match RedisStore::connect(&url).await {
         Ok(store) => store,
         Err(error) => panic!(
             "cannot connect to Redis at {url} ({var}): {error}; \

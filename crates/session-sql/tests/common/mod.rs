@@ -25,7 +25,7 @@ pub fn mysql_url() -> String {
 /// A store on the test PostgreSQL server; fails the test with how to start the server.
 pub async fn postgres(builder: SqlStoreBuilder) -> SqlStore {
     let url = postgres_url();
-    builder.connect(&url).await.unwrap_or_else(|error| {
+    builder.url(&url).connect().await.unwrap_or_else(|error| {
         panic!(
             "PostgreSQL at {url} is not usable: {error}. \
              Start it with `cargo xtask services up postgres`"
@@ -36,7 +36,7 @@ pub async fn postgres(builder: SqlStoreBuilder) -> SqlStore {
 /// A store on the test MariaDB/MySQL server; fails the test with how to start the server.
 pub async fn mysql(builder: SqlStoreBuilder) -> SqlStore {
     let url = mysql_url();
-    builder.connect(&url).await.unwrap_or_else(|error| {
+    builder.url(&url).connect().await.unwrap_or_else(|error| {
         panic!(
             "MariaDB/MySQL at {url} is not usable: {error}. \
              Start it with `cargo xtask services up mariadb`"
@@ -47,7 +47,8 @@ pub async fn mysql(builder: SqlStoreBuilder) -> SqlStore {
 /// A store on a fresh in-memory SQLite database.
 pub async fn sqlite_memory(builder: SqlStoreBuilder) -> SqlStore {
     builder
-        .connect("sqlite::memory:")
+        .url("sqlite::memory:")
+        .connect()
         .await
         .unwrap_or_else(|error| panic!("in-memory SQLite: {error}"))
 }
@@ -63,7 +64,8 @@ pub fn sqlite_path(name: &str) -> std::path::PathBuf {
 pub async fn sqlite_file(path: &std::path::Path, builder: SqlStoreBuilder) -> SqlStore {
     let url = format!("sqlite://{}?mode=rwc", path.display());
     builder
-        .connect(&url)
+        .url(&url)
+        .connect()
         .await
         .unwrap_or_else(|error| panic!("SQLite file {}: {error}", path.display()))
 }

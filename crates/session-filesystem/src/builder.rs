@@ -1,0 +1,202 @@
+//! [`FileStoreBuilder`]: the directory and the lock timeout, checked when the store opens.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::{ConfigError, SetupError};
+
+use crate::error::io_error;
+use crate::{lock, FileStore, Inner, DEFAULT_LOCK_TIMEOUT};
+
+/// The environment name of the directory, named by configuration errors.
+const DIR_OPTION: &str = "SESSION_FILE_DIR";
+
+/// Configures and opens a [`FileStore`]. Start from [`FileStore::builder`], end with
+/// [`build`](Self::build): nothing connects, so building is synchronous.
+///
+/// ```
+/// use std::time::Duration;
+/// use session_filesystem::FileStore;
+///
+/// # let temp = tempfile::tempdir().unwrap();
+/// # let dir = temp.path().join("flask_session");
+/// let store = FileStore::builder()
+///     .dir(&dir)
+///     .lock_timeout(Duration::from_secs(2))
+///     .build()?;
+/// assert_eq!(store.lock_timeout(), Duration::from_secs(2));
+/// # Ok::<(), session_core::SetupError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct FileStoreBuilder {
+    dir: Option<PathBuf>,
+    lock_timeout: Duration,
+    create_dir: bool,
+}
+
+impl Default for FileStoreBuilder {
+    fn default() -> Self {
+        FileStoreBuilder {
+            dir: None,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            create_dir: true,
+        }
+    }
+}
+
+impl FileStoreBuilder {
+    /// Where sessions live (default [`FileStore::default_dir`], `flask_session` under the
+    /// working directory, as Flask-Session's `SESSION_FILE_DIR`). A relative path is
+    /// resolved against the working directory when the store is built.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// How long an operation waits for another thread or process to release a key's lock
+    /// before it fails with [`StoreError::Unavailable`](session_core::StoreError::Unavailable)
+    /// (default [`DEFAULT_LOCK_TIMEOUT`]). Locks are held only for the few file operations
+    /// of one call, so the wait matters only when a holder hangs, e.g. on a stuck network
+    /// mount.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// `false`: the directory must exist already, and a missing one is an error instead of
+    /// being created (default `true`). For tools that work on an existing store, such as a
+    /// cleanup job, where a typo in the path must not start an empty store.
+    pub fn create_dir(mut self, create: bool) -> Self {
+        self.create_dir = create;
+        self
+    }
+
+    /// Opens the store, creating the directory if needed (see
+    /// [`create_dir`](Self::create_dir)).
+    ///
+    /// A directory created here gets mode `0o700` on Unix (session data is private); an
+    /// existing one keeps its permissions. Several stores, in one process or many, may open
+    /// the same directory.
+    ///
+    /// Fails with [`SetupError::Config`] naming `SESSION_FILE_DIR` for an empty path, a
+    /// path that is not a directory (or is missing, with `create_dir(false)`), or a
+    /// directory holding Flask-Session's own filesystem
+    /// sessions (cachelib's `FileSystemCache` files, which this store would neither read
+    /// nor clean up: use `SESSION_TYPE=cachelib` for those), and with
+    /// [`SetupError::Store`] when the system refuses to create the directory.
+    pub fn build(self) -> Result<FileStore, SetupError> {
+        let dir = self.dir.unwrap_or_else(FileStore::default_dir);
+        if dir.as_os_str().is_empty() {
+            return Err(ConfigError::new(DIR_OPTION, "the path is empty").into());
+        }
+        let dir = std::path::absolute(&dir).map_err(io_error)?;
+        if dir.exists() {
+            if !dir.is_dir() {
+                return Err(ConfigError::new(
+                    DIR_OPTION,
+                    format!("{} is not a directory", dir.display()),
+                )
+                .into());
+            }
+            refuse_cachelib_files(&dir)?;
+        } else if !self.create_dir {
+            return Err(
+                ConfigError::new(DIR_OPTION, format!("{} does not exist", dir.display())).into(),
+            );
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(io_error)?;
+        builder.create(dir.join(lock::LOCK_DIR)).map_err(io_error)?;
+        Ok(FileStore {
+            inner: Arc::new(Inner {
+                dir,
+                lock_timeout: self.lock_timeout,
+            }),
+        })
+    }
+}
+
+/// Fails when `dir` holds a file cachelib's `FileSystemCache` writes: a regular file at
+/// the top level named by the hex digest of its key, 32 characters (md5, cachelib up to
+/// 0.15) or 64 (sha256, 0.16 on). This store's own files all live in subdirectories, so
+/// one such file means the directory is a Flask app's.
+fn refuse_cachelib_files(dir: &Path) -> Result<(), SetupError> {
+    let entries = std::fs::read_dir(dir).map_err(io_error)?;
+    for entry in entries {
+        let entry = entry.map_err(io_error)?;
+        let name = entry.file_name();
+        let is_file = entry.file_type().map_err(io_error)?.is_file();
+        if is_file && name.to_str().is_some_and(is_cachelib_name) {
+            return Err(ConfigError::new(
+                DIR_OPTION,
+                format!(
+                    "{} holds Flask-Session filesystem sessions (cachelib FileSystemCache \
+                     files, such as {}): use SESSION_TYPE=cachelib to share them, or give \
+                     this store a directory of its own",
+                    dir.display(),
+                    name.to_string_lossy()
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A cachelib file name: the md5 (32) or sha256 (64) hex digest, lowercase.
+fn is_cachelib_name(name: &str) -> bool {
+    matches!(name.len(), 32 | 64) && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cachelib_names_are_recognised() {
+        assert!(is_cachelib_name("32607b0dcb9d5a58fbe913b473137833"));
+        assert!(is_cachelib_name(&"a0".repeat(32)));
+        for other in [
+            "32607B0DCB9D5A58FBE913B473137833", // upper case: not hexdigest()
+            "32607b0dcb9d5a58fbe913b47313783",  // 31
+            "32607b0dcb9d5a58fbe913b473137833.__wz_cache",
+            "locks",
+            "index-v5",
+            &"g".repeat(32),
+        ] {
+            assert!(!is_cachelib_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_missing_directory_is_created_unless_told_not_to() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("sessions");
+        match FileStore::builder().dir(&dir).create_dir(false).build() {
+            Err(SetupError::Config(error)) => {
+                assert_eq!(error.option, "SESSION_FILE_DIR");
+                assert!(error.message.contains("does not exist"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.exists());
+        FileStore::open(&dir).unwrap();
+        FileStore::builder()
+            .dir(&dir)
+            .create_dir(false)
+            .build()
+            .expect("the directory exists now");
+    }
+
+    #[test]
+    fn an_empty_path_is_a_config_error() {
+        match FileStore::open("") {
+            Err(SetupError::Config(error)) => assert_eq!(error.option, "SESSION_FILE_DIR"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
