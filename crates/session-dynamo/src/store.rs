@@ -300,7 +300,7 @@ fn now_number() -> AttributeValue {
 /// (Flask-Session writes a float with a fraction; both are numbers to each side.)
 fn expiration_number(ttl: Duration) -> AttributeValue {
     let at = since_epoch(SystemTime::now()).saturating_add(ttl);
-    let seconds = at.as_secs() + u64::from(at.subsec_nanos() > 0);
+    let seconds = at.as_secs().saturating_add(u64::from(at.subsec_nanos() > 0));
     AttributeValue::N(seconds.to_string())
 }
 
@@ -631,6 +631,14 @@ fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absurd_ttl_saturates_instead_of_overflowing() {
+        match expiration_number(Duration::MAX) {
+            AttributeValue::N(seconds) => assert_eq!(seconds, u64::MAX.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn expirations_in_both_formats_parse() {

@@ -527,9 +527,11 @@ impl SessionStore for MemcachedStore {
             }
             StoredEntry {
                 value: item.value,
-                expires_at: item
-                    .ttl
-                    .map(|seconds| SystemTime::now() + Duration::from_secs(seconds)),
+                // The server's remaining TTL; a value past the clock's range is no expiry
+                // we can name, never a panic.
+                expires_at: item.ttl.and_then(|seconds| {
+                    SystemTime::now().checked_add(Duration::from_secs(seconds))
+                }),
             }
         }))
     }

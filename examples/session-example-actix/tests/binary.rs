@@ -23,6 +23,9 @@ fn configuration_errors_name_the_option_and_exit_non_zero() {
         ("SESSION_TYPE", "bogus"),
         ("PORT", "http"),
         ("HOST", "not a host"),
+        ("PERMANENT_SESSION_LIFETIME", "18446744073709551615"),
+        ("SESSION_ID_LENGTH", "8"),
+        ("SESSION_COOKIE_SAMESITE", "None"),
     ] {
         let output = example()
             .env("SESSION_TYPE", "memory")

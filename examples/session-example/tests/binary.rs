@@ -23,6 +23,11 @@ fn configuration_errors_name_the_option_and_exit_non_zero() {
         ("memory", "SESSION_TYPE", "bogus"),
         ("redis", "SESSION_REDIS_URL", "http://127.0.0.1:1"),
         ("memory", "PORT", "http"),
+        // Used to start and then kill the connection at the first login (a panic on
+        // SystemTime + ttl); now refused at start-up, naming the option.
+        ("memory", "PERMANENT_SESSION_LIFETIME", "18446744073709551615"),
+        ("memory", "SESSION_ID_LENGTH", "8"),
+        ("memory", "SESSION_COOKIE_SAMESITE", "None"),
     ] {
         let output = example()
             .env("SESSION_TYPE", session_type)
