@@ -48,7 +48,8 @@ fuzz_target!(|bytes: &[u8]| {
         // refused or lossy, as with msgspec; what is written must read back, so switching
         // the format to JSON never leaves a session unreadable.
         if let Ok(json) = JSON.encode(&data) {
-            JSON.decode(&json).expect("JSON written from msgpack data reads back");
+            JSON.decode(&json)
+                .expect("JSON written from msgpack data reads back");
         }
     } else {
         // Data read from JSON is all JSON: written and read back it is the same.

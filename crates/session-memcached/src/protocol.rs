@@ -30,11 +30,11 @@ use std::fmt;
 use std::io;
 
 use memcache_async::ascii::Protocol;
-
-use crate::pool::ITEM_OVERHEAD;
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
+
+use crate::pool::ITEM_OVERHEAD;
 
 /// Longest reply line accepted (memcached's are far shorter; this bounds memory use).
 const MAX_LINE: u64 = 8 * 1024;
