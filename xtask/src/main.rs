@@ -9,12 +9,14 @@
 //! cargo xtask flask-venv                    build the Python venv for the Flask interop tests
 //! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
+//! cargo xtask fuzz [--seconds N] [--target NAME] [--out PATH]   the cargo-fuzz targets of fuzz/
 //! ```
 //!
 //! Standard library only, so that it compiles in seconds before every test run.
 
 mod context;
 mod docker;
+mod fuzz;
 mod install;
 mod native;
 mod probe;
@@ -41,6 +43,9 @@ commands:
   flask-venv                    create the Python venv for the Flask interop tests, print FLASK_PYTHON
   test [ARGS...]                services up + flask-venv + `cargo test --workspace ARGS...`
   bench [ARGS...]               Redis up + the load benchmark in bench/ (see bench/README.md)
+  fuzz [--seconds N] [--target NAME] [--out PATH]
+                                run the fuzz targets of fuzz/ (N seconds each, default 60), print
+                                executions and crashes, write the table to fuzz/results/latest.md
 
 services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb mongodb
 
@@ -89,6 +94,10 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         "bench" => {
             let ctx = Context::from_env()?;
             bench(&ctx, rest)
+        }
+        "fuzz" => {
+            let ctx = Context::from_env()?;
+            fuzz::command(&ctx, rest)
         }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

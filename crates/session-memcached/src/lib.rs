@@ -2,6 +2,12 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+// The reply parser for the fuzz targets in fuzz/. A feature rather than an always-built
+// hidden module: normal builds neither compile nor ship it, and cargo-fuzz asks for it by
+// name. Unit tests build it too, so `clippy --all-targets` checks it without the feature.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod pool;
 mod protocol;
 mod ring;

@@ -3,7 +3,7 @@
 //!
 //! memcache-async's [`Protocol`] owns its stream, so this module owns the buffered stream
 //! instead and lends it to a short-lived [`Protocol`] for each of memcache-async's commands
-//! (`add`, `gets`, `cas`, `version`). That works because memcached answers only what it is
+//! (`add`, `cas`, `version`). That works because memcached answers only what it is
 //! asked: with one request in flight per connection, nothing is ever left in a reader's
 //! buffer when the command returns.
 //!
@@ -17,6 +17,10 @@
 //! | meta get `mg <key> v t f` | value, flags and remaining TTL in one round trip, so the store can report when a session expires |
 //! | meta delete `md <key> C<cas>` | delete only if unchanged since `gets`; makes id rotation safe against concurrent writers |
 //! | `stats [group]` | reads `item_size_max` so values can be checked against the server's limit |
+//! | `gets` (replacing memcache-async's) | memcache-async allocates whatever size the server announces (`VALUE k 0 4294967296 1` is a 4 GiB allocation); this one refuses sizes over [`reply_value_limit`] unread, and checks the key and the closing `END` |
+//!
+//! Every reply carrying a value (`gets`, meta get) is bounded the same way: a size over the
+//! limit is a protocol error before anything is allocated, and the connection is not reused.
 //!
 //! Every command marks the connection out of sync until its reply has been read in full,
 //! so a caller that gives up mid-command (a timeout, a dropped request future) leaves a
@@ -30,8 +34,24 @@ use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
 
+use crate::pool::ITEM_OVERHEAD;
+
 /// Longest reply line accepted (memcached's are far shorter; this bounds memory use).
 const MAX_LINE: u64 = 8 * 1024;
+
+/// memcached's default item size limit (`-I 1m`).
+const DEFAULT_ITEM_SIZE_MAX: usize = 1024 * 1024;
+
+/// The largest value a reply may announce to a store that writes values of up to
+/// `max_value_bytes`: that plus [`ITEM_OVERHEAD`] (what a server with exactly that item size
+/// limit can hold), and never less than memcached's default item size, so entries written
+/// by other clients (Flask-Session has no value limit) stay readable whatever the write
+/// limit. Larger announcements are refused before anything is allocated.
+pub(crate) fn reply_value_limit(max_value_bytes: usize) -> usize {
+    max_value_bytes
+        .saturating_add(ITEM_OVERHEAD)
+        .max(DEFAULT_ITEM_SIZE_MAX)
+}
 
 /// The buffered stream under a connection: reads and writes are both buffered, so a
 /// command goes out in one write when it is flushed.
@@ -235,18 +255,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// `gets` (memcache-async): the value and its CAS token, `None` on a miss.
-    pub(crate) async fn gets(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, Error> {
+    /// `gets`: the value and its CAS token, `None` on a miss. A value larger than
+    /// [`reply_value_limit`]`(max_value_bytes)` is a protocol error, never an allocation.
+    pub(crate) async fn gets(
+        &mut self,
+        key: &str,
+        max_value_bytes: usize,
+    ) -> Result<Option<(Vec<u8>, u64)>, Error> {
         self.begin();
-        match self.ascii().gets_cas(key).await {
-            Ok(found) => self.done(Some(found)),
-            Err(error)
-                if error.kind() == io::ErrorKind::NotFound && error.raw_os_error().is_none() =>
-            {
-                self.done(None)
+        self.send(&[b"gets ", key.as_bytes(), b"\r\n"]).await?;
+        let (size, cas) = {
+            let line = self.read_line().await?;
+            if line == "END" {
+                return self.done(None);
             }
-            Err(error) => Err(Error::from_memcache_async(error)),
+            if is_error_line(line) {
+                return Err(Error::Server(line.to_owned()));
+            }
+            parse_value_header(line, key)?
+        };
+        let value = self.read_value(size, max_value_bytes).await?;
+        // Not `read_status`: that quotes the line, and another `VALUE` line holds a key.
+        if self.read_line().await? != "END" {
+            return Err(Error::protocol("gets reply not closed by END"));
         }
+        self.done(Some((value, cas)))
     }
 
     /// `cas` (memcache-async): `false` when the item changed or is gone.
@@ -317,8 +350,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.done(outcome)
     }
 
-    /// Meta get `mg <key> v t f`: value, flags and remaining TTL in one round trip.
-    pub(crate) async fn meta_get(&mut self, key: &str) -> Result<Option<MetaItem>, Error> {
+    /// Meta get `mg <key> v t f`: value, flags and remaining TTL in one round trip. A value
+    /// larger than [`reply_value_limit`]`(max_value_bytes)` is a protocol error, never an
+    /// allocation.
+    pub(crate) async fn meta_get(
+        &mut self,
+        key: &str,
+        max_value_bytes: usize,
+    ) -> Result<Option<MetaItem>, Error> {
         self.begin();
         self.send(&[b"mg ", key.as_bytes(), b" v t f\r\n"]).await?;
         let (size, flags, ttl) = {
@@ -331,6 +370,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             parse_meta_value_header(line)?
         };
+        let value = self.read_value(size, max_value_bytes).await?;
+        self.done(Some(MetaItem { value, flags, ttl }))
+    }
+
+    /// Reads a data block of `size` bytes and its `\r\n`, after checking `size` against
+    /// [`reply_value_limit`]: the size comes from the server, so it is not trusted with an
+    /// allocation until then.
+    async fn read_value(&mut self, size: usize, max_value_bytes: usize) -> Result<Vec<u8>, Error> {
+        let limit = reply_value_limit(max_value_bytes);
+        if size > limit {
+            return Err(Error::protocol(format!(
+                "reply announces a value of {size} bytes, over the limit of {limit}"
+            )));
+        }
         let mut value = vec![0; size];
         self.io.read_exact(&mut value).await.map_err(Error::Io)?;
         let mut end = [0u8; 2];
@@ -338,7 +391,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if &end != b"\r\n" {
             return Err(Error::protocol("value not followed by \\r\\n"));
         }
-        self.done(Some(MetaItem { value, flags, ttl }))
+        Ok(value)
     }
 
     /// `stats` or `stats <group>`: the `STAT name value` lines, in order.
@@ -375,6 +428,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
+/// Parses `VALUE <key> <flags> <bytes> <cas>` as answered to `gets <key>`: the size and the
+/// CAS token. Another key means the reply belongs to another command. The line is not
+/// quoted in errors: it holds the key, which holds a session id.
+fn parse_value_header(line: &str, key: &str) -> Result<(usize, u64), Error> {
+    let mut tokens = line.split(' ');
+    let header = (
+        tokens.next(),
+        tokens.next(),
+        tokens.next().and_then(|flags| flags.parse::<u32>().ok()),
+        tokens.next().and_then(|size| size.parse::<usize>().ok()),
+        tokens.next().and_then(|cas| cas.parse::<u64>().ok()),
+        tokens.next(),
+    );
+    match header {
+        (Some("VALUE"), Some(got), Some(_flags), Some(size), Some(cas), None) if got == key => {
+            Ok((size, cas))
+        }
+        (Some("VALUE"), Some(got), ..) if got != key => {
+            Err(Error::protocol("gets reply is for another key"))
+        }
+        _ => Err(Error::protocol("malformed gets reply header")),
+    }
+}
+
 /// Parses `VA <size> <flags>*` as answered to `mg <key> v t f`.
 fn parse_meta_value_header(line: &str) -> Result<(usize, u32, Option<u64>), Error> {
     let malformed = || Error::protocol(format!("unexpected meta get reply {line:?}"));
@@ -404,6 +481,9 @@ mod tests {
     use super::*;
     use tokio::io::{duplex, DuplexStream};
     use tokio::task::JoinHandle;
+
+    /// The store's default write limit.
+    const MAX: usize = crate::DEFAULT_MAX_VALUE_BYTES;
 
     /// A connection to a scripted server that, like memcached, answers one request at a
     /// time: for each step it reads exactly the expected request, checks it, then replies.
@@ -487,9 +567,9 @@ mod tests {
             (b"cas k 0 9 2 41\r\nv3\r\n", b"EXISTS\r\n"),
             (b"cas k 0 9 2 41\r\nv3\r\n", b"NOT_FOUND\r\n"),
         ]);
-        assert_eq!(c.gets("k").await.unwrap(), Some((b"v1".to_vec(), 41)));
+        assert_eq!(c.gets("k", MAX).await.unwrap(), Some((b"v1".to_vec(), 41)));
         assert!(c.cas("k", b"v2", 9, 41).await.unwrap());
-        assert_eq!(c.gets("k").await.unwrap(), None);
+        assert_eq!(c.gets("k", MAX).await.unwrap(), None);
         assert!(!c.cas("k", b"v3", 9, 41).await.unwrap(), "EXISTS");
         assert!(!c.cas("k", b"v3", 9, 41).await.unwrap(), "NOT_FOUND");
         assert!(c.is_reusable());
@@ -545,16 +625,16 @@ mod tests {
             (b"mg session:c v t f\r\n", b"VA 0 t-1 f3 k\r\n\r\n"),
         ]);
         assert_eq!(
-            c.meta_get("session:a").await.unwrap(),
+            c.meta_get("session:a", MAX).await.unwrap(),
             Some(MetaItem {
                 value: b"\x81\xa1a\x01".to_vec(),
                 flags: 0,
                 ttl: Some(2_678_400)
             })
         );
-        assert_eq!(c.meta_get("session:b").await.unwrap(), None);
+        assert_eq!(c.meta_get("session:b", MAX).await.unwrap(), None);
         assert_eq!(
-            c.meta_get("session:c").await.unwrap(),
+            c.meta_get("session:c", MAX).await.unwrap(),
             Some(MetaItem {
                 value: Vec::new(),
                 flags: 3,
@@ -574,7 +654,7 @@ mod tests {
             b"VA 1\r\nxyz",
         ] {
             let (mut c, _server) = serve(&[(b"mg k v t f\r\n", reply)]);
-            let error = c.meta_get("k").await.unwrap_err();
+            let error = c.meta_get("k", MAX).await.unwrap_err();
             assert!(matches!(error, Error::Protocol(_)), "{reply:?}: {error}");
             assert!(!c.is_reusable());
         }
@@ -582,7 +662,7 @@ mod tests {
             b"mg k v t f\r\n",
             b"CLIENT_ERROR bad command line format\r\n",
         )]);
-        assert!(matches!(c.meta_get("k").await, Err(Error::Server(_))));
+        assert!(matches!(c.meta_get("k", MAX).await, Err(Error::Server(_))));
     }
 
     #[tokio::test]
@@ -640,9 +720,81 @@ mod tests {
         let mut c = Connection::new(client);
         tokio::select! {
             biased;
-            _ = c.meta_get("k") => panic!("no reply was sent"),
+            _ = c.meta_get("k", MAX) => panic!("no reply was sent"),
             _ = std::future::ready(()) => {}
         }
         assert!(!c.is_reusable());
+    }
+
+    /// A server announcing a huge value gets a protocol error before anything is allocated
+    /// (before the bound, `vec![0; size]` took 4 GiB here, and `usize::MAX` panicked).
+    #[tokio::test]
+    async fn announced_sizes_over_the_limit_are_refused_unread() {
+        for size in ["4294967296", "18446744073709551615", "1048577"] {
+            let reply = format!("VA {size} t60 f0\r\nshort\r\n");
+            let (mut c, _server) = serve(&[(b"mg k v t f\r\n", reply.as_bytes())]);
+            let error = c.meta_get("k", MAX).await.unwrap_err();
+            assert!(matches!(error, Error::Protocol(_)), "mg {size}: {error}");
+            assert!(!c.is_reusable());
+
+            let reply = format!("VALUE k 0 {size} 7\r\nshort\r\nEND\r\n");
+            let (mut c, _server) = serve(&[(b"gets k\r\n", reply.as_bytes())]);
+            let error = c.gets("k", MAX).await.unwrap_err();
+            assert!(matches!(error, Error::Protocol(_)), "gets {size}: {error}");
+            assert!(!c.is_reusable());
+        }
+    }
+
+    #[test]
+    fn the_reply_limit_follows_the_write_limit_but_never_drops_below_a_default_item() {
+        assert_eq!(reply_value_limit(MAX), 1024 * 1024);
+        assert_eq!(
+            reply_value_limit(1),
+            1024 * 1024,
+            "other clients' items stay readable"
+        );
+        assert_eq!(reply_value_limit(2 * 1024 * 1024 - 512), 2 * 1024 * 1024);
+        assert_eq!(reply_value_limit(usize::MAX), usize::MAX);
+    }
+
+    /// A value right at the limit is read; one byte more is refused.
+    #[tokio::test]
+    async fn a_value_at_the_limit_is_read() {
+        let max = 3 * 1024 * 1024;
+        let limit = reply_value_limit(max);
+        let mut reply = format!("VA {limit} f0\r\n").into_bytes();
+        reply.extend(std::iter::repeat_n(b'x', limit));
+        reply.extend_from_slice(b"\r\n");
+        let (mut c, server) = serve(&[(b"mg k v t f\r\n", &reply)]);
+        let item = c.meta_get("k", max).await.unwrap().expect("an item");
+        assert_eq!(item.value.len(), limit);
+        assert!(c.is_reusable());
+        server.await.unwrap();
+
+        let reply = format!("VALUE k 0 {} 1\r\n", limit + 1);
+        let (mut c, _server) = serve(&[(b"gets k\r\n", reply.as_bytes())]);
+        assert!(matches!(c.gets("k", max).await, Err(Error::Protocol(_))));
+    }
+
+    #[tokio::test]
+    async fn gets_rejects_garbage_without_quoting_the_key() {
+        for reply in [
+            &b"VALUE other 0 1 7\r\nx\r\nEND\r\n"[..],
+            b"VALUE k 0 1\r\nx\r\nEND\r\n",
+            b"VALUE k 0 1 7 9\r\nx\r\nEND\r\n",
+            b"VALUE k x 1 7\r\nx\r\nEND\r\n",
+            b"VALUE k 0 -1 7\r\n",
+            b"VALUE k 0 1 7\r\nxy\r\nEND\r\n",
+            b"VALUE k 0 1 7\r\nx\r\nVALUE k 0 1 7\r\n",
+            b"STORED\r\n",
+        ] {
+            let (mut c, _server) = serve(&[(b"gets k\r\n", reply)]);
+            let error = c.gets("k", MAX).await.unwrap_err();
+            assert!(matches!(error, Error::Protocol(_)), "{reply:?}: {error}");
+            assert!(!error.to_string().contains("VALUE"), "{error}");
+            assert!(!c.is_reusable());
+        }
+        let (mut c, _server) = serve(&[(b"gets k\r\n", b"SERVER_ERROR busy\r\n")]);
+        assert!(matches!(c.gets("k", MAX).await, Err(Error::Server(_))));
     }
 }

@@ -517,7 +517,13 @@ impl SessionStore for MemcachedStore {
         }
         let server = self.server(key);
         let mut connection = server.checkout().await?;
-        let item = self.timed(server, None, connection.meta_get(key)).await?;
+        let item = self
+            .timed(
+                server,
+                None,
+                connection.meta_get(key, server.max_value_bytes()),
+            )
+            .await?;
         Ok(item.map(|item| {
             if item.flags != 0 {
                 tracing::debug!(
@@ -564,7 +570,10 @@ impl SessionStore for MemcachedStore {
         }
         let server = self.server(key);
         let mut connection = server.checkout_for(value.len()).await?;
-        let Some((current, cas)) = self.timed(server, None, connection.gets(key)).await? else {
+        let Some((current, cas)) = self
+            .timed(server, None, connection.gets(key, server.max_value_bytes()))
+            .await?
+        else {
             return Ok(false);
         };
         if current != expected {
@@ -612,7 +621,10 @@ impl SessionStore for MemcachedStore {
         }
         let server = self.server(key);
         let mut connection = server.checkout().await?;
-        let cas = match self.timed(server, None, connection.gets(key)).await? {
+        let cas = match self
+            .timed(server, None, connection.gets(key, server.max_value_bytes()))
+            .await?
+        {
             Some((current, cas)) if current == expected => cas,
             _ => return Ok(false),
         };
