@@ -608,9 +608,11 @@ impl<'a> Machine<'a> {
             Node::Str(text) => Value::from(text.as_str()),
             Node::Bytes(bytes) => Value::Binary(bytes.clone()),
             Node::List(items) => Value::Array(list(items, budget)?),
-            Node::Tuple(items) => ext::pack(ext::TUPLE, list(items, budget)?),
-            Node::Set(items) => ext::pack(ext::SET, hashable_list(items, budget)?),
-            Node::FrozenSet(items) => ext::pack(ext::FROZENSET, hashable_list(items, budget)?),
+            Node::Tuple(items) => packed(ext::TUPLE, list(items, budget)?, budget)?,
+            Node::Set(items) => packed(ext::SET, hashable_list(items, budget)?, budget)?,
+            Node::FrozenSet(items) => {
+                packed(ext::FROZENSET, hashable_list(items, budget)?, budget)?
+            }
             Node::Dict(pairs) => {
                 let mut entries = Vec::with_capacity(pairs.len());
                 for &(key, value) in pairs {
@@ -652,6 +654,17 @@ impl<'a> Machine<'a> {
             _ => Ok(()),
         }
     }
+}
+
+/// `items` packed as an ext value, the packed bytes charged too: each level of nested
+/// tuples or sets re-encodes everything below it, so without the charge a thousand bytes
+/// of nested tuples took seconds and hundreds of megabytes (found by the `pickle` target).
+fn packed(code: i8, items: Vec<Value>, budget: &mut usize) -> Result<Value, PickleError> {
+    let value = ext::pack(code, items);
+    if let Value::Ext(_, payload) = &value {
+        charge(budget, payload.len())?;
+    }
+    Ok(value)
 }
 
 fn charge(budget: &mut usize, cost: usize) -> Result<(), PickleError> {
