@@ -85,7 +85,12 @@ impl std::fmt::Debug for SessionConfig {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "secret_key_fallbacks",
+                &format_args!("<{} redacted>", self.secret_key_fallbacks.len()),
+            )
             .field("use_signer", &self.use_signer)
+            .field("hash_ids", &self.hash_ids)
             .field("cleanup_n_requests", &self.cleanup_n_requests)
             .field("cleanup_min_interval", &self.cleanup_min_interval)
             .field("max_save_attempts", &self.max_save_attempts)
@@ -201,12 +206,12 @@ impl SessionConfig {
             v.parse::<SerializationFormat>().map_err(|e| e.message)
         })?;
         b.use_signer = parse_opt("SESSION_USE_SIGNER", get, parse_bool)?;
-        b.secret_key = get("SECRET_KEY");
+        b.secret_key = get("SECRET_KEY").map(SecretText);
         b.secret_key_fallbacks = get("SECRET_KEY_FALLBACKS").map(|list| {
             list.split(',')
                 .map(str::trim)
                 .filter(|key| !key.is_empty())
-                .map(str::to_owned)
+                .map(|key| SecretText(key.to_owned()))
                 .collect()
         });
         b.hash_ids = parse_opt("SESSION_HASH_IDS", get, parse_bool)?;
@@ -385,9 +390,9 @@ pub struct SessionConfigBuilder {
     #[serde(alias = "SESSION_USE_SIGNER")]
     use_signer: Option<bool>,
     #[serde(alias = "SECRET_KEY")]
-    secret_key: Option<String>,
+    secret_key: Option<SecretText>,
     #[serde(alias = "SECRET_KEY_FALLBACKS")]
-    secret_key_fallbacks: Option<Vec<String>>,
+    secret_key_fallbacks: Option<Vec<SecretText>>,
     #[serde(alias = "SESSION_HASH_IDS")]
     hash_ids: Option<bool>,
     #[serde(alias = "SESSION_CLEANUP_N_REQUESTS")]
@@ -408,6 +413,17 @@ pub struct SessionConfigBuilder {
     cleanup_min_interval_seconds: Option<f64>,
     #[serde(alias = "SESSION_ALLOW_SHORT_IDS")]
     allow_short_ids: Option<bool>,
+}
+
+/// A secret held by the builder: deserialized like a string, never shown by `Debug`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+struct SecretText(String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 macro_rules! setters {
@@ -446,8 +462,6 @@ impl SessionConfigBuilder {
         serialization_format: SerializationFormat => serialization_format;
         /// `SESSION_USE_SIGNER` (default false; needs a secret key).
         use_signer: bool => use_signer;
-        /// `SECRET_KEY`, used by the signer.
-        secret_key: impl Into<String> => secret_key;
         /// `SESSION_CLEANUP_N_REQUESTS` (default off).
         cleanup_n_requests: u64 => cleanup_n_requests;
         /// `SESSION_MAX_SAVE_ATTEMPTS` (default 64).
@@ -467,6 +481,12 @@ impl SessionConfigBuilder {
         hash_ids: bool => hash_ids;
     }
 
+    /// `SECRET_KEY`, used by the signer.
+    pub fn secret_key(mut self, key: impl Into<String>) -> Self {
+        self.secret_key = Some(SecretText(key.into()));
+        self
+    }
+
     /// `SECRET_KEY_FALLBACKS` (Flask 3.1's name; comma-separated in the environment): old
     /// keys whose signatures are still accepted; new cookies are signed with `SECRET_KEY`.
     pub fn secret_key_fallbacks<I, K>(mut self, keys: I) -> Self
@@ -474,7 +494,8 @@ impl SessionConfigBuilder {
         I: IntoIterator<Item = K>,
         K: Into<String>,
     {
-        self.secret_key_fallbacks = Some(keys.into_iter().map(Into::into).collect());
+        self.secret_key_fallbacks =
+            Some(keys.into_iter().map(|key| SecretText(key.into())).collect());
         self
     }
 
@@ -606,7 +627,7 @@ impl SessionConfigBuilder {
             );
         }
         let use_signer = self.use_signer.unwrap_or(false);
-        if use_signer && self.secret_key.as_deref().unwrap_or("").is_empty() {
+        if use_signer && self.secret_key.as_ref().is_none_or(|key| key.0.is_empty()) {
             return Err(ConfigError::new(
                 "SESSION_USE_SIGNER",
                 "signing needs SECRET_KEY to be set",
@@ -696,8 +717,13 @@ impl SessionConfigBuilder {
             key_prefix: self.key_prefix.unwrap_or_else(|| "session:".to_owned()),
             id_length,
             format: self.serialization_format.unwrap_or_default(),
-            secret_key: self.secret_key,
-            secret_key_fallbacks: self.secret_key_fallbacks.unwrap_or_default(),
+            secret_key: self.secret_key.map(|key| key.0),
+            secret_key_fallbacks: self
+                .secret_key_fallbacks
+                .unwrap_or_default()
+                .into_iter()
+                .map(|key| key.0)
+                .collect(),
             use_signer,
             hash_ids: self.hash_ids.unwrap_or(false),
             cleanup_n_requests: self.cleanup_n_requests,
@@ -945,6 +971,21 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter"), "{debug}");
         assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn the_builder_debug_never_shows_the_secret_key_either() {
+        let builder = SessionConfig::builder()
+            .secret_key("hunter2-very-secret")
+            .secret_key_fallbacks(["old-hunter1"])
+            .use_signer(true);
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("hunter"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        assert_eq!(
+            builder.build().unwrap().secret_key(),
+            Some("hunter2-very-secret")
+        );
     }
 
     #[test]

@@ -330,6 +330,18 @@ mod tests {
         assert!(SerializationFormat::Json.encode(&data).is_err());
     }
 
+    /// Found by the `stored_data` fuzz target: without a correctly rounded float parser
+    /// this float came back one ulp off, so every JSON save changed it.
+    #[test]
+    fn json_floats_survive_a_write_and_a_read() {
+        let stored = br#"{"":144777777777777777775}"#;
+        let data = SerializationFormat::Json.decode(stored).unwrap();
+        let written = SerializationFormat::Json.encode(&data).unwrap();
+        let again = SerializationFormat::Json.decode(&written).unwrap();
+        assert_eq!(again.get(""), data.get(""));
+        assert_eq!(SerializationFormat::Json.encode(&again).unwrap(), written);
+    }
+
     #[test]
     fn json_matches_msgspec_output() {
         let data = SerializationFormat::Msgpack
