@@ -300,7 +300,9 @@ fn now_number() -> AttributeValue {
 /// (Flask-Session writes a float with a fraction; both are numbers to each side.)
 fn expiration_number(ttl: Duration) -> AttributeValue {
     let at = since_epoch(SystemTime::now()).saturating_add(ttl);
-    let seconds = at.as_secs().saturating_add(u64::from(at.subsec_nanos() > 0));
+    let seconds = at
+        .as_secs()
+        .saturating_add(u64::from(at.subsec_nanos() > 0));
     AttributeValue::N(seconds.to_string())
 }
 

@@ -25,7 +25,11 @@ fn configuration_errors_name_the_option_and_exit_non_zero() {
         ("memory", "PORT", "http"),
         // Used to start and then kill the connection at the first login (a panic on
         // SystemTime + ttl); now refused at start-up, naming the option.
-        ("memory", "PERMANENT_SESSION_LIFETIME", "18446744073709551615"),
+        (
+            "memory",
+            "PERMANENT_SESSION_LIFETIME",
+            "18446744073709551615",
+        ),
         ("memory", "SESSION_ID_LENGTH", "8"),
         ("memory", "SESSION_COOKIE_SAMESITE", "None"),
     ] {
