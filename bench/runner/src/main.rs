@@ -1,5 +1,5 @@
-//! End-to-end load benchmark of the session library against tower-sessions, actix-session
-//! and two hand-written Redis handlers. See `bench/README.md` for the method.
+//! End-to-end load benchmark of the session library against tower-sessions (with and
+//! without its moka cache), actix-session and two hand-written Redis handlers. See `bench/README.md` for the method.
 //!
 //! ```text
 //! bench-runner [run] [OPTIONS]        the full benchmark (the default command)
@@ -26,8 +26,8 @@ usage: bench-runner [run] [OPTIONS]
        bench-runner load --port PORT --server-pid PID [OPTIONS]
 
 run options (defaults in brackets):
-  --servers LIST       comma-separated, of: fred, redis-rs, tower-sessions, ours,
-                       actix-session, ours-actix [all six]
+  --servers LIST       comma-separated, of: fred, redis-rs, tower-sessions, tower-moka,
+                       ours, actix-session, ours-actix [all seven]
   --scenarios LIST     comma-separated, of: counter, read, shared [all three]
   --connections N      concurrent keep-alive connections [32]
   --sessions N         distinct sessions of scenarios 1 and 2 [1024]
