@@ -9,7 +9,7 @@
 
 mod actix;
 mod handwritten;
-mod ours;
+pub mod ours;
 mod tower;
 
 use std::fmt;
