@@ -122,7 +122,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut admin = RedisAdmin::connect(&base_url, db)?;
     let exe = std::env::current_exe().context("cannot find the benchmark's own executable")?;
     let result = check(&exe, &mut admin, &params)?;
-    let mut markdown = String::from("## Memory check\n\n");
+    let mut markdown = format!("## Memory check\n\n{}\n\n", crate::report::provenance());
     crate::run::create_parent(&out)?;
     let chart = crate::charts::memory(&result, &crate::charts::path_next_to(&out, "rss"))?;
     crate::report::memory_section(&mut markdown, &result, Some(&chart));

@@ -160,26 +160,29 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-/// Renders the report.
-pub fn render(report: &Report) -> String {
-    let mut out = String::new();
-    let facts = &report.facts;
-    let params = &report.params;
+/// "Run <date>, commit <hash>." and whether `bench/` had uncommitted changes.
+pub fn provenance() -> String {
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
     let dirty = command_output("git", &["status", "--porcelain", "--", ".."])
         .is_some_and(|status| !status.is_empty());
-
-    let _ = writeln!(out, "## Load benchmark results\n");
-    let _ = writeln!(
-        out,
-        "Run {date}, commit {commit}{}.\n",
+    format!(
+        "Run {date}, commit {commit}{}.",
         if dirty {
             " with uncommitted changes"
         } else {
             ""
         }
-    );
+    )
+}
+
+/// Renders the report.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let facts = &report.facts;
+    let params = &report.params;
+    let _ = writeln!(out, "## Load benchmark results\n");
+    let _ = writeln!(out, "{}\n", provenance());
     let _ = writeln!(out, "| machine | |\n|---|---|");
     let _ = writeln!(out, "| cores (nproc) | {} |", facts.cores);
     let _ = writeln!(out, "| CPU | {} |", facts.cpu_model);
