@@ -9,6 +9,7 @@
 //! cargo xtask flask-venv                    build the Python venv for the Flask interop tests
 //! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
+//! cargo xtask bench memory [ARGS...]        Redis up + the benchmark's memory check alone
 //! cargo xtask fuzz [--seconds N] [--target NAME] [--out PATH]   the cargo-fuzz targets of fuzz/
 //! ```
 //!
@@ -43,6 +44,7 @@ commands:
   flask-venv                    create the Python venv for the Flask interop tests, print FLASK_PYTHON
   test [ARGS...]                services up + flask-venv + `cargo test --workspace ARGS...`
   bench [ARGS...]               Redis up + the load benchmark in bench/ (see bench/README.md)
+  bench memory [ARGS...]        Redis up + only the benchmark's memory check of the session cache
   fuzz [--seconds N] [--target NAME] [--out PATH]
                                 run the fuzz targets of fuzz/ (N seconds each, default 60), print
                                 executions and crashes, write the table to fuzz/results/latest.md

@@ -138,6 +138,49 @@ impl ServerResults {
     }
 }
 
+/// One of the three scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// 1: `POST /counter` on distinct sessions.
+    Counter,
+    /// 2: `GET /` on the same sessions.
+    Read,
+    /// 3: `POST /counter` on one session shared by every connection.
+    Shared,
+}
+
+impl Scenario {
+    /// The three, in the order they run.
+    pub const ALL: [Scenario; 3] = [Scenario::Counter, Scenario::Read, Scenario::Shared];
+
+    /// This scenario's measurement in `results`.
+    pub fn pick(self, results: &ServerResults) -> &Measurement {
+        match self {
+            Scenario::Counter => &results.counter,
+            Scenario::Read => &results.read,
+            Scenario::Shared => &results.shared.measurement,
+        }
+    }
+
+    /// Whether it is among `scenarios`.
+    pub fn measured(self, scenarios: Scenarios) -> bool {
+        match self {
+            Scenario::Counter => scenarios.counter,
+            Scenario::Read => scenarios.read,
+            Scenario::Shared => scenarios.shared,
+        }
+    }
+
+    /// Its number and what it does, for tables and charts.
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::Counter => "1: POST /counter, distinct sessions",
+            Scenario::Read => "2: GET /, read-only",
+            Scenario::Shared => "3: POST /counter, one shared session",
+        }
+    }
+}
+
 /// Which scenarios run.
 #[derive(Clone, Copy, Debug)]
 pub struct Scenarios {
@@ -279,7 +322,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Target {
+/// The server under load, and how to account for it.
+pub(crate) struct Target {
     port: u16,
     host: HeaderValue,
     server_pid: u32,
@@ -289,6 +333,28 @@ struct Target {
 }
 
 impl Target {
+    /// A target for plain requests, with no CPU or Redis accounting.
+    pub(crate) fn http(port: u16, server_pid: u32) -> anyhow::Result<Target> {
+        Ok(Target {
+            port,
+            host: HeaderValue::try_from(format!("127.0.0.1:{port}"))?,
+            server_pid,
+            redis_pid: None,
+            clock: CpuClock::new()?,
+            redis: None,
+        })
+    }
+
+    /// The server's port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id.
+    pub(crate) fn server_pid(&self) -> u32 {
+        self.server_pid
+    }
+
     /// Redis's command counters, empty when unknown.
     fn redis_command_calls(&self) -> BTreeMap<String, u64> {
         let Some(redis) = &self.redis else {
@@ -301,7 +367,7 @@ impl Target {
     }
 }
 
-type Sender = SendRequest<Empty<Bytes>>;
+pub(crate) type Sender = SendRequest<Empty<Bytes>>;
 
 /// One connection and the sessions it cycles through.
 struct Worker {
@@ -310,7 +376,8 @@ struct Worker {
     next: usize,
 }
 
-async fn connect(port: u16) -> anyhow::Result<Sender> {
+/// Opens a keep-alive HTTP/1.1 connection to the server on `port` (no Nagle delay).
+pub(crate) async fn connect(port: u16) -> anyhow::Result<Sender> {
     let stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
@@ -322,13 +389,15 @@ async fn connect(port: u16) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
-struct Answer {
-    status: StatusCode,
-    set_cookie: Option<HeaderValue>,
-    body: Bytes,
+/// A response, read whole.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub set_cookie: Option<HeaderValue>,
+    pub body: Bytes,
 }
 
-async fn send(
+/// Sends one request with an empty body and reads the whole answer.
+pub(crate) async fn send(
     sender: &mut Sender,
     target: &Target,
     method: &Method,
@@ -366,7 +435,11 @@ fn cookie_from_set_cookie(set_cookie: &HeaderValue) -> anyhow::Result<HeaderValu
 }
 
 /// Starts a session with `POST /login?user=NAME` and returns its cookie.
-async fn login(sender: &mut Sender, target: &Target, user: &str) -> anyhow::Result<HeaderValue> {
+pub(crate) async fn login(
+    sender: &mut Sender,
+    target: &Target,
+    user: &str,
+) -> anyhow::Result<HeaderValue> {
     let answer = send(
         sender,
         target,

@@ -51,6 +51,36 @@ impl CpuClock {
     }
 }
 
+/// A process's memory from `/proc/<pid>/status`, in KiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessMemory {
+    /// Resident set size now (`VmRSS`).
+    pub rss_kib: u64,
+    /// The largest resident set size so far (`VmHWM`).
+    pub peak_kib: u64,
+}
+
+impl ProcessMemory {
+    /// Reads `pid`'s memory; `None` when its status cannot be read (the process is gone).
+    pub fn of(pid: u32) -> Option<ProcessMemory> {
+        parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+    }
+}
+
+/// `VmRSS:   1234 kB` and `VmHWM:` lines of a `/proc/<pid>/status` text.
+fn parse_status(status: &str) -> Option<ProcessMemory> {
+    let field = |name: &str| {
+        status.lines().find_map(|line| {
+            let value = line.strip_prefix(name)?.strip_prefix(':')?.trim();
+            value.strip_suffix("kB")?.trim().parse::<u64>().ok()
+        })
+    };
+    Some(ProcessMemory {
+        rss_kib: field("VmRSS")?,
+        peak_kib: field("VmHWM")?,
+    })
+}
+
 /// What the report says about the machine.
 #[derive(Clone, Debug)]
 pub struct MachineFacts {
@@ -301,6 +331,11 @@ impl RedisAdmin {
         })
     }
 
+    /// How many keys the benchmark's database holds.
+    pub fn key_count(&mut self) -> anyhow::Result<u64> {
+        Ok(redis::cmd("DBSIZE").query(&mut self.connection)?)
+    }
+
     /// Empties the benchmark's database (and only it).
     pub fn flush(&mut self) -> anyhow::Result<()> {
         let () = redis::cmd("FLUSHDB").query(&mut self.connection)?;
@@ -383,6 +418,21 @@ mod tests {
         assert_eq!(calls.get("get"), Some(&12));
         assert_eq!(calls.get("evalsha"), Some(&3));
         assert_eq!(calls.len(), 2);
+    }
+
+    #[test]
+    fn memory_status_is_parsed() {
+        let status = "Name:\tbench-runner\nVmHWM:\t   20480 kB\nVmRSS:\t   16384 kB\n";
+        assert_eq!(
+            parse_status(status),
+            Some(ProcessMemory {
+                rss_kib: 16384,
+                peak_kib: 20480
+            })
+        );
+        assert_eq!(parse_status("Name:\tkthreadd\n"), None);
+        let own = ProcessMemory::of(std::process::id()).unwrap();
+        assert!(own.rss_kib > 0 && own.peak_kib >= own.rss_kib);
     }
 
     #[test]

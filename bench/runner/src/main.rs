@@ -1,5 +1,6 @@
-//! End-to-end load benchmark of the session library against tower-sessions, actix-session
-//! and two hand-written Redis handlers. See `bench/README.md` for the method.
+//! End-to-end load benchmark of the session library against tower-sessions (with and
+//! without its moka cache), actix-session and two hand-written Redis handlers, and a check
+//! of the in-process cache's memory bound. See `bench/README.md` for the method.
 //!
 //! ```text
 //! bench-runner [run] [OPTIONS]        the full benchmark (the default command)
@@ -7,13 +8,16 @@
 //!                                     one server on 127.0.0.1 (a free port, printed on stdout)
 //! bench-runner load --port PORT --server-pid PID [OPTIONS]
 //!                                     the load generator for one server, JSON on stdout
+//! bench-runner memory [OPTIONS]       the memory check alone
 //! ```
 
 #![forbid(unsafe_code)]
 
 mod args;
+mod charts;
 mod load;
 mod machine;
+mod memory;
 mod report;
 mod run;
 mod servers;
@@ -24,10 +28,12 @@ const USAGE: &str = "\
 usage: bench-runner [run] [OPTIONS]
        bench-runner serve --server NAME --redis URL
        bench-runner load --port PORT --server-pid PID [OPTIONS]
+       bench-runner memory [--memory-sessions N] [--cache-entries N] [--connections N]
+                           [--out PATH]
 
 run options (defaults in brackets):
-  --servers LIST       comma-separated, of: fred, redis-rs, tower-sessions, ours,
-                       actix-session, ours-actix [all six]
+  --servers LIST       comma-separated, of: fred, redis-rs, tower-sessions, tower-moka,
+                       ours, actix-session, ours-actix [all seven]
   --scenarios LIST     comma-separated, of: counter, read, shared [all three]
   --connections N      concurrent keep-alive connections [32]
   --sessions N         distinct sessions of scenarios 1 and 2 [1024]
@@ -36,7 +42,12 @@ run options (defaults in brackets):
   --max-requests N     cap on requests per measurement [5000000]
   --rounds N           repeat everything N times, servers interleaved; report the
                        median round per scenario [1]
-  --out PATH           where the Markdown table goes [bench/results/latest.md]
+  --out PATH           where the Markdown report goes, the SVG charts beside it as
+                       <name>-rps.svg, -cpu.svg, -rss.svg [bench/results/latest.md;
+                       memory: bench/results/memory.md]
+  --no-memory          skip the memory check that ends a run
+  --memory-sessions N  sessions the memory check creates, then reads once [100000]
+  --cache-entries N    SESSION_CACHE_MAX_ENTRIES of ours in the memory check [10000]
   --no-pin             do not pin processes to cores with taskset
   --no-nice            do not raise the benchmark's priority (nice -10, when allowed)
   --realtime           run server, load generator and Redis as SCHED_RR 10 (needs root):
@@ -45,12 +56,16 @@ run options (defaults in brackets):
 environment:
   REDIS_URL            the Redis server, on this machine [redis://127.0.0.1:6379]
   BENCH_REDIS_DB       the database the benchmark uses and empties [15]
+  SESSION_CACHE, SESSION_CACHE_MAX_ENTRIES, SESSION_CACHE_MAX_BYTES,
+  SESSION_CACHE_MAX_STALENESS
+                       ours' cache options in the load runs (e.g. SESSION_CACHE=false);
+                       the memory check sets its own [the library's defaults]
 ";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let command = match args.first().map(String::as_str) {
-        Some("serve" | "load" | "run") => args.remove(0),
+        Some("serve" | "load" | "run" | "memory") => args.remove(0),
         Some("-h" | "--help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -60,6 +75,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "serve" => servers::main(&args),
         "load" => load::main(&args),
+        "memory" => memory::main(&args),
         _ => run::main(&args),
     };
     match result {

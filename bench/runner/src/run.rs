@@ -1,6 +1,7 @@
 //! `run`: the whole benchmark. For each server in turn: empty the benchmark's Redis
 //! database, start the server pinned to core 0, run the load generator pinned to core 1
-//! (next to Redis), stop the server. Then print the report and write it to a file.
+//! (next to Redis), stop the server. Then the memory check, the charts, and the report,
+//! printed and written to a file.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -11,12 +12,15 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use crate::args::Args;
+use crate::charts;
 use crate::load::{LoadParams, ServerResults};
 use crate::machine::{
     can_raise_priority, can_use_realtime, cpu_affinity, nice_value, scheduling, set_cpu_affinity,
     set_nice_value, set_scheduling, taskset_available, MachineFacts, RedisAdmin, Scheduling,
 };
+use crate::memory::{self, MemoryParams};
 use crate::report::{self, Report};
+use crate::servers::ours::CACHE_ENV_NAMES;
 use crate::servers::ServerKind;
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -34,8 +38,13 @@ const BENCH_RT_PRIORITY: u32 = 10;
 
 /// Runs the benchmark as configured by `args` and the environment.
 pub fn main(args: &[String]) -> anyhow::Result<()> {
-    let args = Args::parse(args, &["no-pin", "no-nice", "realtime"])?;
+    let args = Args::parse(args, &["no-pin", "no-nice", "realtime", "no-memory"])?;
     let params = LoadParams::from_args(&args)?;
+    let memory_params = if args.switch("no-memory") {
+        None
+    } else {
+        Some(MemoryParams::from_args(&args)?)
+    };
     let servers: Vec<ServerKind> = match args.string("servers") {
         None => ServerKind::ALL.to_vec(),
         Some(list) => list
@@ -47,12 +56,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         .string("out")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../results/latest.md"));
-    let base_url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
-    let db: u32 = match std::env::var("BENCH_REDIS_DB") {
-        Ok(db) => db.trim().parse().context("invalid BENCH_REDIS_DB")?,
-        Err(_) => DEFAULT_DB,
-    };
-
+    let (base_url, db) = redis_settings()?;
     let mut admin = RedisAdmin::connect(&base_url, db)?;
     let info = admin.info()?;
     let facts = MachineFacts::collect(info.version.clone());
@@ -114,12 +118,22 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     admin.flush()?;
+    let memory = match &memory_params {
+        Some(memory_params) => Some(
+            memory::check(&exe, &mut admin, memory_params).context("the memory check failed")?,
+        ),
+        None => None,
+    };
     let results = rounds
         .iter()
         .map(|(kind, results)| (*kind, ServerResults::median(results.clone())))
         .collect();
 
-    let report = Report {
+    let cache_env = CACHE_ENV_NAMES
+        .iter()
+        .filter_map(|&name| Some((name.to_owned(), std::env::var(name).ok()?)))
+        .collect();
+    let mut report = Report {
         facts,
         params,
         pinned: pin,
@@ -127,15 +141,45 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         nice,
         realtime: launch.realtime.map(|rt| rt.priority),
         redis_url: admin.url.clone(),
+        cache_env,
         results,
         rounds,
+        memory,
+        charts: Vec::new(),
+        memory_chart: None,
     };
+    create_parent(&out)?;
+    report.charts = charts::results(&report, &out)?;
+    if let Some(memory) = &report.memory {
+        report.memory_chart = Some(charts::memory(memory, &charts::path_next_to(&out, "rss"))?);
+    }
     let markdown = report::render(&report);
     print!("{markdown}");
-    if let Some(dir) = out.parent() {
+    write_report(&out, &markdown)
+}
+
+/// `REDIS_URL` (or the default) and `BENCH_REDIS_DB` (or 15).
+pub fn redis_settings() -> anyhow::Result<(String, u32)> {
+    let base_url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+    let db: u32 = match std::env::var("BENCH_REDIS_DB") {
+        Ok(db) => db.trim().parse().context("invalid BENCH_REDIS_DB")?,
+        Err(_) => DEFAULT_DB,
+    };
+    Ok((base_url, db))
+}
+
+/// Creates the directory `out` goes in.
+pub fn create_parent(out: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+/// Writes the Markdown report to `out` (its directory created if needed).
+pub fn write_report(out: &std::path::Path, markdown: &str) -> anyhow::Result<()> {
+    create_parent(out)?;
+    std::fs::write(out, markdown).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("bench: report written to {}", out.display());
     Ok(())
 }
@@ -213,7 +257,7 @@ fn run_server(
 }
 
 /// Waits for the server's first stdout line: the port it listens on.
-fn read_port(child: &mut Child) -> anyhow::Result<u16> {
+pub fn read_port(child: &mut Child) -> anyhow::Result<u16> {
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let (send, receive) = mpsc::channel();
     std::thread::spawn(move || {
@@ -232,7 +276,7 @@ fn read_port(child: &mut Child) -> anyhow::Result<u16> {
 }
 
 /// Kills (by its own pid) and reaps the child when dropped.
-struct ChildGuard(Child);
+pub struct ChildGuard(pub Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {

@@ -9,7 +9,7 @@ use actix_web::cookie::Key;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
-use session_core::{SessionConfig, SessionManager};
+use session_core::SessionManager;
 
 use super::ServerKind;
 
@@ -28,7 +28,7 @@ async fn serve(kind: ServerKind, redis_url: &str) -> anyhow::Result<()> {
     let server = match kind {
         ServerKind::OursActix => {
             let store = super::ours::store(redis_url).await?;
-            let manager = SessionManager::from_shared(store, SessionConfig::default());
+            let manager = SessionManager::from_shared(store, super::ours::config()?);
             HttpServer::new(move || session_example_actix::app(manager.clone()))
                 .listen(listener)?
                 .run()

@@ -1,4 +1,4 @@
-//! The servers under test: four on axum, two on actix-web. Each serves the same routes over
+//! The servers under test: five on axum, two on actix-web. Each serves the same routes over
 //! Redis with a cookie-held session id:
 //!
 //! | route | effect | response |
@@ -9,7 +9,7 @@
 
 mod actix;
 mod handwritten;
-mod ours;
+pub mod ours;
 mod tower;
 
 use std::fmt;
@@ -29,6 +29,9 @@ pub enum ServerKind {
     RedisRs,
     /// (a) tower-sessions with tower-sessions-redis-store, as its documentation shows.
     TowerSessions,
+    /// (a') the same, behind tower-sessions' `CachingSessionStore` with a moka cache in
+    /// front of the Redis store: tower-sessions' own answer to caching.
+    TowerMoka,
     /// The library: `session_example::app` on `session_redis::RedisStore` (built by
     /// session-any from `SESSION_TYPE=redis`), default config.
     Ours,
@@ -40,10 +43,11 @@ pub enum ServerKind {
 
 impl ServerKind {
     /// Every server, the baseline first.
-    pub const ALL: [ServerKind; 6] = [
+    pub const ALL: [ServerKind; 7] = [
         ServerKind::Fred,
         ServerKind::RedisRs,
         ServerKind::TowerSessions,
+        ServerKind::TowerMoka,
         ServerKind::Ours,
         ServerKind::ActixSession,
         ServerKind::OursActix,
@@ -55,6 +59,7 @@ impl ServerKind {
             ServerKind::Fred => "fred",
             ServerKind::RedisRs => "redis-rs",
             ServerKind::TowerSessions => "tower-sessions",
+            ServerKind::TowerMoka => "tower-moka",
             ServerKind::Ours => "ours",
             ServerKind::ActixSession => "actix-session",
             ServerKind::OursActix => "ours-actix",
@@ -67,6 +72,7 @@ impl ServerKind {
             ServerKind::Fred => "(b) hand-written, fred",
             ServerKind::RedisRs => "(c) hand-written, redis-rs",
             ServerKind::TowerSessions => "(a) tower-sessions",
+            ServerKind::TowerMoka => "(a') tower-sessions + moka",
             ServerKind::Ours => "ours, axum (session-redis)",
             ServerKind::ActixSession => "(d) actix-session, actix-web",
             ServerKind::OursActix => "ours, actix-web (session-redis)",
@@ -94,8 +100,8 @@ impl FromStr for ServerKind {
             .find(|kind| kind.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown server {s:?} (known: fred, redis-rs, tower-sessions, ours, \
-                     actix-session, ours-actix)"
+                    "unknown server {s:?} (known: fred, redis-rs, tower-sessions, tower-moka, \
+                     ours, actix-session, ours-actix)"
                 )
             })
     }
@@ -123,6 +129,7 @@ async fn serve(kind: ServerKind, redis_url: &str) -> anyhow::Result<()> {
     let router = match kind {
         ServerKind::Ours => ours::router(redis_url).await?,
         ServerKind::TowerSessions => tower::router(redis_url).await?,
+        ServerKind::TowerMoka => tower::caching_router(redis_url).await?,
         ServerKind::Fred => handwritten::fred_router(redis_url).await?,
         ServerKind::RedisRs => handwritten::redis_rs_router(redis_url).await?,
         ServerKind::ActixSession | ServerKind::OursActix => {
