@@ -3,7 +3,7 @@
 use std::fmt::Display;
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Where things live and how long to wait, read once from the environment.
@@ -34,7 +34,13 @@ pub enum Mode {
 
 impl Context {
     pub fn from_env() -> Result<Self, String> {
-        let workspace_root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        // `cargo run` (the `cargo xtask` alias) sets CARGO_MANIFEST_DIR at run time too; it
+        // wins over the compile-time path, because checkouts that share a target dir (a
+        // clean CI clone beside a working copy) also share the uplifted xtask binary.
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let workspace_root = manifest_dir
             .parent()
             .ok_or("xtask is not inside a workspace")?
             .to_path_buf();
