@@ -15,7 +15,9 @@
 //!   `SESSION_CACHE_MAX_STALENESS` after it was read or written. Exact for a single process,
 //!   since every write of that process goes through the cache.
 //!
-//! Memory is bounded by entries and by bytes; the least recently used entry goes first.
+//! Memory is bounded by entries and by bytes. Eviction is quick_cache's S3-FIFO: an entry
+//! used again stays, one used once goes first, which keeps active sessions cached through a
+//! burst of one-off visitors (crawlers, health checks with cookies).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -228,9 +230,22 @@ enum Freshness {
 /// `SESSION_CACHE_MAX_STALENESS` says otherwise.
 pub(crate) const COHERENT_MAX_AGE: Duration = Duration::from_secs(300);
 
+/// Weighs entries for the byte limit, never below `floor` so that the byte limit bounds the
+/// number of entries too.
+#[derive(Clone)]
+struct EntryWeight {
+    floor: u64,
+}
+
+impl quick_cache::Weighter<String, Arc<Entry>> for EntryWeight {
+    fn weight(&self, key: &String, entry: &Arc<Entry>) -> u64 {
+        Entry::weight(key, entry).max(self.floor)
+    }
+}
+
 /// The cache of one manager.
 pub(crate) struct Cache {
-    entries: moka::sync::Cache<String, Arc<Entry>>,
+    entries: quick_cache::sync::Cache<String, Arc<Entry>, EntryWeight>,
     freshness: Freshness,
 }
 
@@ -257,15 +272,13 @@ impl Cache {
         // One weight bounds both: every entry weighs at least max_bytes / max_entries, so
         // a total of max_bytes allows at most max_entries entries and at most max_bytes.
         let floor = (max_bytes / max_entries).max(1);
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(move |key: &String, entry: &Arc<Entry>| {
-                u32::try_from(Entry::weight(key, entry).max(floor)).unwrap_or(u32::MAX)
-            })
-            // Least recently used out first, and every new entry admitted (moka's default
-            // frequency-based admission could refuse a fresh session).
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .build();
+        // Sharded by quick_cache itself (each shard holds a share of both limits); an entry
+        // heavier than one shard's share is simply not cached.
+        let entries = quick_cache::sync::Cache::with_weighter(
+            usize::try_from(max_entries).unwrap_or(usize::MAX),
+            max_bytes,
+            EntryWeight { floor },
+        );
         let cache = Arc::new(Cache {
             entries,
             freshness: freshness.clone(),
@@ -290,7 +303,7 @@ impl Cache {
         if fresh && live {
             Some(entry)
         } else {
-            self.entries.invalidate(key);
+            self.entries.remove(key);
             None
         }
     }
@@ -313,7 +326,7 @@ impl Cache {
     /// already be stale, and it is dropped instead. `None` forgets the key.
     pub(crate) fn fill(&self, key: &str, ticket: Option<Ticket>, entry: Option<Arc<Entry>>) {
         let (Some(ticket), Some(entry)) = (ticket, entry) else {
-            self.entries.invalidate(key);
+            self.entries.remove(key);
             return;
         };
         self.entries.insert(key.to_owned(), entry);
@@ -321,31 +334,30 @@ impl Cache {
         // drop): check again after it, and undo.
         if let Freshness::Coherent(feed, _) = &self.freshness {
             if !feed.unchanged_since(key, ticket) {
-                self.entries.invalidate(key);
+                self.entries.remove(key);
             }
         }
     }
 
     /// Drops `key` (this manager deleted it, or a write's outcome is unknown).
     pub(crate) fn forget(&self, key: &str) {
-        self.entries.invalidate(key);
+        self.entries.remove(key);
     }
 
     /// Entries held now (pending evictions done first), for tests and metrics.
     #[cfg(test)]
     pub(crate) fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        self.entries.len() as u64
     }
 }
 
 impl Listener for Cache {
     fn forget(&self, key: &str) {
-        self.entries.invalidate(key);
+        self.entries.remove(key);
     }
 
     fn forget_all(&self) {
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 }
 
