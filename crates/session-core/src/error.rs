@@ -2,8 +2,27 @@
 
 use std::error::Error as StdError;
 
-/// A boxed error from a store's driver, kept as the source of a [`StoreError`].
+/// A boxed error from a store's driver, kept inside a [`StoreError`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The driver's error and every cause under it, `: `-separated. A [`StoreError`] shows them
+/// in its own message rather than as its `source()`: a log line with `%error` then names
+/// the cause, and a reporter that walks the chain (`anyhow`'s `{:#}`) does not print the
+/// driver's message twice.
+fn chain(error: &BoxError) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        // Drivers that already print their cause in their own message.
+        if !text.ends_with(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    text
+}
 
 /// An error reported by a [`SessionStore`](crate::SessionStore).
 ///
@@ -14,11 +33,11 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum StoreError {
     /// The server could not be reached or did not answer in time.
-    #[error("session store unavailable: {0}")]
-    Unavailable(#[source] BoxError),
+    #[error("session store unavailable: {}", chain(.0))]
+    Unavailable(BoxError),
     /// The server answered with an error.
-    #[error("session store error: {0}")]
-    Backend(#[source] BoxError),
+    #[error("session store error: {}", chain(.0))]
+    Backend(BoxError),
     /// The value is larger than the store can keep.
     #[error("session data of {size} bytes exceeds the store's limit of {limit} bytes")]
     TooLarge {
@@ -188,5 +207,41 @@ impl SetupError {
     /// retrying later.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, SetupError::Store(StoreError::Unavailable(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver error with a cause, as session-any's "no answer from Redis" is.
+    #[derive(Debug, thiserror::Error)]
+    #[error("no answer from Redis (SESSION_REDIS_URL)")]
+    struct Unreachable(#[source] std::io::Error);
+
+    /// What `anyhow`'s `{:#}` prints: every message of the chain, `: `-separated.
+    fn report(error: &dyn StdError) -> String {
+        let mut text = error.to_string();
+        let mut cause = error.source();
+        while let Some(next) = cause {
+            text = format!("{text}: {next}");
+            cause = next.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_store_error_names_every_cause_once() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = SetupError::from(StoreError::unavailable(Unreachable(refused)));
+        let expected =
+            "session store unavailable: no answer from Redis (SESSION_REDIS_URL): refused";
+        assert_eq!(error.to_string(), expected);
+        assert_eq!(report(&error), expected);
+        let backend = StoreError::backend("ERR wrong number of arguments");
+        assert_eq!(
+            report(&backend),
+            "session store error: ERR wrong number of arguments"
+        );
     }
 }
