@@ -11,10 +11,13 @@
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
 //! cargo xtask bench memory [ARGS...]        Redis up + the benchmark's memory check alone
 //! cargo xtask fuzz [--seconds N] [--target NAME] [--out PATH]   the cargo-fuzz targets of fuzz/
+//! cargo xtask compose-check               docker-compose.yml valid and in step with the native mode
+//! cargo xtask publish-check [--no-verify]   `cargo package` every published crate, verified
 //! ```
 //!
 //! Standard library only, so that it compiles in seconds before every test run.
 
+mod compose;
 mod context;
 mod docker;
 mod fuzz;
@@ -22,6 +25,7 @@ mod install;
 mod native;
 mod probe;
 mod process;
+mod publish;
 mod service;
 mod services;
 mod test_runner;
@@ -48,6 +52,11 @@ commands:
   fuzz [--seconds N] [--target NAME] [--out PATH]
                                 run the fuzz targets of fuzz/ (N seconds each, default 60), print
                                 executions and crashes, write the table to fuzz/results/latest.md
+  compose-check                 `docker-compose config` on docker-compose.yml (Debian's package,
+                                no engine needed), then check its services, ports and credentials
+                                against the native mode and the docs' `docker compose up` lines
+  publish-check [--no-verify]   `cargo package` every published crate in dependency order and
+                                build each from its archive; check README, CHANGELOG, licences
 
 services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb mongodb
 
@@ -100,6 +109,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         "fuzz" => {
             let ctx = Context::from_env()?;
             fuzz::command(&ctx, rest)
+        }
+        "compose-check" => {
+            let ctx = Context::from_env()?;
+            compose::command(&ctx, rest)
+        }
+        "publish-check" => {
+            let ctx = Context::from_env()?;
+            publish::command(&ctx, rest)
         }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
