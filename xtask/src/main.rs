@@ -7,6 +7,7 @@
 //! cargo xtask services install [SERVICE...] install only (apt packages, venvs), start nothing
 //! cargo xtask services env                  print the connection settings as shell exports
 //! cargo xtask flask-venv                    build the Python venv for the Flask interop tests
+//! cargo xtask browser-tools                 install Chromium, Node.js, playwright-core (browser test)
 //! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
 //! cargo xtask bench memory [ARGS...]        Redis up + the benchmark's memory check alone
@@ -17,6 +18,7 @@
 //!
 //! Standard library only, so that it compiles in seconds before every test run.
 
+mod browser;
 mod compose;
 mod context;
 mod docker;
@@ -46,7 +48,9 @@ commands:
   services install [SERVICE...] install what the services need without starting them
   services env                  print the connection settings as shell `export` lines
   flask-venv                    create the Python venv for the Flask interop tests, print FLASK_PYTHON
-  test [ARGS...]                services up + flask-venv + `cargo test --workspace ARGS...`
+  browser-tools                 install the browser test's tools (Chromium and Node.js with apt,
+                                playwright-core with npm ci), print PLAYWRIGHT_CORE
+  test [ARGS...]                services up + flask-venv + browser-tools + `cargo test --workspace ARGS...`
   bench [ARGS...]               Redis up + the load benchmark in bench/ (see bench/README.md)
   bench memory [ARGS...]        Redis up + only the benchmark's memory check of the session cache
   fuzz [--seconds N] [--target NAME] [--out PATH]
@@ -63,7 +67,7 @@ services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb
 environment:
   SESSIONS_SERVICES_MODE   auto (default: Docker Compose when an engine answers), native, docker
   SESSIONS_RUN_DIR         pid files, logs, throwaway data, env file (default /tmp/sessions-services)
-  SESSIONS_TOOLS_DIR       Python venvs, kept between runs (default /var/tmp/sessions-tools)
+  SESSIONS_TOOLS_DIR       Python venvs and playwright-core, kept between runs (default /var/tmp/sessions-tools)
   SESSIONS_SERVICES_TIMEOUT  seconds to wait for each service (default 90)
 ";
 
@@ -96,6 +100,19 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let _lock = ctx.lock()?;
             let python = venv::ensure(&ctx, &venv::FLASK)?;
             println!("FLASK_PYTHON={}", python.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        "browser-tools" => {
+            if !rest.is_empty() {
+                return Err(format!("`browser-tools` takes no arguments\n\n{USAGE}"));
+            }
+            let ctx = Context::from_env()?;
+            let _lock = ctx.lock()?;
+            browser::ensure(&ctx)?;
+            println!(
+                "PLAYWRIGHT_CORE={}",
+                browser::playwright_core(&ctx).display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         "test" => {
