@@ -79,6 +79,11 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
             .join(", ")
     ));
 
+    let version = workspace_version(&ctx.workspace_root);
+    for member in &published {
+        forget_extracted_sources(ctx, &member.name, &version);
+    }
+
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut package = Command::new(&cargo);
     package
@@ -131,6 +136,30 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
         ctx.elapsed()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes cargo's extracted copies of `name`-`version` under `$CARGO_HOME/registry/src`.
+///
+/// Verification unpacks each archive from cargo's local overlay registry into the same
+/// directory every run, and cargo does not unpack again over an earlier extraction of the
+/// same name and version: without this, a crate is verified against the sources of an
+/// older run (seen here: session-core verified with a cache module removed weeks before).
+/// Removing the copies only makes cargo unpack them again when they are next needed.
+fn forget_extracted_sources(ctx: &Context, name: &str, version: &str) {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let Some(sources) = cargo_home.map(|home| home.join("registry/src")) else {
+        return;
+    };
+    for registry in fs::read_dir(&sources).into_iter().flatten().flatten() {
+        let stale = registry.path().join(format!("{name}-{version}"));
+        if stale.is_dir() {
+            if let Err(error) = fs::remove_dir_all(&stale) {
+                ctx.log(format!("cannot remove {}: {error}", stale.display()));
+            }
+        }
+    }
 }
 
 /// What keeps `member` from being published as it should: missing files or metadata.
@@ -248,7 +277,7 @@ fn workspace_version(root: &Path) -> String {
 }
 
 /// Where cargo puts `package/`: CARGO_TARGET_DIR, else cargo's own answer.
-fn target_dir(ctx: &Context) -> Result<PathBuf, String> {
+pub fn target_dir(ctx: &Context) -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         return Ok(if dir.is_relative() {
