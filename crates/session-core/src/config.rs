@@ -311,7 +311,7 @@ impl SessionConfig {
     }
     /// The in-process cache tier (`SESSION_CACHE`): `None` (the default) keeps a cache when
     /// the store can keep it coherent (Redis with client tracking) or a maximum staleness
-    /// is set; `Some(false)` never caches. See `docs/architecture.md`.
+    /// is set; `Some(false)` never caches. See `docs/concepts/cache-tier.md`.
     pub fn cache(&self) -> Option<bool> {
         self.cache
     }

@@ -26,7 +26,7 @@ pub const CREATED_KEY: &str = "_session_created";
 pub const LIFETIME_KEY: &str = "_session_lifetime";
 
 /// A request's change to the session, recorded so it can be re-applied on fresh data when
-/// another request changed the session in between (see `docs/architecture.md`).
+/// another request changed the session in between (see `docs/concepts/no-lost-updates.md`).
 #[derive(Clone)]
 pub(crate) enum Change {
     Insert(String, Value),
