@@ -11,12 +11,15 @@
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
 //! cargo xtask bench memory [ARGS...]        Redis up + the benchmark's memory check alone
 //! cargo xtask fuzz [--seconds N] [--target NAME] [--out PATH]   the cargo-fuzz targets of fuzz/
+//! cargo xtask faults [--quick]             the example under load while its store fails
+//! cargo xtask soak [--minutes M]           two example processes under a mixed load
 //! ```
 //!
 //! Standard library only, so that it compiles in seconds before every test run.
 
 mod context;
 mod docker;
+mod faults;
 mod fuzz;
 mod install;
 mod native;
@@ -24,6 +27,7 @@ mod probe;
 mod process;
 mod service;
 mod services;
+mod soak;
 mod test_runner;
 mod venv;
 
@@ -48,6 +52,10 @@ commands:
   fuzz [--seconds N] [--target NAME] [--out PATH]
                                 run the fuzz targets of fuzz/ (N seconds each, default 60), print
                                 executions and crashes, write the table to fuzz/results/latest.md
+  faults [--quick]              kill, stall and slow private store servers under the example app,
+                                write reliability/results/latest.md (--quick: Redis, PostgreSQL)
+  soak [--minutes M]            two example processes per store (Redis, PostgreSQL) under a mixed
+                                load, write reliability/results/soak.md
 
 services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb mongodb
 
@@ -101,6 +109,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let ctx = Context::from_env()?;
             fuzz::command(&ctx, rest)
         }
+        "faults" => faults::command(&Context::from_env()?, rest),
+        "soak" => soak::command(&Context::from_env()?, rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
