@@ -16,6 +16,8 @@
 //! cargo xtask compose-check               docker-compose.yml valid and in step with the native mode
 //! cargo xtask docs [--check-only]          the book: mdbook build + link, anchor and SUMMARY checks
 //! cargo xtask publish-check [--no-verify]   `cargo package` every published crate, verified
+//! cargo xtask faults [--quick]             the example under load while its store fails
+//! cargo xtask soak [--minutes M]           two example processes under a mixed load
 //! ```
 //!
 //! Standard library only, so that it compiles in seconds before every test run.
@@ -25,6 +27,7 @@ mod compose;
 mod context;
 mod docker;
 mod docs;
+mod faults;
 mod fuzz;
 mod install;
 mod native;
@@ -33,6 +36,7 @@ mod process;
 mod publish;
 mod service;
 mod services;
+mod soak;
 mod test_runner;
 mod venv;
 
@@ -69,6 +73,10 @@ commands:
                                 page missing from docs/SUMMARY.md
   publish-check [--no-verify]   `cargo package` every published crate in dependency order and
                                 build each from its archive; check README, CHANGELOG, licences
+  faults [--quick]              kill, stall and slow private store servers under the example app,
+                                write reliability/results/latest.md (--quick: Redis, PostgreSQL)
+  soak [--minutes M]            two example processes per store (Redis, PostgreSQL) under a mixed
+                                load, write reliability/results/soak.md
 
 services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb mongodb
 
@@ -147,6 +155,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let ctx = Context::from_env()?;
             publish::command(&ctx, rest)
         }
+        "faults" => faults::command(&Context::from_env()?, rest),
+        "soak" => soak::command(&Context::from_env()?, rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

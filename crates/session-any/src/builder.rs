@@ -40,6 +40,9 @@ pub struct AnyStoreBuilder {
     /// `SESSION_CACHE` is not `false`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     cache_wanted: bool,
+    /// Core's `SESSION_STORE_TIMEOUT` as set, checked when a store that follows it is built.
+    #[allow(dead_code)] // unused when no backend that follows it is compiled in
+    store_timeout: Option<String>,
     #[cfg(feature = "filesystem")]
     filesystem: Adjust<session_filesystem::FileStoreBuilder>,
     #[cfg(feature = "redis")]
@@ -89,9 +92,12 @@ impl AnyStoreBuilder {
         let cache_wanted = lookup("SESSION_CACHE")
             .and_then(|value| session_core::parse_bool(value.trim()).ok())
             .unwrap_or(true);
+        // Core's deadline per store call: the SQL store's database timeouts follow it.
+        let store_timeout = lookup(session_core::STORE_TIMEOUT_OPTION);
         AnyStoreBuilder {
             values,
             cache_wanted,
+            store_timeout,
             #[cfg(feature = "filesystem")]
             filesystem: None,
             #[cfg(feature = "redis")]
@@ -253,6 +259,9 @@ impl AnyStoreBuilder {
         if let Some(dir) = self.get(SESSION_FILE_DIR) {
             builder = builder.dir(dir);
         }
+        if let Some(mode) = self.get(SESSION_FILE_MODE) {
+            builder = builder.file_mode(session_core::parse_file_mode(mode)?);
+        }
         if let Some(adjust) = self.filesystem.take() {
             builder = adjust(builder);
         }
@@ -319,8 +328,11 @@ impl AnyStoreBuilder {
     #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
     async fn sql_store(mut self) -> Result<session_sql::SqlStore, SetupError> {
         let (url_name, url) = self.sql_url()?;
+        let store_timeout =
+            session_core::store_timeout_from_lookup(|_| self.store_timeout.clone())?;
         let mut builder = session_sql::SqlStore::builder()
             .url(&url)
+            .store_timeout(store_timeout)
             .table_exists(self.flag(SESSION_SQLALCHEMY_TABLE_EXISTS)?);
         if let Some(table) = self.get(SESSION_SQLALCHEMY_TABLE) {
             builder = builder.table(table);

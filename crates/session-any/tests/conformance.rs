@@ -9,7 +9,10 @@ async fn any_store() -> AnyStore {
         .prefix("any-conformance")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("scratch directory")
-        .keep();
+        .keep()
+        // The scratch directory is open to others; the store refuses that, so it gets
+        // a private subfolder of its own.
+        .join("sessions");
     let dir = dir.to_str().expect("UTF-8 path").to_owned();
     let store = AnyStore::from_lookup(move |name| match name {
         "SESSION_TYPE" => Some("filesystem".to_owned()),

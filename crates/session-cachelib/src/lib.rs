@@ -25,8 +25,9 @@ pub const DEFAULT_DIR: &str = "flask_session";
 /// Flask-Session's default `SESSION_FILE_THRESHOLD` (and cachelib's): 500 entries.
 pub const DEFAULT_THRESHOLD: u64 = 500;
 
-/// Flask-Session's default `SESSION_FILE_MODE` (and cachelib's): `0o600`.
-pub const DEFAULT_MODE: u32 = 0o600;
+/// Flask-Session's default `SESSION_FILE_MODE` (and cachelib's): `0o600`
+/// ([`session_core::DEFAULT_FILE_MODE`]).
+pub const DEFAULT_MODE: u32 = session_core::DEFAULT_FILE_MODE;
 
 /// How long a write waits for the directory lock by default before failing with
 /// [`StoreError::Unavailable`]. See [`CachelibStoreBuilder::lock_timeout`].
@@ -212,29 +213,20 @@ impl CachelibStoreBuilder {
             })?;
         }
         if let Some(mode) = get("SESSION_FILE_MODE") {
-            builder.mode = parse_mode(&mode)?;
+            builder.mode = session_core::parse_file_mode(&mode)?;
         }
         Ok(builder)
     }
 
-    /// Creates the directory if needed (mode `0o700` on Unix; an existing one keeps its
-    /// permissions), checks that it can be locked, and, with a threshold, recounts its
+    /// Creates the directory if needed (on Unix with [`session_core::dir_mode`] of the file
+    /// mode, `0o700` by default; an existing one keeps its permissions), checks that it can be locked, and, with a threshold, recounts its
     /// entries into cachelib's count file as opening a `FileSystemCache` does. Blocking,
     /// but only a few file operations and one directory listing.
     pub fn build(self) -> Result<CachelibStore, SetupError> {
         if self.dir.as_os_str().is_empty() {
             return Err(ConfigError::new("SESSION_FILE_DIR", "must not be empty").into());
         }
-        if self.mode > 0o7777 || self.mode & 0o400 == 0 {
-            return Err(ConfigError::new(
-                "SESSION_FILE_MODE",
-                format!(
-                    "{:#o} is not a file mode the owner can read (for example 0o600)",
-                    self.mode
-                ),
-            )
-            .into());
-        }
+        session_core::check_file_mode(self.mode)?;
         let dir_error = |error: std::io::Error| {
             ConfigError::new(
                 "SESSION_FILE_DIR",
@@ -242,10 +234,13 @@ impl CachelibStoreBuilder {
             )
         };
         let dir = std::path::absolute(&self.dir).map_err(dir_error)?;
+        // An existing directory is not refused when others can list it (as core's
+        // check_private_dir would): Flask's cachelib creates it with the umask, the file
+        // names are hashes of the keys, and every file carries the mode.
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, session_core::dir_mode(self.mode));
         builder.create(&dir).map_err(dir_error)?;
         let layout = Layout::new(dir, self.hash, self.threshold, self.mode);
         {
@@ -259,21 +254,6 @@ impl CachelibStoreBuilder {
             }),
         })
     }
-}
-
-fn parse_mode(text: &str) -> Result<u32, ConfigError> {
-    let text = text.trim();
-    let parsed = match text.strip_prefix("0o").or_else(|| text.strip_prefix("0O")) {
-        Some(octal) => u32::from_str_radix(octal, 8).ok(),
-        None if text.len() > 1 && text.starts_with('0') => None,
-        None => text.parse().ok(),
-    };
-    parsed.ok_or_else(|| {
-        ConfigError::new(
-            "SESSION_FILE_MODE",
-            format!("{text:?} is not a mode: write 384 (decimal, as Flask's config) or 0o600"),
-        )
-    })
 }
 
 impl CachelibStore {

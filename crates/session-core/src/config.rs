@@ -690,12 +690,7 @@ impl SessionConfigBuilder {
             self.store_timeout_seconds,
             DEFAULT_STORE_TIMEOUT,
         )?;
-        if store_timeout.is_zero() || store_timeout > MAX_LIFETIME {
-            return Err(ConfigError::new(
-                "SESSION_STORE_TIMEOUT",
-                "must be more than 0 seconds",
-            ));
-        }
+        crate::timeouts::check_store_timeout(store_timeout)?;
         let cleanup_min_interval = seconds(
             "SESSION_CLEANUP_MIN_INTERVAL",
             self.cleanup_min_interval_seconds,

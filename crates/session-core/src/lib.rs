@@ -7,6 +7,7 @@ mod config;
 mod cookie;
 mod data;
 mod error;
+mod file_mode;
 mod format;
 mod group_commit;
 mod id;
@@ -17,6 +18,7 @@ mod owner;
 mod session;
 mod signer;
 mod store;
+mod timeouts;
 pub mod timestamp;
 
 #[cfg(feature = "testkit")]
@@ -64,6 +66,10 @@ pub use config::{
 pub use cookie::HeaderText;
 pub use data::{SessionData, Value, PERMANENT_KEY};
 pub use error::{BoxError, ConfigError, SessionError, SetupError, StoreError};
+pub use file_mode::{
+    check_file_mode, check_private_dir, dir_mode, parse_file_mode, DEFAULT_FILE_MODE,
+    FILE_DIR_OPTION, FILE_MODE_OPTION,
+};
 pub use format::{DecodeError, SerializationFormat};
 pub use id::{SessionId, DEFAULT_ID_LENGTH, MAX_ID_CHARS, MAX_ID_LENGTH};
 pub use lifecycle::{CREATED_KEY, LIFETIME_KEY};
@@ -73,3 +79,4 @@ pub use owner::{Keep, OwnedSession, DEFAULT_OWNER_KEY, LAST_SEEN_RESOLUTION, MAX
 pub use session::Session;
 pub use signer::Signer;
 pub use store::{rotate_in_steps, IndexEntry, SessionStore, StoredEntry};
+pub use timeouts::{driver_timeout, store_timeout_from_lookup, STORE_TIMEOUT_OPTION};

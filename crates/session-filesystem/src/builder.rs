@@ -7,7 +7,8 @@ use std::time::Duration;
 use session_core::{ConfigError, SetupError};
 
 use crate::error::io_error;
-use crate::{lock, FileStore, Inner, DEFAULT_LOCK_TIMEOUT};
+use crate::modes::Root;
+use crate::{FileStore, Inner, DEFAULT_LOCK_TIMEOUT};
 
 /// The environment name of the directory, named by configuration errors.
 const DIR_OPTION: &str = "SESSION_FILE_DIR";
@@ -33,6 +34,7 @@ pub struct FileStoreBuilder {
     dir: Option<PathBuf>,
     lock_timeout: Duration,
     create_dir: bool,
+    file_mode: u32,
 }
 
 impl Default for FileStoreBuilder {
@@ -41,6 +43,7 @@ impl Default for FileStoreBuilder {
             dir: None,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             create_dir: true,
+            file_mode: session_core::DEFAULT_FILE_MODE,
         }
     }
 }
@@ -64,6 +67,15 @@ impl FileStoreBuilder {
         self
     }
 
+    /// The permission bits of every file the store writes, index files included
+    /// (`SESSION_FILE_MODE`, default `0o600`, whatever the umask); the owner must be able
+    /// to read and write. Directories get [`session_core::dir_mode`] of it (`0o700`).
+    /// Ignored outside Unix.
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = mode;
+        self
+    }
+
     /// `false`: the directory must exist already, and a missing one is an error instead of
     /// being created (default `true`). For tools that work on an existing store, such as a
     /// cleanup job, where a typo in the path must not start an empty store.
@@ -75,17 +87,22 @@ impl FileStoreBuilder {
     /// Opens the store, creating the directory if needed (see
     /// [`create_dir`](Self::create_dir)).
     ///
-    /// A directory created here gets mode `0o700` on Unix (session data is private); an
-    /// existing one keeps its permissions. Several stores, in one process or many, may open
-    /// the same directory.
+    /// On Unix the directory, and the ones below it, get mode `0o700`
+    /// ([`session_core::dir_mode`] of the file mode), and every file written the file mode:
+    /// the index files name session ids, which are bearer tokens. Several stores, in one
+    /// process or many, may open the same directory.
     ///
-    /// Fails with [`SetupError::Config`] naming `SESSION_FILE_DIR` for an empty path, a
-    /// path that is not a directory (or is missing, with `create_dir(false)`), or a
+    /// Fails with [`SetupError::Config`] naming `SESSION_FILE_MODE` for a mode the owner
+    /// cannot read and write, naming `SESSION_FILE_DIR` for an empty path, a
+    /// path that is not a directory (or is missing, with `create_dir(false)`), an existing
+    /// directory open to group or others beyond the file mode
+    /// ([`session_core::check_private_dir`]; `chmod 700` it), or a
     /// directory holding Flask-Session's own filesystem
     /// sessions (cachelib's `FileSystemCache` files, which this store would neither read
     /// nor clean up: use `SESSION_TYPE=cachelib` for those), and with
     /// [`SetupError::Store`] when the system refuses to create the directory.
     pub fn build(self) -> Result<FileStore, SetupError> {
+        session_core::check_file_mode(self.file_mode)?;
         let dir = self.dir.unwrap_or_else(FileStore::default_dir);
         if dir.as_os_str().is_empty() {
             return Err(ConfigError::new(DIR_OPTION, "the path is empty").into());
@@ -100,17 +117,14 @@ impl FileStoreBuilder {
                 .into());
             }
             refuse_cachelib_files(&dir)?;
+            session_core::check_private_dir(&dir, self.file_mode)?;
         } else if !self.create_dir {
             return Err(
                 ConfigError::new(DIR_OPTION, format!("{} does not exist", dir.display())).into(),
             );
         }
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir).map_err(io_error)?;
-        builder.create(dir.join(lock::LOCK_DIR)).map_err(io_error)?;
+        let dir = Root::new(dir, self.file_mode);
+        dir.prepare()?;
         Ok(FileStore {
             inner: Arc::new(Inner {
                 dir,

@@ -5,6 +5,7 @@
 mod builder;
 mod error;
 mod lock;
+mod modes;
 mod ops;
 
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ pub struct FileStore {
 
 #[derive(Debug)]
 struct Inner {
-    dir: PathBuf,
+    dir: modes::Root,
     lock_timeout: Duration,
 }
 
@@ -92,6 +93,11 @@ impl FileStore {
         &self.inner.dir
     }
 
+    /// The permission bits of every file the store writes (`SESSION_FILE_MODE`).
+    pub fn file_mode(&self) -> u32 {
+        self.inner.dir.file_mode()
+    }
+
     /// How long a call waits for another thread or process to release a key's lock.
     pub fn lock_timeout(&self) -> Duration {
         self.inner.lock_timeout
@@ -118,7 +124,7 @@ impl FileStore {
     async fn exclusive<T, F>(&self, key: &str, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Path, &str, u64) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&modes::Root, &str, u64) -> Result<T, StoreError> + Send + 'static,
     {
         let key = key.to_owned();
         self.run(move |inner| {
@@ -259,7 +265,7 @@ mod tests {
     #[test]
     fn works_without_a_tokio_runtime() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path()).unwrap();
+        let store = FileStore::open(dir.path().join("store")).unwrap();
         let waker = Waker::from(Arc::new(NoopWake));
         let mut cx = Context::from_waker(&waker);
         // Outside Tokio the work runs inline, so each call completes on its first poll.
@@ -275,7 +281,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_operation_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path()).unwrap();
+        let store = FileStore::open(dir.path().join("store")).unwrap();
         let result: Result<(), _> = store.run(|_| panic!("simulated bug")).await;
         assert!(matches!(result, Err(StoreError::Backend(_))), "{result:?}");
     }

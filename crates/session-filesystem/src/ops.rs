@@ -14,13 +14,13 @@
 //! `appends` counts those lines; once it reaches [`MAX_APPENDS`] the next write removes
 //! the bucket first, so a long-lived, often-written session keeps a small bucket.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cacache::{Integrity, RemoveOpts, WriteOpts};
 use session_core::{StoreError, StoredEntry};
 
 use crate::error::{cacache_error, is_not_found};
+use crate::modes::Root;
 
 /// First byte of every sealed blob; a blob starting otherwise was not written by us.
 const BLOB_VERSION: u8 = 1;
@@ -79,7 +79,7 @@ impl IndexEntry {
     }
 }
 
-fn find(dir: &Path, key: &str) -> Result<Option<IndexEntry>, StoreError> {
+fn find(dir: &Root, key: &str) -> Result<Option<IndexEntry>, StoreError> {
     match cacache::index::find(dir, key) {
         Ok(found) => Ok(found.map(IndexEntry::from_metadata)),
         Err(error) => Err(cacache_error(error)),
@@ -107,7 +107,7 @@ fn unseal(mut blob: Vec<u8>) -> Option<Vec<u8>> {
 /// The session bytes of `entry`, or `None` when its content is gone or damaged (a damaged
 /// entry reads as missing, like an expired one, and the next write under the key replaces
 /// it). Errors are kept for failures that say nothing about the data (permissions, I/O).
-fn read_value(dir: &Path, entry: &IndexEntry) -> Result<Option<Vec<u8>>, StoreError> {
+fn read_value(dir: &Root, entry: &IndexEntry) -> Result<Option<Vec<u8>>, StoreError> {
     match cacache::read_hash_sync(dir, &entry.integrity) {
         Ok(blob) => {
             let value = unseal(blob);
@@ -130,7 +130,7 @@ fn read_value(dir: &Path, entry: &IndexEntry) -> Result<Option<Vec<u8>>, StoreEr
 
 /// The bytes of `entry` when it is live and readable.
 fn live_value(
-    dir: &Path,
+    dir: &Root,
     entry: Option<&IndexEntry>,
     now_ms: u64,
 ) -> Result<Option<Vec<u8>>, StoreError> {
@@ -142,7 +142,7 @@ fn live_value(
 
 /// Removes a content file no index entry points at any more. Failing here only leaves a
 /// stray file behind, so it is logged, not returned.
-fn remove_content(dir: &Path, integrity: &Integrity) {
+fn remove_content(dir: &Root, integrity: &Integrity) {
     match cacache::remove_hash_sync(dir, integrity) {
         Ok(()) => {}
         Err(error) if is_not_found(&error) => {}
@@ -153,7 +153,7 @@ fn remove_content(dir: &Path, integrity: &Integrity) {
 /// Deletes the key's index bucket file. A tombstone line goes in first so that cacache
 /// no longer resolves the key to content (which may be missing) and only the bucket is
 /// removed; should the removal fail, the key still reads as deleted.
-fn unlink_bucket(dir: &Path, key: &str) -> Result<(), StoreError> {
+fn unlink_bucket(dir: &Root, key: &str) -> Result<(), StoreError> {
     cacache::index::delete(dir, key).map_err(cacache_error)?;
     match RemoveOpts::new().remove_fully(true).remove_sync(dir, key) {
         Ok(()) => Ok(()),
@@ -167,7 +167,7 @@ fn unlink_bucket(dir: &Path, key: &str) -> Result<(), StoreError> {
 /// success, `target`'s when nothing was indexed, both when a failure came after the
 /// bucket was removed.
 fn point(
-    dir: &Path,
+    dir: &Root,
     key: &str,
     target: &Integrity,
     size: usize,
@@ -221,7 +221,7 @@ fn point(
 }
 
 fn insert_index(
-    dir: &Path,
+    dir: &Root,
     key: &str,
     target: &Integrity,
     size: usize,
@@ -233,19 +233,18 @@ fn insert_index(
         .integrity(target.clone())
         .size(size)
         .metadata(metadata);
-    cacache::index::insert(dir, key, options)
-        .map(|_| ())
-        .map_err(cacache_error)
+    cacache::index::insert(dir, key, options).map_err(cacache_error)?;
+    dir.restrict_bucket(key)
 }
 
 /// Whether the index resolves `key` to `target`.
-fn indexes(dir: &Path, key: &str, target: &Integrity) -> Result<bool, StoreError> {
+fn indexes(dir: &Root, key: &str, target: &Integrity) -> Result<bool, StoreError> {
     Ok(find(dir, key)?.is_some_and(|entry| entry.integrity == *target))
 }
 
 /// Writes `value` under `key`, replacing `previous`.
 fn write(
-    dir: &Path,
+    dir: &Root,
     key: &str,
     value: &[u8],
     expires_at_ms: u64,
@@ -253,17 +252,21 @@ fn write(
 ) -> Result<(), StoreError> {
     let blob = seal(value)?;
     let integrity = cacache::write_hash_sync(dir, &blob).map_err(cacache_error)?;
+    if let Err(error) = dir.restrict_content(&integrity) {
+        remove_content(dir, &integrity);
+        return Err(error);
+    }
     point(dir, key, &integrity, blob.len(), expires_at_ms, previous)
 }
 
 /// Removes the index entry and the content of `entry`.
-fn remove(dir: &Path, key: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+fn remove(dir: &Root, key: &str, entry: &IndexEntry) -> Result<(), StoreError> {
     unlink_bucket(dir, key)?;
     remove_content(dir, &entry.integrity);
     Ok(())
 }
 
-pub(crate) fn load(dir: &Path, key: &str, now_ms: u64) -> Result<Option<StoredEntry>, StoreError> {
+pub(crate) fn load(dir: &Root, key: &str, now_ms: u64) -> Result<Option<StoredEntry>, StoreError> {
     let Some(entry) = find(dir, key)? else {
         return Ok(None);
     };
@@ -276,7 +279,7 @@ pub(crate) fn load(dir: &Path, key: &str, now_ms: u64) -> Result<Option<StoredEn
 }
 
 pub(crate) fn create(
-    dir: &Path,
+    dir: &Root,
     key: &str,
     value: &[u8],
     ttl: Duration,
@@ -291,7 +294,7 @@ pub(crate) fn create(
 }
 
 pub(crate) fn compare_and_set(
-    dir: &Path,
+    dir: &Root,
     key: &str,
     expected: &[u8],
     value: &[u8],
@@ -308,7 +311,7 @@ pub(crate) fn compare_and_set(
 
 /// Re-inserts the index entry with the same content and a new expiry; the content file
 /// is read (to report a damaged entry as missing, as `load` does) but never rewritten.
-pub(crate) fn touch(dir: &Path, key: &str, ttl: Duration, now_ms: u64) -> Result<bool, StoreError> {
+pub(crate) fn touch(dir: &Root, key: &str, ttl: Duration, now_ms: u64) -> Result<bool, StoreError> {
     let Some(entry) = find(dir, key)? else {
         return Ok(false);
     };
@@ -326,7 +329,7 @@ pub(crate) fn touch(dir: &Path, key: &str, ttl: Duration, now_ms: u64) -> Result
     Ok(true)
 }
 
-pub(crate) fn delete(dir: &Path, key: &str) -> Result<(), StoreError> {
+pub(crate) fn delete(dir: &Root, key: &str) -> Result<(), StoreError> {
     match find(dir, key)? {
         Some(entry) => remove(dir, key, &entry),
         None => Ok(()),
@@ -335,7 +338,7 @@ pub(crate) fn delete(dir: &Path, key: &str) -> Result<(), StoreError> {
 
 /// Removes the entry only while it holds exactly `expected` (called under the key's lock).
 pub(crate) fn compare_and_delete(
-    dir: &Path,
+    dir: &Root,
     key: &str,
     expected: &[u8],
     now_ms: u64,
@@ -351,7 +354,7 @@ pub(crate) fn compare_and_delete(
 }
 
 pub(crate) fn rotate(
-    dir: &Path,
+    dir: &Root,
     old_key: &str,
     expected: &[u8],
     new_key: &str,
@@ -380,7 +383,7 @@ pub(crate) fn rotate(
 
 /// Keys whose index entry looked expired (or not ours) when listed. The listing takes no
 /// lock; [`remove_if_expired`] checks again under the key's lock before removing.
-pub(crate) fn cleanup_candidates(dir: &Path, now_ms: u64) -> Vec<String> {
+pub(crate) fn cleanup_candidates(dir: &Root, now_ms: u64) -> Vec<String> {
     let mut keys = Vec::new();
     for listed in cacache::index::ls(dir) {
         match listed {
@@ -399,7 +402,7 @@ pub(crate) fn cleanup_candidates(dir: &Path, now_ms: u64) -> Vec<String> {
 }
 
 /// Removes the entry under `key` if it is expired (or not ours); `true` when removed.
-pub(crate) fn remove_if_expired(dir: &Path, key: &str, now_ms: u64) -> Result<bool, StoreError> {
+pub(crate) fn remove_if_expired(dir: &Root, key: &str, now_ms: u64) -> Result<bool, StoreError> {
     match find(dir, key)? {
         Some(entry) if !entry.is_live(now_ms) => {
             remove(dir, key, &entry)?;
@@ -437,37 +440,33 @@ mod tests {
 
     #[test]
     fn buckets_are_compacted() {
-        let dir = tempfile::tempdir().unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = Root::new(temp.path().join("store"), session_core::DEFAULT_FILE_MODE);
+        dir.prepare().unwrap();
         let bucket_sizes = || -> u64 {
-            walk(&dir.path().join("index-v5"))
+            walk(&dir.join("index-v5"))
                 .iter()
                 .map(|path| std::fs::metadata(path).unwrap().len())
                 .sum()
         };
-        assert!(create(dir.path(), "k", b"v", Duration::from_secs(60), now_ms()).unwrap());
+        assert!(create(&dir, "k", b"v", Duration::from_secs(60), now_ms()).unwrap());
         let one_line = bucket_sizes();
         for _ in 0..50 {
-            assert!(compare_and_set(
-                dir.path(),
-                "k",
-                b"v",
-                b"v",
-                Duration::from_secs(60),
-                now_ms()
-            )
-            .unwrap());
-            assert!(touch(dir.path(), "k", Duration::from_secs(60), now_ms()).unwrap());
+            assert!(
+                compare_and_set(&dir, "k", b"v", b"v", Duration::from_secs(60), now_ms()).unwrap()
+            );
+            assert!(touch(&dir, "k", Duration::from_secs(60), now_ms()).unwrap());
         }
         assert!(
             bucket_sizes() <= one_line * (MAX_APPENDS + 1),
             "bucket grew to {} bytes",
             bucket_sizes()
         );
-        let loaded = load(dir.path(), "k", now_ms()).unwrap().unwrap();
+        let loaded = load(&dir, "k", now_ms()).unwrap().unwrap();
         assert_eq!(loaded.value, b"v");
     }
 
-    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();

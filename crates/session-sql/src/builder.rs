@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use session_core::{ConfigError, SetupError};
+use session_core::{driver_timeout, ConfigError, SetupError, DEFAULT_STORE_TIMEOUT};
 
 use crate::error::{map_error, TableUnusable};
 use crate::pool::{on_pool, SqlPool};
@@ -20,9 +20,12 @@ pub const DEFAULT_CLEANUP_BATCH_SIZE: u32 = 1_000;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
 /// How long an operation waits for a pooled connection (opening one included) before it
-/// fails with [`StoreError::Unavailable`](session_core::StoreError::Unavailable). A session query takes milliseconds; a request
-/// is better answered "unavailable" than left hanging on a database that is down.
-pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// fails with [`StoreError::Unavailable`](session_core::StoreError::Unavailable), unless
+/// [`SqlStoreBuilder::acquire_timeout`] or [`SqlStoreBuilder::store_timeout`] says
+/// otherwise: [`driver_timeout`] of core's default `SESSION_STORE_TIMEOUT` (4 s). A session
+/// query takes milliseconds; a request is better answered "unavailable" than left hanging
+/// on a database that is down.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = driver_timeout(DEFAULT_STORE_TIMEOUT);
 
 /// The environment name of the database URL, named by configuration errors.
 const URL_OPTION: &str = "SESSION_SQL_URL";
@@ -39,7 +42,8 @@ const URL_OPTION: &str = "SESSION_SQL_URL";
 /// | [`cleanup_batch_size`](Self::cleanup_batch_size) | 1000 | — |
 /// | [`mysql_long_blob`](Self::mysql_long_blob) | `false` (`BLOB`) | — |
 /// | [`max_connections`](Self::max_connections) | 10 | — |
-/// | [`acquire_timeout`](Self::acquire_timeout) | 5 s | — |
+/// | [`store_timeout`](Self::store_timeout) | 5 s | `SESSION_STORE_TIMEOUT` (core's, not Flask-Session's) |
+/// | [`acquire_timeout`](Self::acquire_timeout) | 4/5 of `store_timeout` (4 s) | — |
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), session_core::SetupError> {
@@ -64,7 +68,8 @@ pub struct SqlStoreBuilder {
     table_exists: bool,
     cleanup_batch_size: u32,
     max_connections: u32,
-    acquire_timeout: Duration,
+    store_timeout: Duration,
+    acquire_timeout: Option<Duration>,
 }
 
 impl Default for SqlStoreBuilder {
@@ -75,7 +80,8 @@ impl Default for SqlStoreBuilder {
             table_exists: false,
             cleanup_batch_size: DEFAULT_CLEANUP_BATCH_SIZE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
+            acquire_timeout: None,
         }
     }
 }
@@ -89,7 +95,8 @@ impl std::fmt::Debug for SqlStoreBuilder {
             .field("table_exists", &self.table_exists)
             .field("cleanup_batch_size", &self.cleanup_batch_size)
             .field("max_connections", &self.max_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
+            .field("store_timeout", &self.store_timeout)
+            .field("acquire_timeout", &self.effective_acquire_timeout())
             .finish()
     }
 }
@@ -163,11 +170,32 @@ impl SqlStoreBuilder {
         self
     }
 
-    /// How long to wait for a connection (default [`DEFAULT_ACQUIRE_TIMEOUT`]). Ignored by
+    /// How long to wait for a connection (default: [`driver_timeout`] of
+    /// [`store_timeout`](Self::store_timeout), 4 s by default). Ignored by
     /// [`with_pool`](Self::with_pool).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
+        self.acquire_timeout = Some(timeout);
         self
+    }
+
+    /// Core's per-call deadline, `SESSION_STORE_TIMEOUT` (default 5 s), which the database's
+    /// own timeouts follow: every connection [`connect`](Self::connect) opens is told to
+    /// give up on a statement, and on a row lock it waits for, after [`driver_timeout`] of
+    /// it (four fifths), so that the database stops the work and frees its locks before
+    /// core answers 503. PostgreSQL gets `statement_timeout` and `lock_timeout`; MariaDB
+    /// `max_statement_time` and `innodb_lock_wait_timeout` (whole seconds, at least 1);
+    /// MySQL `max_execution_time` (reads) and `innodb_lock_wait_timeout`. SQLite waits for
+    /// its file lock as long (`busy_timeout`). A pool given to [`with_pool`](Self::with_pool)
+    /// keeps its own settings.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// The pool's acquire timeout: set, or derived from the store timeout.
+    fn effective_acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+            .unwrap_or_else(|| driver_timeout(self.store_timeout))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -176,6 +204,12 @@ impl SqlStoreBuilder {
             return Err(ConfigError {
                 option: "cleanup_batch_size",
                 message: "must be at least 1".to_owned(),
+            });
+        }
+        if self.store_timeout.is_zero() {
+            return Err(ConfigError {
+                option: session_core::STORE_TIMEOUT_OPTION,
+                message: "must be more than 0 seconds".to_owned(),
             });
         }
         if self.max_connections == 0 {
@@ -224,8 +258,11 @@ impl SqlStoreBuilder {
         match backend {
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
-                let options =
-                    sqlx::postgres::PgConnectOptions::from_str(url).map_err(invalid_url)?;
+                let timeout = postgres_millis(driver_timeout(self.store_timeout));
+                let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .map_err(invalid_url)?
+                    // Startup parameters: set with the connection, no extra round trip.
+                    .options([("statement_timeout", &timeout), ("lock_timeout", &timeout)]);
                 let pool = self
                     .pool_options()
                     .connect_with(options)
@@ -237,8 +274,12 @@ impl SqlStoreBuilder {
             Backend::MySql => {
                 let options =
                     sqlx::mysql::MySqlConnectOptions::from_str(url).map_err(invalid_url)?;
+                let timeout = driver_timeout(self.store_timeout);
                 let pool = self
-                    .pool_options()
+                    .pool_options::<sqlx::MySql>()
+                    .after_connect(move |connection, _| {
+                        Box::pin(async move { set_mysql_timeouts(connection, timeout).await })
+                    })
                     .connect_with(options)
                     .await
                     .map_err(opened)?;
@@ -246,8 +287,9 @@ impl SqlStoreBuilder {
             }
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => {
-                let options =
-                    sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(invalid_url)?;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                    .map_err(invalid_url)?
+                    .busy_timeout(driver_timeout(self.store_timeout));
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
                 let pool_options = if in_memory {
                     // Every connection to `:memory:` would be a database of its own, and the
@@ -282,7 +324,7 @@ impl SqlStoreBuilder {
         // then replaced.
         sqlx::pool::PoolOptions::new()
             .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout)
+            .acquire_timeout(self.effective_acquire_timeout())
             .test_before_acquire(false)
     }
 
@@ -408,6 +450,45 @@ fn lock_key(table: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
+/// A PostgreSQL duration setting in whole milliseconds, at least 1 (0 would mean "none").
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+fn postgres_millis(timeout: Duration) -> String {
+    format!("{}ms", timeout.as_millis().max(1))
+}
+
+/// The `SET SESSION` statement that bounds statements and row-lock waits on a new
+/// MariaDB (`max_statement_time`, seconds) or MySQL (`max_execution_time`, milliseconds,
+/// reads only) connection. InnoDB's lock wait is whole seconds, at least 1.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+fn mysql_timeout_statement(mariadb: bool, timeout: Duration) -> String {
+    let lock_wait = timeout.as_secs().max(1);
+    if mariadb {
+        format!(
+            "SET SESSION innodb_lock_wait_timeout = {lock_wait}, max_statement_time = {:.3}",
+            timeout.as_secs_f64().max(0.001)
+        )
+    } else {
+        format!(
+            "SET SESSION innodb_lock_wait_timeout = {lock_wait}, max_execution_time = {}",
+            timeout.as_millis().max(1)
+        )
+    }
+}
+
+/// Runs [`mysql_timeout_statement`] on a connection the pool has just opened.
+#[cfg(feature = "mysql")]
+async fn set_mysql_timeouts(
+    connection: &mut sqlx::MySqlConnection,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&mut *connection)
+        .await?;
+    let statement = mysql_timeout_statement(version_is_mariadb(&version), timeout);
+    sqlx::query(&statement).execute(&mut *connection).await?;
+    Ok(())
+}
+
 /// Whether the server is MariaDB (which has sequences) rather than MySQL.
 #[cfg(feature = "mysql")]
 async fn is_mariadb(pool: &sqlx::MySqlPool) -> Result<bool, SetupError> {
@@ -473,6 +554,34 @@ mod tests {
         assert!(version_is_mariadb("11.4.2-MariaDB"));
         assert!(!version_is_mariadb("8.4.3"));
         assert!(!version_is_mariadb("8.0.36-0ubuntu0.22.04.1"));
+    }
+
+    #[test]
+    fn database_timeouts_follow_the_store_timeout() {
+        let builder = SqlStore::builder().store_timeout(Duration::from_secs(2));
+        assert_eq!(
+            builder.effective_acquire_timeout(),
+            Duration::from_millis(1_600)
+        );
+        let builder = builder.acquire_timeout(Duration::from_millis(300));
+        assert_eq!(
+            builder.effective_acquire_timeout(),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            SqlStore::builder().effective_acquire_timeout(),
+            DEFAULT_ACQUIRE_TIMEOUT
+        );
+        assert_eq!(postgres_millis(Duration::from_millis(1_600)), "1600ms");
+        assert_eq!(postgres_millis(Duration::from_micros(10)), "1ms");
+        assert_eq!(
+            mysql_timeout_statement(true, Duration::from_millis(1_600)),
+            "SET SESSION innodb_lock_wait_timeout = 1, max_statement_time = 1.600"
+        );
+        assert_eq!(
+            mysql_timeout_statement(false, Duration::from_millis(4_000)),
+            "SET SESSION innodb_lock_wait_timeout = 4, max_execution_time = 4000"
+        );
     }
 
     #[test]

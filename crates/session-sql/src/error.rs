@@ -65,8 +65,11 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
 }
 
 /// SQLSTATE classes 08 (connection exception), 53 (insufficient resources, e.g. too many
-/// connections) and 57P (server shutting down or starting); MySQL's lock wait timeout;
-/// SQLite's busy, locked and cannot-open.
+/// connections) and 57P (server shutting down or starting); the timeouts the store sets
+/// (PostgreSQL's `lock_timeout` 55P03 and `statement_timeout` 57014, MySQL's lock wait
+/// timeout, MariaDB's `max_statement_time`, MySQL's `max_execution_time`): the database
+/// gave up for now, so the request answers 503 like any other store timeout; SQLite's
+/// busy, locked and cannot-open.
 fn database_unavailable(error: &dyn DatabaseError) -> bool {
     #[cfg(feature = "sqlite")]
     if error
@@ -85,12 +88,21 @@ fn database_unavailable(error: &dyn DatabaseError) -> bool {
     #[cfg(feature = "mysql")]
     if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
         const LOCK_WAIT_TIMEOUT: u16 = 1205;
-        if mysql.number() == LOCK_WAIT_TIMEOUT {
+        const MARIADB_STATEMENT_TIMEOUT: u16 = 1969;
+        const MYSQL_EXECUTION_TIMEOUT: u16 = 3024;
+        if matches!(
+            mysql.number(),
+            LOCK_WAIT_TIMEOUT | MARIADB_STATEMENT_TIMEOUT | MYSQL_EXECUTION_TIMEOUT
+        ) {
             return true;
         }
     }
     error.code().is_some_and(|state| {
-        state.starts_with("08") || state.starts_with("53") || state.starts_with("57P")
+        state.starts_with("08")
+            || state.starts_with("53")
+            || state.starts_with("57P")
+            || state == "55P03"
+            || state == "57014"
     })
 }
 

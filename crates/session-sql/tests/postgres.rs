@@ -466,3 +466,31 @@ async fn expiry_is_stored_as_naive_utc_whatever_the_session_time_zone() {
         Some(&b"v"[..])
     );
 }
+
+#[tokio::test]
+async fn a_write_behind_a_held_row_lock_fails_within_the_store_timeout() {
+    let store = fresh(
+        "row_lock_pg",
+        SqlStore::builder().store_timeout(common::LOCK_TEST_STORE_TIMEOUT),
+    )
+    .await;
+    let key = "session:locked";
+    store.put(key, b"v1", LIFETIME).await.expect("seed");
+    // Another client, without our timeouts, takes the row lock and keeps it.
+    let holder = sqlx::PgPool::connect(&common::postgres_url())
+        .await
+        .expect("a second connection");
+    let mut transaction = holder.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM row_lock_pg WHERE session_id = $1 FOR UPDATE")
+        .bind(key)
+        .fetch_one(&mut *transaction)
+        .await
+        .expect("lock the row");
+    common::assert_lock_wait_is_bounded(store.compare_and_set(key, b"v1", b"v2", LIFETIME)).await;
+    common::assert_lock_wait_is_bounded(store.delete(key)).await;
+    transaction.rollback().await.expect("rollback");
+    assert!(store
+        .compare_and_set(key, b"v1", b"v2", LIFETIME)
+        .await
+        .expect("the lock is gone"));
+}

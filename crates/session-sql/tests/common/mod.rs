@@ -178,3 +178,33 @@ pub async fn save_live_and_clean_up(store: &SqlStore, live: usize, expired: u64)
     assert_eq!(store.cleanup().await.expect("second cleanup"), 0);
     keys
 }
+
+/// The `SESSION_STORE_TIMEOUT` of the row-lock tests: the database's own timeouts, derived
+/// from it, must end a write that waits for a lock before core's deadline would.
+pub const LOCK_TEST_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `write` while another connection holds the row's lock, and checks that the
+/// database ended it with `Unavailable` after waiting, but before `LOCK_TEST_STORE_TIMEOUT`
+/// (so core's deadline was not what stopped it). A write still waiting after 30 s fails
+/// the test as a hang.
+pub async fn assert_lock_wait_is_bounded<T: std::fmt::Debug>(
+    write: impl std::future::Future<Output = Result<T, session_core::StoreError>>,
+) {
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(30), write)
+        .await
+        .expect("the write hung behind another connection's row lock");
+    let waited = started.elapsed();
+    assert!(
+        matches!(result, Err(session_core::StoreError::Unavailable(_))),
+        "a write behind a held row lock gave {result:?}"
+    );
+    assert!(
+        waited < LOCK_TEST_STORE_TIMEOUT,
+        "the database gave up after {waited:?}, not before SESSION_STORE_TIMEOUT ({LOCK_TEST_STORE_TIMEOUT:?})"
+    );
+    assert!(
+        waited >= Duration::from_millis(500),
+        "the write failed after {waited:?}, before any lock timeout could have ended it: {result:?}"
+    );
+}
