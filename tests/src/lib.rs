@@ -21,6 +21,7 @@
 mod actix;
 mod adapter;
 mod backend;
+pub mod browser;
 mod client;
 pub mod flask;
 mod harness;

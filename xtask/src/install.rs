@@ -160,7 +160,7 @@ pub fn install(
 
 /// `apt-get update` + `apt-get install` without starting any service (no systemd here, and
 /// the tests want their own loopback-only instances).
-fn apt_install(ctx: &Context, packages: &[&str]) -> Result<(), String> {
+pub fn apt_install(ctx: &Context, packages: &[&str]) -> Result<(), String> {
     let listed = packages.join(" ");
     if !is_root() {
         return Err(format!(

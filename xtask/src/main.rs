@@ -7,14 +7,19 @@
 //! cargo xtask services install [SERVICE...] install only (apt packages, venvs), start nothing
 //! cargo xtask services env                  print the connection settings as shell exports
 //! cargo xtask flask-venv                    build the Python venv for the Flask interop tests
+//! cargo xtask browser-tools                 install Chromium, Node.js, playwright-core (browser test)
 //! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
 //! cargo xtask bench memory [ARGS...]        Redis up + the benchmark's memory check alone
 //! cargo xtask fuzz [--seconds N] [--target NAME] [--out PATH]   the cargo-fuzz targets of fuzz/
+//! cargo xtask compose-check               docker-compose.yml valid and in step with the native mode
+//! cargo xtask publish-check [--no-verify]   `cargo package` every published crate, verified
 //! ```
 //!
 //! Standard library only, so that it compiles in seconds before every test run.
 
+mod browser;
+mod compose;
 mod context;
 mod docker;
 mod fuzz;
@@ -22,6 +27,7 @@ mod install;
 mod native;
 mod probe;
 mod process;
+mod publish;
 mod service;
 mod services;
 mod test_runner;
@@ -42,19 +48,26 @@ commands:
   services install [SERVICE...] install what the services need without starting them
   services env                  print the connection settings as shell `export` lines
   flask-venv                    create the Python venv for the Flask interop tests, print FLASK_PYTHON
-  test [ARGS...]                services up + flask-venv + `cargo test --workspace ARGS...`
+  browser-tools                 install the browser test's tools (Chromium and Node.js with apt,
+                                playwright-core with npm ci), print PLAYWRIGHT_CORE
+  test [ARGS...]                services up + flask-venv + browser-tools + `cargo test --workspace ARGS...`
   bench [ARGS...]               Redis up + the load benchmark in bench/ (see bench/README.md)
   bench memory [ARGS...]        Redis up + only the benchmark's memory check of the session cache
   fuzz [--seconds N] [--target NAME] [--out PATH]
                                 run the fuzz targets of fuzz/ (N seconds each, default 60), print
                                 executions and crashes, write the table to fuzz/results/latest.md
+  compose-check                 `docker-compose config` on docker-compose.yml (Debian's package,
+                                no engine needed), then check its services, ports and credentials
+                                against the native mode and the docs' `docker compose up` lines
+  publish-check [--no-verify]   `cargo package` every published crate in dependency order and
+                                build each from its archive; check README, CHANGELOG, licences
 
 services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb mongodb
 
 environment:
   SESSIONS_SERVICES_MODE   auto (default: Docker Compose when an engine answers), native, docker
   SESSIONS_RUN_DIR         pid files, logs, throwaway data, env file (default /tmp/sessions-services)
-  SESSIONS_TOOLS_DIR       Python venvs, kept between runs (default /var/tmp/sessions-tools)
+  SESSIONS_TOOLS_DIR       Python venvs and playwright-core, kept between runs (default /var/tmp/sessions-tools)
   SESSIONS_SERVICES_TIMEOUT  seconds to wait for each service (default 90)
 ";
 
@@ -89,6 +102,19 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             println!("FLASK_PYTHON={}", python.display());
             Ok(ExitCode::SUCCESS)
         }
+        "browser-tools" => {
+            if !rest.is_empty() {
+                return Err(format!("`browser-tools` takes no arguments\n\n{USAGE}"));
+            }
+            let ctx = Context::from_env()?;
+            let _lock = ctx.lock()?;
+            browser::ensure(&ctx)?;
+            println!(
+                "PLAYWRIGHT_CORE={}",
+                browser::playwright_core(&ctx).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         "test" => {
             let ctx = Context::from_env()?;
             test_runner::run(&ctx, rest)
@@ -100,6 +126,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         "fuzz" => {
             let ctx = Context::from_env()?;
             fuzz::command(&ctx, rest)
+        }
+        "compose-check" => {
+            let ctx = Context::from_env()?;
+            compose::command(&ctx, rest)
+        }
+        "publish-check" => {
+            let ctx = Context::from_env()?;
+            publish::command(&ctx, rest)
         }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

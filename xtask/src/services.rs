@@ -56,7 +56,8 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
-/// Every connection setting, plus FLASK_PYTHON once the venv exists.
+/// Every connection setting, plus FLASK_PYTHON once the venv exists and PLAYWRIGHT_CORE,
+/// CHROMIUM once the browser test's tools are installed.
 pub fn settings(ctx: &Context) -> Vec<(&'static str, String)> {
     let mut vars = service::all_env_vars();
     if venv::FLASK.is_current(ctx) {
@@ -65,6 +66,7 @@ pub fn settings(ctx: &Context) -> Vec<(&'static str, String)> {
             venv::FLASK.python(ctx).display().to_string(),
         ));
     }
+    vars.extend(crate::browser::settings(ctx));
     vars
 }
 

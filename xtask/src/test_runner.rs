@@ -1,4 +1,5 @@
-//! `cargo xtask test`: every service up, the Flask venv built, then `cargo test --workspace`
+//! `cargo xtask test`: every service up, the Flask venv and the browser test's tools
+//! (Chromium, Node.js, playwright-core) installed, then `cargo test --workspace`
 //! with the connection settings exported, ending with one summary line.
 
 use std::io::{BufRead, BufReader, Write};
@@ -6,7 +7,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use crate::context::Context;
 use crate::service::Service;
-use crate::{services, venv};
+use crate::{browser, services, venv};
 
 pub fn run(ctx: &Context, cargo_args: &[String]) -> Result<ExitCode, String> {
     {
@@ -15,6 +16,7 @@ pub fn run(ctx: &Context, cargo_args: &[String]) -> Result<ExitCode, String> {
             format!("{e}\nnot running the tests: their backing services are not all up")
         })?;
         venv::ensure(ctx, &venv::FLASK)?;
+        browser::ensure(ctx)?;
         services::write_env_file(ctx)?;
     }
 

@@ -12,6 +12,10 @@
 //! | `DELETE /data/{key}` | removes `key` | `200`, or `404` when absent |
 //! | `POST /logout` | clears the session (deleted from the store, deletion cookie) | `200`, text |
 //! | `GET /health` | never touches the session | `200` `ok` |
+//! | `GET /ui` | never touches the session | the browser page of `session-example-ui` |
+//!
+//! The responses that carry session data (`GET /`, `POST /counter`) are sent with
+//! `Cache-Control: no-store`.
 //!
 //! Invalid input (a body that is not JSON, a missing `user`, a key starting with `_`, a
 //! `counter` that is not an integer) answers `400` with a short text; a store failure
@@ -25,7 +29,7 @@ use std::fmt;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::ContentType;
-use actix_web::http::header::{ACCEPT, VARY};
+use actix_web::http::header::{ACCEPT, CACHE_CONTROL, VARY};
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
@@ -74,7 +78,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .delete(delete_data),
         )
         .service(web::resource("/logout").post(logout))
-        .service(web::resource("/health").get(health));
+        .service(web::resource("/health").get(health))
+        .configure(session_example_ui::actix_routes);
 }
 
 /// The response when the session cannot be saved after a handler: `413` when the session
@@ -88,6 +93,9 @@ pub fn save_failed(error: &SessionError) -> ErrorResponse {
         other => ErrorResponse::new(other.status()),
     }
 }
+
+/// `Cache-Control` of the responses that carry session data.
+const NO_STORE: &str = "no-store";
 
 fn text(status: StatusCode, body: String) -> HttpResponse {
     HttpResponse::build(status)
@@ -152,9 +160,11 @@ async fn show(session: Session, request: HttpRequest) -> Result<HttpResponse, Ap
     } else {
         data.to_json()
     };
-    // The body depends on Accept (and, as every session route's, on Cookie).
+    // The body depends on Accept (and, as every session route's, on Cookie). It is one
+    // user's session data: no cache may keep it (a browser's back button included).
     let mut response = HttpResponse::Ok();
     response.insert_header((VARY, "Accept"));
+    response.insert_header((CACHE_CONTROL, NO_STORE));
     let accept = request
         .headers()
         .get(ACCEPT)
@@ -188,7 +198,7 @@ async fn login(session: Session, request: HttpRequest) -> Result<String, AppErro
     Ok(format!("logged in as {user}"))
 }
 
-async fn counter(session: Session) -> Result<String, AppError> {
+async fn counter(session: Session) -> Result<HttpResponse, AppError> {
     session
         .update("counter", |count: Option<i64>| {
             count.unwrap_or(0).saturating_add(1)
@@ -198,7 +208,10 @@ async fn counter(session: Session) -> Result<String, AppError> {
     // increments were merged in.
     session.save().await?;
     let stored: i64 = session.get("counter").await?.unwrap_or(0);
-    Ok(stored.to_string())
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, NO_STORE))
+        .content_type(ContentType::plaintext())
+        .body(stored.to_string()))
 }
 
 /// Keys starting with `_` are reserved for the library (`_permanent`, `_session_created`).

@@ -10,6 +10,10 @@
 //! | `DELETE /data/{key}` | removes `key` | `200`, or `404` when absent |
 //! | `POST /logout` | clears the session (deleted from the store, deletion cookie) | `200`, text |
 //! | `GET /health` | never touches the session | `200` `ok` |
+//! | `GET /ui` | never touches the session | the browser page of `session-example-ui` |
+//!
+//! The responses that carry session data (`GET /`, `POST /counter`) are sent with
+//! `Cache-Control: no-store`.
 //!
 //! Invalid input (a body that is not JSON, a missing `user`, a key starting with `_`, a
 //! `counter` that is not an integer) answers `400` with a short text; a store failure
@@ -21,7 +25,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query};
-use axum::http::header::{ACCEPT, VARY};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, VARY};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -41,6 +45,7 @@ pub fn app(manager: SessionManager) -> Router {
         .route("/data/{key}", put(put_data).delete(delete_data))
         .route("/logout", post(logout))
         .route("/health", get(health))
+        .merge(session_example_ui::axum_routes())
         .layer(SessionLayer::new(manager.on_error(save_failed)))
 }
 
@@ -102,9 +107,13 @@ async fn show(session: Session, headers: HeaderMap) -> Result<Response, AppError
         Some(accept) if accept.starts_with("text/plain") => text_lines(&json).into_response(),
         _ => Json(json).into_response(),
     };
-    // The body depends on Accept (and, as every session route's, on Cookie).
-    Ok(([(VARY, "Accept")], body).into_response())
+    // The body depends on Accept (and, as every session route's, on Cookie). It is one
+    // user's session data: no cache may keep it (a browser's back button included).
+    Ok(([(VARY, "Accept"), (CACHE_CONTROL, NO_STORE)], body).into_response())
 }
+
+/// `Cache-Control` of the responses that carry session data.
+const NO_STORE: &str = "no-store";
 
 /// `key=value` lines of a JSON object, values as JSON.
 fn text_lines(json: &serde_json::Value) -> String {
@@ -134,7 +143,7 @@ async fn login(
     Ok(format!("logged in as {user}"))
 }
 
-async fn counter(session: Session) -> Result<String, AppError> {
+async fn counter(session: Session) -> Result<Response, AppError> {
     session
         .update("counter", |count: Option<i64>| {
             count.unwrap_or(0).saturating_add(1)
@@ -144,7 +153,7 @@ async fn counter(session: Session) -> Result<String, AppError> {
     // increments were merged in.
     session.save().await?;
     let stored: i64 = session.get("counter").await?.unwrap_or(0);
-    Ok(stored.to_string())
+    Ok(([(CACHE_CONTROL, NO_STORE)], stored.to_string()).into_response())
 }
 
 /// Keys starting with `_` are reserved for the library (`_permanent`, `_session_created`).
