@@ -8,7 +8,9 @@ SQL_URL, MONGODB_URL, DYNAMODB_ENDPOINT, SESSION_DYNAMODB_TABLE, SESSION_KEY_PRE
 SESSION_MONGODB_DB, ...). The filesystem and cachelib types keep pickles in SESSION_FILE_DIR
 (cachelib: a FileSystemCache there, hashing file names with SESSION_FILE_HASH, sha256 or
 md5), with SESSION_FILE_THRESHOLD and SESSION_FILE_MODE. SESSION_PERMANENT and
-PERMANENT_SESSION_LIFETIME (seconds) apply to every type. Each step prints one JSON object
+PERMANENT_SESSION_LIFETIME (seconds) apply to every type; SESSION_SERIALIZATION_FORMAT (json:
+the session holds only JSON's types) and SESSION_USE_SIGNER (true: signed cookies, with
+SECRET_KEY "interop-secret") to every type but the pickle ones. Each step prints one JSON object
 on stdout:
 
   login          Flask creates a session holding Flask-typed data; prints the new sid.
@@ -17,7 +19,7 @@ on stdout:
   login_markup   Flask creates a session whose flash is a markupsafe.Markup (pickle only).
   get SID        Flask reads the session and checks that every typed value kept its type.
   counter SID    Flask increments `counter`.
-  raw SID        Reads what the store holds for SID without Flask-Session: whether the stored
+  raw SID        (SID may be a signed cookie value) Reads what the store holds for SID without Flask-Session: whether the stored
                  bytes are exactly what msgspec writes for the decoded dict, and the TTL;
                  with pickle, the file's dict, protocol, mode and TTL, cachelib's count file
                  and the number of entries and temporary files in the directory.
@@ -40,6 +42,11 @@ PREFIX = os.environ.get("SESSION_KEY_PREFIX", "session:")
 LIFETIME = int(os.environ.get("PERMANENT_SESSION_LIFETIME", str(31 * 24 * 3600)))
 WHEN = datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc)
 PICKLE = os.environ.get("SESSION_TYPE") in ("filesystem", "cachelib")
+# SESSION_SERIALIZATION_FORMAT=json: msgspec.json, which keeps only JSON's types, so the
+# session holds no datetime, bytes or int keys (they would come back as strings).
+JSON = os.environ.get("SESSION_SERIALIZATION_FORMAT") == "json"
+# SESSION_USE_SIGNER=true: the cookie is "sid.signature" (itsdangerous, salt flask-session).
+SIGNER = os.environ.get("SESSION_USE_SIGNER") == "true"
 # Values only pickle keeps (msgspec turns them into lists or strings).
 PICKLE_VALUES = {
     "small": -(2**63),
@@ -79,6 +86,7 @@ def make_app():
         PERMANENT_SESSION_LIFETIME=LIFETIME,
         SESSION_PERMANENT=os.environ.get("SESSION_PERMANENT", "true") == "true",
         SESSION_SERIALIZATION_FORMAT=os.environ.get("SESSION_SERIALIZATION_FORMAT", "msgpack"),
+        SESSION_USE_SIGNER=SIGNER,
     )
     if kind == "redis":
         import redis
@@ -123,11 +131,14 @@ def make_app():
     @app.post("/login")
     def login():
         session["user"] = request.args["user"]
-        session["when"] = WHEN
-        session["blob"] = b"\x00\x01\xff"
         session["big"] = 2**64 - 1
         session["ratio"] = 0.5
-        session["nested"] = {1: "one", "k": [1, 2.0, None]}
+        if JSON:
+            session["nested"] = {"1": "one", "k": [1, 2.0, None]}
+        else:
+            session["when"] = WHEN
+            session["blob"] = b"\x00\x01\xff"
+            session["nested"] = {1: "one", "k": [1, 2.0, None]}
         if PICKLE:
             session.update(PICKLE_VALUES)
         flash("Welcome back")
@@ -153,7 +164,8 @@ def make_app():
             problems.append(f"big: {data['big']!r}")
         if "ratio" in data and (type(data["ratio"]) is not float or data["ratio"] != 0.5):
             problems.append(f"ratio: {data['ratio']!r}")
-        if "nested" in data and data["nested"] != {1: "one", "k": [1, 2.0, None]}:
+        nested = {"1" if JSON else 1: "one", "k": [1, 2.0, None]}
+        if "nested" in data and data["nested"] != nested:
             problems.append(f"nested: {data['nested']!r}")
         if PICKLE:
             for key, value in PICKLE_VALUES.items():
@@ -184,7 +196,8 @@ def make_app():
 def stored(sid):
     """(bytes, ttl seconds or None) as the backend holds them, without Flask-Session."""
     kind = os.environ["SESSION_TYPE"]
-    key = PREFIX + sid
+    # A signed cookie's value is "sid.signature"; the store's key has the sid alone.
+    key = PREFIX + sid.split(".")[0]
     if kind == "redis":
         import redis
 
@@ -281,11 +294,27 @@ def main():
         if value is None:
             print(json.dumps({"found": False}))
             return
+        if JSON:
+            decoded = msgspec.json.decode(value)
+            print(
+                json.dumps(
+                    {
+                        "found": True,
+                        "format": "json",
+                        "is_json_object": isinstance(decoded, dict),
+                        "same_as_msgspec": msgspec.json.encode(decoded) == value,
+                        "ttl": ttl,
+                        "keys": [str(k) for k in decoded],
+                    }
+                )
+            )
+            return
         decoded = msgspec.msgpack.decode(value)
         print(
             json.dumps(
                 {
                     "found": True,
+                    "format": "msgpack",
                     "is_msgpack_map": value[:1] >= b"\x80" and (value[:1] <= b"\x8f" or value[:1] in (b"\xde", b"\xdf")),
                     "same_as_msgspec": msgspec.msgpack.encode(decoded) == value,
                     "ttl": ttl,
