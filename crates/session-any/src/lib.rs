@@ -141,17 +141,17 @@ impl SessionStore for AnyStore {
 
     async fn index_put(
         &self,
-        owner: &str,
+        index: &str,
         entry: &session_core::IndexEntry,
     ) -> Result<(), StoreError> {
-        self.store.index_put(owner, entry).await
+        self.store.index_put(index, entry).await
     }
 
-    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
-        self.store.index_remove(owner, key).await
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.store.index_remove(index, key).await
     }
 
-    async fn index_list(&self, owner: &str) -> Result<Vec<session_core::IndexEntry>, StoreError> {
-        self.store.index_list(owner).await
+    async fn index_list(&self, index: &str) -> Result<Vec<session_core::IndexEntry>, StoreError> {
+        self.store.index_list(index).await
     }
 }

@@ -246,7 +246,12 @@ impl SessionManager {
         if self.engine.indexes_owners() {
             return Ok(());
         }
-        let error = match self.engine.store.index_list(owner).await {
+        let error = match self
+            .engine
+            .store
+            .index_list(&self.engine.index_name(owner))
+            .await
+        {
             Err(error @ crate::StoreError::Unsupported(_)) => error,
             _ => crate::StoreError::Unsupported(
                 "this session store does not say it keeps an owner index (owner_index())"

@@ -23,7 +23,7 @@ struct Entry {
 /// When full, a write first drops expired entries, then the entry closest to expiry.
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, Entry>>,
-    /// The owner index: per owner, per session key, its entry.
+    /// The owner index: per index name, per session key, its entry.
     owners: Mutex<HashMap<String, HashMap<String, IndexEntry>>>,
     max_entries: usize,
 }
@@ -205,33 +205,33 @@ impl SessionStore for MemoryStore {
         true
     }
 
-    async fn index_put(&self, owner: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
         let now = crate::owner::unix_now();
         let mut owners = self.owners();
-        let index = owners.entry(owner.to_owned()).or_default();
+        let entries = owners.entry(index.to_owned()).or_default();
         // Entries past their expiry go with every write, so an index never grows without
         // bound even when nobody lists it.
-        index.retain(|_, e| e.expires_at > now);
-        index.insert(entry.key.clone(), entry.clone());
+        entries.retain(|_, e| e.expires_at > now);
+        entries.insert(entry.key.clone(), entry.clone());
         Ok(())
     }
 
-    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
         let mut owners = self.owners();
-        if let Some(index) = owners.get_mut(owner) {
-            index.remove(key);
-            if index.is_empty() {
-                owners.remove(owner);
+        if let Some(entries) = owners.get_mut(index) {
+            entries.remove(key);
+            if entries.is_empty() {
+                owners.remove(index);
             }
         }
         Ok(())
     }
 
-    async fn index_list(&self, owner: &str) -> Result<Vec<IndexEntry>, StoreError> {
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
         Ok(self
             .owners()
-            .get(owner)
-            .map(|index| index.values().cloned().collect())
+            .get(index)
+            .map(|entries| entries.values().cloned().collect())
             .unwrap_or_default())
     }
 }

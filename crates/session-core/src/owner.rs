@@ -98,6 +98,13 @@ impl Engine {
         data.get(self.config.owner_key()).and_then(owner_from_value)
     }
 
+    /// The name of `owner`'s index in the store: `SESSION_KEY_PREFIX`, `owner:`, the
+    /// owner. Under the prefix, so that apps sharing a store with different prefixes keep
+    /// separate indexes, and so that a key-value store can use it as the index's key.
+    pub(crate) fn index_name(&self, owner: &str) -> String {
+        format!("{}owner:{owner}", self.config.key_prefix())
+    }
+
     /// Whether core keeps the owner index of this store.
     pub(crate) fn indexes_owners(&self) -> bool {
         self.indexes_owners
@@ -133,15 +140,21 @@ impl Engine {
             last_seen: now,
             expires_at: now.saturating_add(ttl.as_secs()),
         };
-        self.call("index_put", self.store.index_put(owner, &entry))
-            .await
+        self.call(
+            "index_put",
+            self.store.index_put(&self.index_name(owner), &entry),
+        )
+        .await
     }
 
     /// Removes `key` from `owner`'s index after the session was written; a failure only
     /// leaves a stale entry, which the next listing prunes.
     pub(crate) async fn index_remove_after(&self, owner: &str, key: &str) {
         if let Err(error) = self
-            .call("index_remove", self.store.index_remove(owner, key))
+            .call(
+                "index_remove",
+                self.store.index_remove(&self.index_name(owner), key),
+            )
             .await
         {
             tracing::warn!(%error, "owner index entry not removed; it is pruned when next listed");
@@ -199,7 +212,7 @@ impl Engine {
         current_key: Option<&str>,
     ) -> Result<Vec<OwnedSession>, SessionError> {
         let entries = self
-            .call("index_list", self.store.index_list(owner))
+            .call("index_list", self.store.index_list(&self.index_name(owner)))
             .await?;
         let mut sessions = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -240,7 +253,7 @@ impl Engine {
         let mut quiet_passes = 0;
         for _ in 0..MAX_REVOKE_PASSES {
             let entries = self
-                .call("index_list", self.store.index_list(owner))
+                .call("index_list", self.store.index_list(&self.index_name(owner)))
                 .await?;
             let mut ended = 0;
             for entry in entries.iter().filter(|entry| !keep(&entry.key)) {

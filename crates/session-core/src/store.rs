@@ -100,7 +100,9 @@ pub trait SessionStore: Send + Sync + 'static {
     // Beside the sessions, in the store's own layout (a Redis hash per owner, a table next
     // to Flask's...), never changing what a Flask reader sees. Core keeps it in step with
     // its commits and prunes what it finds stale, so a store only stores and lists; the
-    // defaults say the store has no index.
+    // defaults say the store has no index. `index` names one owner's index:
+    // `SESSION_KEY_PREFIX` + `owner:` + the owner (so a key-value store can use it as a
+    // key, and apps with different prefixes never share an index).
 
     /// Whether this store keeps an owner index. Core makes no index call on a store that
     /// does not, and [`SessionManager::sessions_of`](crate::SessionManager::sessions_of)
@@ -109,23 +111,23 @@ pub trait SessionStore: Send + Sync + 'static {
         false
     }
 
-    /// Records (or replaces) the entry for `entry.key` in `owner`'s index. The index may
+    /// Records (or replaces) the entry for `entry.key` in the index named `index`. The index may
     /// keep it until `entry.expires_at` at least; entries past it may be dropped.
-    async fn index_put(&self, owner: &str, entry: &IndexEntry) -> Result<(), StoreError> {
-        let _ = (owner, entry);
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        let _ = (index, entry);
         Err(no_owner_index())
     }
 
-    /// Removes `key` from `owner`'s index; removing a missing entry is not an error.
-    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
-        let _ = (owner, key);
+    /// Removes `key` from the index named `index`; removing a missing entry is not an error.
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        let _ = (index, key);
         Err(no_owner_index())
     }
 
-    /// Every entry of `owner`'s index, in no particular order. It may include entries
+    /// Every entry of the index named `index`, in no particular order. It may include entries
     /// whose session has ended: core checks each against the session and prunes.
-    async fn index_list(&self, owner: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        let _ = owner;
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let _ = index;
         Err(no_owner_index())
     }
 }
@@ -230,13 +232,13 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     fn owner_index(&self) -> bool {
         (**self).owner_index()
     }
-    async fn index_put(&self, owner: &str, entry: &IndexEntry) -> Result<(), StoreError> {
-        (**self).index_put(owner, entry).await
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        (**self).index_put(index, entry).await
     }
-    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
-        (**self).index_remove(owner, key).await
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        (**self).index_remove(index, key).await
     }
-    async fn index_list(&self, owner: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        (**self).index_list(owner).await
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        (**self).index_list(index).await
     }
 }

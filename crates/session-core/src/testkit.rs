@@ -711,16 +711,18 @@ pub async fn check_owner_sessions(store: Arc<dyn SessionStore>, hash_ids: bool) 
         last_seen: now,
         expires_at: now + 3600,
     };
-    store.index_put(&alice, &stale).await.unwrap();
-    store.index_put(&alice, &recent).await.unwrap();
+    // The index's name in the store: the key prefix, `owner:`, the owner.
+    let index = format!("{}owner:{alice}", manager.config().key_prefix());
+    store.index_put(&index, &stale).await.unwrap();
+    store.index_put(&index, &recent).await.unwrap();
     assert_eq!(manager.sessions_of(&alice, None).await.unwrap(), vec![]);
-    let left = store.index_list(&alice).await.unwrap();
+    let left = store.index_list(&index).await.unwrap();
     assert_eq!(
         left,
         vec![recent.clone()],
         "the stale entry was not pruned, or the recent one was"
     );
-    store.index_remove(&alice, &recent.key).await.unwrap();
+    store.index_remove(&index, &recent.key).await.unwrap();
 }
 
 /// `revoke_owner` ends every session of the owner but the kept one; the revoked cookies
@@ -879,14 +881,14 @@ impl SessionStore for PauseOnce {
     fn owner_index(&self) -> bool {
         self.inner.owner_index()
     }
-    async fn index_put(&self, owner: &str, entry: &crate::IndexEntry) -> Result<(), StoreError> {
-        self.inner.index_put(owner, entry).await
+    async fn index_put(&self, index: &str, entry: &crate::IndexEntry) -> Result<(), StoreError> {
+        self.inner.index_put(index, entry).await
     }
-    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
-        self.inner.index_remove(owner, key).await
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.index_remove(index, key).await
     }
-    async fn index_list(&self, owner: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
-        self.inner.index_list(owner).await
+    async fn index_list(&self, index: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
+        self.inner.index_list(index).await
     }
 }
 
@@ -1229,13 +1231,13 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
     fn owner_index(&self) -> bool {
         self.inner.owner_index()
     }
-    async fn index_put(&self, owner: &str, entry: &crate::IndexEntry) -> Result<(), StoreError> {
-        self.inner.index_put(owner, entry).await
+    async fn index_put(&self, index: &str, entry: &crate::IndexEntry) -> Result<(), StoreError> {
+        self.inner.index_put(index, entry).await
     }
-    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
-        self.inner.index_remove(owner, key).await
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.index_remove(index, key).await
     }
-    async fn index_list(&self, owner: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
-        self.inner.index_list(owner).await
+    async fn index_list(&self, index: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
+        self.inner.index_list(index).await
     }
 }

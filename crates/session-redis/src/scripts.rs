@@ -113,6 +113,43 @@ end
 return 0
 "#;
 
+/// KEYS[1] = an owner's index (a hash: session key -> "created last_seen expires_at", Unix
+/// seconds); ARGV = session key, entry, seconds the entry must live. Writes the field and
+/// extends the hash's expiry to the entry's if that is later, so the index lives as long
+/// as its longest session and no longer.
+const INDEX_PUT: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if redis.call('TTL', KEYS[1]) < ttl then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+return 1
+"#;
+
+/// KEYS[1] = an owner's index; ARGV[1] = session key. Redis deletes the hash with its
+/// last field.
+const INDEX_REMOVE: &str = r#"
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"#;
+
+/// KEYS[1] = an owner's index; ARGV[1] = now (Unix seconds). Drops the entries that
+/// expired before now and returns the others, flat: key, entry, key, entry...
+const INDEX_LIST: &str = r#"
+local flat = redis.call('HGETALL', KEYS[1])
+local live = {}
+local now = tonumber(ARGV[1])
+for i = 1, #flat, 2 do
+  local expires_at = tonumber(string.match(flat[i + 1], '(%d+)$'))
+  if expires_at and expires_at < now then
+    redis.call('HDEL', KEYS[1], flat[i])
+  else
+    live[#live + 1] = flat[i]
+    live[#live + 1] = flat[i + 1]
+  end
+end
+return live
+"#;
+
 /// The store's scripts with their digests computed once.
 #[derive(Clone, Debug)]
 pub(crate) struct Scripts {
@@ -122,6 +159,9 @@ pub(crate) struct Scripts {
     pub(crate) touch: Script,
     pub(crate) rotate: Script,
     pub(crate) compare_and_delete: Script,
+    pub(crate) index_put: Script,
+    pub(crate) index_remove: Script,
+    pub(crate) index_list: Script,
 }
 
 impl Scripts {
@@ -133,6 +173,9 @@ impl Scripts {
             touch: Script::new(TOUCH),
             rotate: Script::new(ROTATE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
+            index_put: Script::new(INDEX_PUT),
+            index_remove: Script::new(INDEX_REMOVE),
+            index_list: Script::new(INDEX_LIST),
         }
     }
 }

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::Value;
-use session_core::{InvalidationFeed, SessionStore, SetupError, StoreError, StoredEntry};
+use session_core::{
+    IndexEntry, InvalidationFeed, SessionStore, SetupError, StoreError, StoredEntry,
+};
 
 use crate::builder::RedisStoreBuilder;
 use crate::error::{map_error, unexpected_reply};
@@ -21,7 +23,7 @@ pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 /// Sessions in Redis (standalone, Cluster or Sentinel), stored exactly as Flask-Session
 /// stores them: the key as given (core has already prepended `SESSION_KEY_PREFIX`), the
 /// serialized bytes as a plain string value, written with `SET key value EX seconds`.
-/// No other key is ever written.
+/// No other key is ever written, but for the owner index below.
 ///
 /// - [`load`](SessionStore::load) reads the value and its remaining TTL with one command
 ///   (a read-only Lua script running `GET` and `PTTL`); an empty value counts as missing,
@@ -43,6 +45,12 @@ pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 ///   expected bytes (atomically), undoing the new entry otherwise. A crash between the two
 ///   steps leaves an unreferenced new entry that expires on its own.
 /// - [`cleanup`](SessionStore::cleanup) does nothing: Redis expires keys itself.
+/// - The owner index (`docs/owners.md`) is one hash per owner beside Flask-Session's keys,
+///   under the name core gives it (`SESSION_KEY_PREFIX` + `owner:` + the owner, e.g.
+///   `session:owner:42`): one field per session key, valued `"created last_seen
+///   expires_at"` (Unix seconds). It expires with its longest session; listing drops the
+///   fields past their expiry. Every index command touches that one key, so it works in
+///   Redis Cluster; a Flask reader never looks at it.
 ///
 /// TTLs are whole seconds (Flask-Session's `int(lifetime.total_seconds())`), at least 1.
 ///
@@ -327,6 +335,83 @@ impl SessionStore for RedisStore {
     fn invalidations(&self) -> Option<InvalidationFeed> {
         self.tracking.as_ref().map(|tracking| tracking.feed.clone())
     }
+
+    fn owner_index(&self) -> bool {
+        true
+    }
+
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        let now = session_unix_now();
+        let ttl = entry.expires_at.saturating_sub(now).max(1);
+        let field = format!("{} {} {}", entry.created, entry.last_seen, entry.expires_at);
+        self.run_script(&self.scripts.index_put, &[index], || {
+            vec![
+                Value::from(entry.key.as_str()),
+                Value::from(field.as_str()),
+                Value::from(i64::try_from(ttl).unwrap_or(i64::MAX)),
+            ]
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.run_script(&self.scripts.index_remove, &[index], || {
+            vec![Value::from(key)]
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let now = i64::try_from(session_unix_now()).unwrap_or(i64::MAX);
+        let reply = self
+            .run_script(&self.scripts.index_list, &[index], || {
+                vec![Value::from(now)]
+            })
+            .await?;
+        index_entries(reply)
+    }
+}
+
+/// Now in Unix seconds.
+fn session_unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The entries of an index-list reply (key, entry, key, entry...). A field that is not
+/// `"created last_seen expires_at"` (written by something else) is skipped.
+fn index_entries(reply: Value) -> Result<Vec<IndexEntry>, StoreError> {
+    let flat = match reply {
+        Value::Array(flat) => flat,
+        Value::Null => Vec::new(),
+        other => return Err(unexpected_reply("the index list script", &other)),
+    };
+    let text = |value: Value| {
+        value
+            .as_bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    let mut entries = Vec::with_capacity(flat.len() / 2);
+    let mut values = flat.into_iter();
+    while let (Some(key), Some(entry)) = (values.next(), values.next()) {
+        let (Some(key), Some(entry)) = (text(key), text(entry)) else {
+            continue;
+        };
+        let times: Vec<u64> = entry.split(' ').filter_map(|n| n.parse().ok()).collect();
+        if let [created, last_seen, expires_at] = times[..] {
+            entries.push(IndexEntry {
+                key,
+                created,
+                last_seen,
+                expires_at,
+            });
+        }
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -161,3 +161,39 @@ async fn wrong_type_under_a_session_key_is_a_backend_error() {
     }
     store.delete(&key).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_owner_index_is_a_hash_under_the_prefix_expiring_with_its_longest_session() {
+    let store = connect().await;
+    let prefix = testkit::unique_prefix("redis-owner");
+    let config = session_core::SessionConfig::builder()
+        .key_prefix(prefix.clone())
+        .build()
+        .unwrap();
+    let manager = session_core::SessionManager::new(store.clone(), config);
+    let owner = "42";
+    for lifetime in [Duration::from_secs(600), Duration::from_secs(5000)] {
+        let session = manager.open(None);
+        session.set_owner(owner).await.unwrap();
+        session.set_lifetime(lifetime).await.unwrap();
+        manager.finish(&session).await.unwrap();
+    }
+    let index = format!("{prefix}owner:{owner}");
+    let ttl: i64 = store.pool().ttl(&index).await.unwrap();
+    assert!((4990..=5000).contains(&ttl), "index TTL {ttl}");
+    let listed = store.index_list(&index).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    for entry in &listed {
+        assert!(entry.key.starts_with(&prefix), "{entry:?}");
+        // The session itself is Flask-Session's plain string value, with the owner under
+        // Flask-Login's key.
+        let bytes = store.load(&entry.key).await.unwrap().unwrap().value;
+        let data = session_core::SerializationFormat::Msgpack
+            .decode(&bytes)
+            .unwrap();
+        assert_eq!(data.get("_user_id").and_then(|v| v.as_str()), Some(owner));
+    }
+    assert_eq!(manager.revoke_owner(owner, None).await.unwrap(), 2);
+    let exists: i64 = store.pool().exists(&index).await.unwrap();
+    assert_eq!(exists, 0, "the index outlived its last session");
+}
