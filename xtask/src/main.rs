@@ -8,6 +8,7 @@
 //! cargo xtask services env                  print the connection settings as shell exports
 //! cargo xtask flask-venv                    build the Python venv for the Flask interop tests
 //! cargo xtask browser-tools                 install Chromium, Node.js, playwright-core (browser test)
+//! cargo xtask demo                          Redis + Flask venv + the Flask-to-Rust migration demo
 //! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
 //! cargo xtask bench memory [ARGS...]        Redis up + the benchmark's memory check alone
@@ -18,6 +19,7 @@
 
 mod browser;
 mod context;
+mod demo;
 mod docker;
 mod fuzz;
 mod install;
@@ -46,6 +48,8 @@ commands:
   flask-venv                    create the Python venv for the Flask interop tests, print FLASK_PYTHON
   browser-tools                 install the browser test's tools (Chromium and Node.js with apt,
                                 playwright-core with npm ci), print PLAYWRIGHT_CORE
+  demo                          Redis up + flask-venv + the Flask-to-Rust migration demo
+                                (examples/flask-migration) on http://127.0.0.1:8080 (PORT)
   test [ARGS...]                services up + flask-venv + browser-tools + `cargo test --workspace ARGS...`
   bench [ARGS...]               Redis up + the load benchmark in bench/ (see bench/README.md)
   bench memory [ARGS...]        Redis up + only the benchmark's memory check of the session cache
@@ -105,6 +109,10 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 browser::playwright_core(&ctx).display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        "demo" => {
+            let ctx = Context::from_env()?;
+            demo::run(&ctx, rest)
         }
         "test" => {
             let ctx = Context::from_env()?;
