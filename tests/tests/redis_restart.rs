@@ -35,7 +35,12 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); `cargo xtask services up redis` installs it")
+                panic!(
+                    "cannot run redis-server ({e}): this test starts its own server to stop and \
+                     restart it. `cargo xtask services up redis` installs it natively; with \
+                     Docker services, install the binary on the host (apt-get install \
+                     redis-server, brew install redis)"
+                )
             });
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

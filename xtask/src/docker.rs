@@ -27,7 +27,8 @@ fn compose(ctx: &Context) -> Result<Command, String> {
         .arg("--file")
         .arg(&file)
         .arg("--project-directory")
-        .arg(&ctx.workspace_root);
+        .arg(&ctx.workspace_root)
+        .args(["--project-name", crate::compose::PROJECT]);
     Ok(command)
 }
 

@@ -10,22 +10,29 @@
 //! cargo xtask browser-tools                 install Chromium, Node.js, playwright-core (browser test)
 //! cargo xtask demo                          Redis + Flask venv + the Flask-to-Rust migration demo
 //! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
+//! cargo xtask test --offline                the tests that need no server, nothing started
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
 //! cargo xtask bench memory [ARGS...]        Redis up + the benchmark's memory check alone
 //! cargo xtask fuzz [--seconds N] [--target NAME] [--out PATH]   the cargo-fuzz targets of fuzz/
+//! cargo xtask compose-check               docker-compose.yml valid and in step with the native mode
+//! cargo xtask docs [--check-only]          the book: mdbook build + link, anchor and SUMMARY checks
+//! cargo xtask publish-check [--no-verify]   `cargo package` every published crate, verified
 //! ```
 //!
 //! Standard library only, so that it compiles in seconds before every test run.
 
 mod browser;
+mod compose;
 mod context;
 mod demo;
 mod docker;
+mod docs;
 mod fuzz;
 mod install;
 mod native;
 mod probe;
 mod process;
+mod publish;
 mod service;
 mod services;
 mod test_runner;
@@ -51,11 +58,21 @@ commands:
   demo                          Redis up + flask-venv + the Flask-to-Rust migration demo
                                 (examples/flask-migration) on http://127.0.0.1:8080 (PORT)
   test [ARGS...]                services up + flask-venv + browser-tools + `cargo test --workspace ARGS...`
+  test --offline [ARGS...]      every test that needs no server (unit tests, memory store,
+                                files, SQLite); starts nothing, needs no root and no Docker
   bench [ARGS...]               Redis up + the load benchmark in bench/ (see bench/README.md)
   bench memory [ARGS...]        Redis up + only the benchmark's memory check of the session cache
   fuzz [--seconds N] [--target NAME] [--out PATH]
                                 run the fuzz targets of fuzz/ (N seconds each, default 60), print
                                 executions and crashes, write the table to fuzz/results/latest.md
+  compose-check                 `docker-compose config` on docker-compose.yml (Debian's package,
+                                no engine needed), then check its services, ports and credentials
+                                against the native mode and the docs' `docker compose up` lines
+  docs [--check-only]           build docs/ as an mdBook (mdbook from crates.io, pinned, installed
+                                once) into the target dir; fail on a broken link or anchor or a
+                                page missing from docs/SUMMARY.md
+  publish-check [--no-verify]   `cargo package` every published crate in dependency order and
+                                build each from its archive; check README, CHANGELOG, licences
 
 services: redis redis-cluster redis-sentinel memcached postgres mariadb dynamodb mongodb
 
@@ -125,6 +142,18 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         "fuzz" => {
             let ctx = Context::from_env()?;
             fuzz::command(&ctx, rest)
+        }
+        "compose-check" => {
+            let ctx = Context::from_env()?;
+            compose::command(&ctx, rest)
+        }
+        "docs" => {
+            let ctx = Context::from_env()?;
+            docs::command(&ctx, rest)
+        }
+        "publish-check" => {
+            let ctx = Context::from_env()?;
+            publish::command(&ctx, rest)
         }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

@@ -9,7 +9,45 @@ use crate::context::Context;
 use crate::service::Service;
 use crate::{browser, services, venv};
 
+/// The integration-test targets that need no server, per package: they use the memory
+/// store, a temporary directory, SQLite, or only the files of the repository. Unit tests
+/// (`--lib --bins`) of every package need none either.
+pub const OFFLINE_TARGETS: &[(&str, &[&str])] = &[
+    (
+        "session-core",
+        &[
+            "cache_and_groups",
+            "decisions",
+            "lifecycle",
+            "memory_conformance",
+            "metrics",
+        ],
+    ),
+    (
+        "session-filesystem",
+        &[
+            "concurrency",
+            "conformance",
+            "processes",
+            "relative_dir",
+            "storage",
+        ],
+    ),
+    (
+        "session-cachelib",
+        &["conformance", "processes", "relative_dir", "storage"],
+    ),
+    ("session-sql", &["sqlite"]),
+    ("session-any", &["conformance", "docs"]),
+    ("session-axum", &["layer", "plain_http"]),
+    ("session-actix", &["middleware", "plain_http"]),
+    ("session-example-actix", &["binary"]),
+];
+
 pub fn run(ctx: &Context, cargo_args: &[String]) -> Result<ExitCode, String> {
+    if cargo_args.first().map(String::as_str) == Some("--offline") {
+        return run_offline(ctx, &cargo_args[1..]);
+    }
     {
         let _lock = ctx.lock()?;
         services::up(ctx, &Service::ALL).map_err(|e| {
@@ -64,6 +102,111 @@ pub fn run(ctx: &Context, cargo_args: &[String]) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `cargo xtask test --offline`: every test that needs no server, with no service started.
+/// The connection settings point at a closed port, so a test that needs a server after all
+/// fails (and names it) instead of quietly using one that happens to run here.
+fn run_offline(ctx: &Context, extra: &[String]) -> Result<ExitCode, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut runs: Vec<Vec<String>> = vec![["--workspace", "--lib", "--bins"]
+        .map(String::from)
+        .to_vec()];
+    for (package, targets) in OFFLINE_TARGETS {
+        let mut args = vec!["-p".to_string(), package.to_string()];
+        for target in *targets {
+            args.push("--test".into());
+            args.push(target.to_string());
+        }
+        runs.push(args);
+    }
+    let mut totals = Totals::default();
+    let mut failed = Vec::new();
+    for args in &runs {
+        let mut command = Command::new(&cargo);
+        command.arg("test").args(args).args(extra);
+        for (key, value) in unreachable_settings() {
+            command.env(key, value);
+        }
+        ctx.log(format!("cargo test {}", args.join(" ")));
+        let status = pass_through(&mut command, &mut totals)?;
+        if !status.success() {
+            failed.push(args.join(" "));
+        }
+    }
+    let outcome = if failed.is_empty() {
+        "PASSED"
+    } else {
+        "FAILED"
+    };
+    println!(
+        "\nxtask test --offline: {outcome}: {} passed, {} failed, {} ignored in {} test binaries, no server used; {:.0}s total",
+        totals.passed, totals.failed, totals.ignored, totals.suites, ctx.elapsed()
+    );
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "failed: cargo test {}",
+            failed.join("\nfailed: cargo test ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Every connection setting the tests read, pointed at port 9 of the loopback (closed).
+fn unreachable_settings() -> Vec<(&'static str, String)> {
+    crate::service::all_env_vars()
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match key {
+                "AWS_ACCESS_KEY_ID"
+                | "AWS_SECRET_ACCESS_KEY"
+                | "AWS_REGION"
+                | "AWS_DEFAULT_REGION" => value,
+                _ => {
+                    // Replace every port of the URL or server list by 9.
+                    let mut out = String::new();
+                    let mut rest = value.as_str();
+                    while let Some(at) = rest.find("127.0.0.1:") {
+                        out.push_str(&rest[..at + "127.0.0.1:".len()]);
+                        out.push('9');
+                        rest = rest[at + "127.0.0.1:".len()..]
+                            .trim_start_matches(|c: char| c.is_ascii_digit());
+                    }
+                    out.push_str(rest);
+                    out
+                }
+            };
+            (key, value)
+        })
+        .chain([(
+            "FLASK_PYTHON",
+            "/nonexistent/offline-mode/python".to_string(),
+        )])
+        .collect()
+}
+
+/// Runs `command`, passing its stdout through and adding its `test result:` lines up.
+fn pass_through(
+    command: &mut Command,
+    totals: &mut Totals,
+) -> Result<std::process::ExitStatus, String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    if let Some(stdout) = child.stdout.take() {
+        let mut out = std::io::stdout().lock();
+        for line in BufReader::new(stdout).split(b'\n') {
+            let Ok(line) = line else { break };
+            let _ = out.write_all(&line);
+            let _ = out.write_all(b"\n");
+            totals.add_line(&String::from_utf8_lossy(&line));
+        }
+        let _ = out.flush();
+    }
+    child.wait().map_err(|e| format!("cargo test: {e}"))
 }
 
 /// Sums of libtest's `test result:` lines.
@@ -128,6 +271,44 @@ mod tests {
                 filtered: 2
             }
         );
+    }
+
+    #[test]
+    fn offline_settings_point_every_service_at_a_closed_port() {
+        let settings = unreachable_settings();
+        let get = |key: &str| settings.iter().find(|(k, _)| *k == key).unwrap().1.clone();
+        assert_eq!(
+            get("REDIS_CLUSTER_URL"),
+            "redis-cluster://127.0.0.1:9?node=127.0.0.1:9&node=127.0.0.1:9"
+        );
+        assert_eq!(
+            get("POSTGRES_URL"),
+            "postgres://sessions:sessions@127.0.0.1:9/sessions"
+        );
+        assert_eq!(get("MEMCACHED_SERVERS"), "127.0.0.1:9");
+        assert_eq!(get("DYNAMODB_ENDPOINT"), "http://127.0.0.1:9");
+        for (key, value) in &settings {
+            assert!(
+                !value.contains(":6379") && !value.contains(":5432"),
+                "{key}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn offline_targets_exist() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (package, targets) in OFFLINE_TARGETS {
+            let dir = ["crates", "examples"]
+                .iter()
+                .map(|parent| root.join(parent).join(package))
+                .find(|dir| dir.is_dir())
+                .unwrap_or_else(|| panic!("no directory for {package}"));
+            for target in *targets {
+                let file = dir.join("tests").join(format!("{target}.rs"));
+                assert!(file.is_file(), "{}", file.display());
+            }
+        }
     }
 
     #[test]

@@ -66,8 +66,11 @@ impl fmt::Debug for AnyStoreBuilder {
 }
 
 impl AnyStoreBuilder {
-    /// Reads the variables from the process environment.
+    /// Reads the variables from the process environment, and warns (with `tracing`) about
+    /// each `SESSION_*` variable set there that nothing reads, naming the closest known
+    /// name ([`crate::names::unread_variables`]).
     pub fn from_env() -> AnyStoreBuilder {
+        crate::names::warn_unread_variables();
         AnyStoreBuilder::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -315,21 +318,9 @@ impl AnyStoreBuilder {
 
     #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
     async fn sql_store(mut self) -> Result<session_sql::SqlStore, SetupError> {
-        // Ours first; Flask-SQLAlchemy's lets a Flask app's environment work unchanged.
-        let (url_name, url) = match (self.get(SESSION_SQL_URL), self.get(SQLALCHEMY_DATABASE_URI)) {
-            (Some(url), _) => (SESSION_SQL_URL, url),
-            (None, Some(url)) => (SQLALCHEMY_DATABASE_URI, url),
-            (None, None) => {
-                return Err(ConfigError::new(
-                    SESSION_SQL_URL,
-                    "SESSION_TYPE=sqlalchemy needs the database URL (postgres://, \
-                     mysql://, sqlite://): set SESSION_SQL_URL or SQLALCHEMY_DATABASE_URI",
-                )
-                .into())
-            }
-        };
+        let (url_name, url) = self.sql_url()?;
         let mut builder = session_sql::SqlStore::builder()
-            .url(url)
+            .url(&url)
             .table_exists(self.flag(SESSION_SQLALCHEMY_TABLE_EXISTS)?);
         if let Some(table) = self.get(SESSION_SQLALCHEMY_TABLE) {
             builder = builder.table(table);
@@ -356,6 +347,52 @@ impl AnyStoreBuilder {
             .map_err(unreachable("the SQL database", url_name))?;
         tracing::info!(database = ?store.backend(), "sessions are stored in SQL");
         Ok(store)
+    }
+
+    /// The SQL database's URL (sqlx's form) and the variable it came from: ours
+    /// (`SESSION_SQL_URL`, sqlx's form) first, then SQLAlchemy URLs as a Flask app sets
+    /// them: `SESSION_SQLALCHEMY`, the bind `SESSION_SQLALCHEMY_BIND_KEY` names in
+    /// `SQLALCHEMY_BINDS`, `SQLALCHEMY_DATABASE_URI`.
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+    fn sql_url(&self) -> Result<(&'static str, String), ConfigError> {
+        if let Some(url) = self.get(SESSION_SQL_URL) {
+            return Ok((SESSION_SQL_URL, url.to_owned()));
+        }
+        let sqlalchemy = |name: &'static str, url: &str| {
+            session_sql::url_from_sqlalchemy(url)
+                .map(|url| (name, url))
+                .map_err(|message| ConfigError::new(name, message))
+        };
+        if let Some(url) = self.get(SESSION_SQLALCHEMY) {
+            return sqlalchemy(SESSION_SQLALCHEMY, url);
+        }
+        if let Some(key) = self.get(SESSION_SQLALCHEMY_BIND_KEY) {
+            let key = key.trim();
+            let binds = self.get(SQLALCHEMY_BINDS).ok_or_else(|| {
+                ConfigError::new(
+                    SESSION_SQLALCHEMY_BIND_KEY,
+                    format!("names the bind {key:?} but SQLALCHEMY_BINDS is not set"),
+                )
+            })?;
+            let url = bind_url(binds, key)
+                .map_err(|message| ConfigError::new(SQLALCHEMY_BINDS, message))?
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        SESSION_SQLALCHEMY_BIND_KEY,
+                        format!("names the bind {key:?}, which SQLALCHEMY_BINDS does not have"),
+                    )
+                })?;
+            return sqlalchemy(SQLALCHEMY_BINDS, &url);
+        }
+        if let Some(url) = self.get(SQLALCHEMY_DATABASE_URI) {
+            return sqlalchemy(SQLALCHEMY_DATABASE_URI, url);
+        }
+        Err(ConfigError::new(
+            SESSION_SQL_URL,
+            "SESSION_TYPE=sqlalchemy needs the database URL (postgres://, mysql://, \
+             sqlite://): set SESSION_SQL_URL, or SQLALCHEMY_DATABASE_URI as for \
+             Flask-SQLAlchemy",
+        ))
     }
 
     #[cfg(feature = "mongodb")]
@@ -391,7 +428,30 @@ impl AnyStoreBuilder {
             Some(endpoint) if endpoint.trim().eq_ignore_ascii_case("aws") => builder.aws_endpoint(),
             Some(endpoint) => builder.endpoint_url(endpoint.trim()),
         };
-        if let Some(table) = self.get(SESSION_DYNAMODB_TABLE) {
+        let table_names = (
+            self.get(SESSION_DYNAMODB_TABLE),
+            self.get(SESSION_DYNAMODB_TABLE_NAME),
+        );
+        // The variable that named the table, for errors about its value.
+        let table_variable = match table_names {
+            (None, Some(_)) => SESSION_DYNAMODB_TABLE_NAME,
+            _ => SESSION_DYNAMODB_TABLE,
+        };
+        let table = match table_names {
+            (Some(table), Some(other)) if table.trim() != other.trim() => {
+                return Err(ConfigError::new(
+                    SESSION_DYNAMODB_TABLE_NAME,
+                    format!(
+                        "names the table {other:?} but SESSION_DYNAMODB_TABLE names {table:?}; \
+                         set only one"
+                    ),
+                )
+                .into())
+            }
+            (Some(table), _) | (None, Some(table)) => Some(table),
+            (None, None) => None,
+        };
+        if let Some(table) = table {
             builder = builder.table_name(table);
         }
         if let Some(region) = self.get(AWS_REGION) {
@@ -400,13 +460,55 @@ impl AnyStoreBuilder {
         if let Some(adjust) = self.dynamodb.take() {
             builder = adjust(builder);
         }
-        let store = builder.connect().await?;
+        let store = builder.connect().await.map_err(|error| match error {
+            SetupError::Config(config) if config.option == SESSION_DYNAMODB_TABLE => {
+                ConfigError::new(table_variable, config.message).into()
+            }
+            other => other,
+        })?;
         tracing::info!(
             table = store.table_name(),
             "sessions are stored in DynamoDB"
         );
         Ok(store)
     }
+}
+
+/// The URL of bind `key` in `SQLALCHEMY_BINDS`: a JSON object whose values are URLs or
+/// `{"url": URL, …}` (Flask-SQLAlchemy's dict, as JSON), or `key=url,key=url`. `Ok(None)`
+/// when the bind is not there; an error (never quoting the value, which holds passwords)
+/// when the value cannot be read.
+#[allow(dead_code)] // only the SQL store has binds
+fn bind_url(binds: &str, key: &str) -> Result<Option<String>, String> {
+    let binds = binds.trim();
+    if binds.starts_with('{') {
+        let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(binds)
+            .map_err(|error| {
+                format!(
+                    "is not a JSON object of bind names to URLs (line {}, column {})",
+                    error.line(),
+                    error.column()
+                )
+            })?;
+        return match parsed.get(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(url)) => Ok(Some(url.clone())),
+            Some(serde_json::Value::Object(options)) => match options.get("url") {
+                Some(serde_json::Value::String(url)) => Ok(Some(url.clone())),
+                _ => Err(format!("the bind {key:?} has no \"url\" string")),
+            },
+            Some(_) => Err(format!("the bind {key:?} is neither a URL nor an object")),
+        };
+    }
+    for entry in binds.split(',') {
+        let Some((name, url)) = entry.split_once('=') else {
+            return Err("is neither a JSON object nor key=url,key=url".to_owned());
+        };
+        if name.trim() == key {
+            return Ok(Some(url.trim().to_owned()));
+        }
+    }
+    Ok(None)
 }
 
 /// A server that did not answer while connecting, named with the variable that points at
@@ -446,6 +548,41 @@ fn unreachable(
             }))
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::bind_url;
+
+    #[test]
+    fn binds_are_read_as_json_or_as_pairs() {
+        let json =
+            r#"{"users": "sqlite:///u.db", "sessions": {"url": "postgresql://h/s", "echo": true}}"#;
+        assert_eq!(
+            bind_url(json, "sessions").unwrap().as_deref(),
+            Some("postgresql://h/s")
+        );
+        assert_eq!(
+            bind_url(json, "users").unwrap().as_deref(),
+            Some("sqlite:///u.db")
+        );
+        assert_eq!(bind_url(json, "other").unwrap(), None);
+        let pairs = "users=sqlite:///u.db, sessions = postgresql://u:p@h/s?sslmode=require";
+        assert_eq!(
+            bind_url(pairs, "sessions").unwrap().as_deref(),
+            Some("postgresql://u:p@h/s?sslmode=require")
+        );
+        assert_eq!(bind_url(pairs, "nope").unwrap(), None);
+        for bad in [
+            r#"{"sessions": 3}"#,
+            r#"{"sessions": {"echo": 1}}"#,
+            "{oops hunter2",
+            "hunter2",
+        ] {
+            let error = bind_url(bad, "sessions").expect_err(bad);
+            assert!(!error.contains("hunter2"), "{error}");
+        }
     }
 }
 

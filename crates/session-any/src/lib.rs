@@ -133,4 +133,25 @@ impl SessionStore for AnyStore {
     fn invalidations(&self) -> Option<session_core::InvalidationFeed> {
         self.store.invalidations()
     }
+
+    // The owner index of the chosen store (docs/owners.md).
+    fn owner_index(&self) -> bool {
+        self.store.owner_index()
+    }
+
+    async fn index_put(
+        &self,
+        owner: &str,
+        entry: &session_core::IndexEntry,
+    ) -> Result<(), StoreError> {
+        self.store.index_put(owner, entry).await
+    }
+
+    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+        self.store.index_remove(owner, key).await
+    }
+
+    async fn index_list(&self, owner: &str) -> Result<Vec<session_core::IndexEntry>, StoreError> {
+        self.store.index_list(owner).await
+    }
 }

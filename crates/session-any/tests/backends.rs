@@ -257,14 +257,17 @@ async fn memcached_uses_session_memcached_servers() {
 async fn sql_uses_the_url_and_the_table_options() {
     let path = scratch_dir("any-sql").join("sessions.db");
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    for (url_variable, session_type) in [
-        ("SESSION_SQL_URL", "sqlalchemy"),
-        ("SQLALCHEMY_DATABASE_URI", "sql"),
+    // SQLAlchemy's spelling of the same absolute path: four slashes.
+    let sqlalchemy_url = format!("sqlite:///{}", path.display());
+    for (url_variable, session_type, value) in [
+        ("SESSION_SQL_URL", "sqlalchemy", &url),
+        ("SQLALCHEMY_DATABASE_URI", "sql", &sqlalchemy_url),
+        ("SESSION_SQLALCHEMY", "sql", &sqlalchemy_url),
     ] {
         let store = connect(
             builder(&[
                 ("SESSION_TYPE", session_type.into()),
-                (url_variable, url.clone()),
+                (url_variable, value.clone()),
                 ("SESSION_SQLALCHEMY_TABLE", "any_sessions".into()),
             ]),
             "-",
@@ -490,4 +493,198 @@ async fn dynamodb_uses_the_endpoint_table_and_region() {
             .await,
     );
     assert_eq!(option, "SESSION_DYNAMODB_ENDPOINT");
+}
+
+/// The path of `absolute` relative to the working directory, through `..` up to `/`.
+fn relative_to_working_dir(absolute: &std::path::Path) -> String {
+    let cwd = std::env::current_dir().expect("working directory");
+    let ups = cwd.components().count() - 1;
+    let below = absolute.strip_prefix("/").expect("an absolute path");
+    format!("{}{}", "../".repeat(ups), below.display())
+}
+
+/// A store on `url_variable`'s SQLite URL; the row it writes is in `path` (a store of our
+/// own on that file finds it).
+async fn sqlite_row_lands_in(pairs: &[(&str, String)], path: &std::path::Path) {
+    let mut vars = vec![
+        ("SESSION_TYPE", "sqlalchemy".to_owned()),
+        ("SESSION_SQLALCHEMY_TABLE", "any_sa_sessions".to_owned()),
+    ];
+    vars.extend(pairs.iter().cloned());
+    let store = connect(builder(&vars), "-").await;
+    let key = round_trip(&store, "any-sqlalchemy").await;
+    assert!(path.exists(), "{} was not created", path.display());
+    let direct = session_sql::SqlStore::builder()
+        .url(format!("sqlite://{}", path.display()))
+        .table("any_sa_sessions")
+        .table_exists(true)
+        .connect()
+        .await
+        .expect("the table is in the file the URL names");
+    assert!(direct.load(&key).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn sqlalchemy_sqlite_urls_are_relative_with_three_slashes_and_absolute_with_four() {
+    let dir = scratch_dir("any-sqlalchemy");
+    // sqlite:///relative.db: relative to the working directory, as SQLAlchemy reads it.
+    let relative = dir.join("relative.db");
+    let url = format!("sqlite:///{}", relative_to_working_dir(&relative));
+    sqlite_row_lands_in(&[("SQLALCHEMY_DATABASE_URI", url)], &relative).await;
+    // sqlite:////absolute.db, with a driver suffix.
+    let absolute = dir.join("absolute.db");
+    let url = format!("sqlite+pysqlite:///{}", absolute.display());
+    sqlite_row_lands_in(&[("SQLALCHEMY_DATABASE_URI", url)], &absolute).await;
+    // An SQLAlchemy dialect we have no driver for names the variable.
+    let (option, message) = config_option(
+        builder(&[
+            ("SESSION_TYPE", "sql".into()),
+            (
+                "SQLALCHEMY_DATABASE_URI",
+                "oracle+cx_oracle://u:hunter2@h/db".into(),
+            ),
+        ])
+        .connect()
+        .await,
+    );
+    assert_eq!(option, "SQLALCHEMY_DATABASE_URI");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn the_bind_key_chooses_the_url_from_sqlalchemy_binds() {
+    let dir = scratch_dir("any-binds");
+    let (main, sessions) = (dir.join("main.db"), dir.join("sessions.db"));
+    let main_url = format!("sqlite:///{}", main.display());
+    let sessions_url = format!("sqlite:///{}", sessions.display());
+    // JSON (Flask-SQLAlchemy's dict), a value being a URL or {"url": …}.
+    let json = format!(r#"{{"users": "{main_url}", "sessions": {{"url": "{sessions_url}"}}}}"#);
+    sqlite_row_lands_in(
+        &[
+            ("SQLALCHEMY_DATABASE_URI", main_url.clone()),
+            ("SESSION_SQLALCHEMY_BIND_KEY", "sessions".into()),
+            ("SQLALCHEMY_BINDS", json),
+        ],
+        &sessions,
+    )
+    .await;
+    assert!(
+        !main.exists(),
+        "the default database was used despite the bind"
+    );
+    // key=url pairs.
+    let pairs = format!("users={main_url},sessions={sessions_url}");
+    sqlite_row_lands_in(
+        &[
+            ("SESSION_SQLALCHEMY_BIND_KEY", "sessions".into()),
+            ("SQLALCHEMY_BINDS", pairs.clone()),
+        ],
+        &sessions,
+    )
+    .await;
+    // A bind that is not there, or no binds at all, names the key.
+    for binds in [Some(pairs), None] {
+        let mut vars = vec![
+            ("SESSION_TYPE", "sql".to_owned()),
+            ("SQLALCHEMY_DATABASE_URI", main_url.clone()),
+            ("SESSION_SQLALCHEMY_BIND_KEY", "audit".to_owned()),
+        ];
+        vars.extend(binds.map(|binds| ("SQLALCHEMY_BINDS", binds)));
+        let (option, message) = config_option(builder(&vars).connect().await);
+        assert_eq!(option, "SESSION_SQLALCHEMY_BIND_KEY");
+        assert!(message.contains("audit"), "{message}");
+    }
+    let (option, _) = config_option(
+        builder(&[
+            ("SESSION_TYPE", "sql".into()),
+            ("SESSION_SQLALCHEMY_BIND_KEY", "sessions".into()),
+            ("SQLALCHEMY_BINDS", "{not json".into()),
+        ])
+        .connect()
+        .await,
+    );
+    assert_eq!(option, "SQLALCHEMY_BINDS");
+}
+
+#[tokio::test]
+async fn sqlalchemy_postgres_urls_with_a_driver_suffix_reach_postgres() {
+    let url = env_or(
+        "POSTGRES_URL",
+        "postgres://sessions:sessions@127.0.0.1:5432/sessions",
+    );
+    let flask_url = url.replacen("postgres://", "postgresql+psycopg2://", 1);
+    let store = connect(
+        builder(&[
+            ("SESSION_TYPE", "sqlalchemy".into()),
+            ("SQLALCHEMY_DATABASE_URI", flask_url),
+        ]),
+        "postgres",
+    )
+    .await;
+    let key = round_trip(&store, "any-pg-sqlalchemy").await;
+    store.delete(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn dynamodb_table_name_is_another_name_of_the_table() {
+    let table = format!("session-any-alias-{}", std::process::id());
+    let mut vars = vec![
+        ("SESSION_TYPE", "dynamodb".to_owned()),
+        (
+            "SESSION_DYNAMODB_ENDPOINT",
+            env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
+        ),
+        ("SESSION_DYNAMODB_TABLE_NAME", table.clone()),
+        ("AWS_REGION", env_or("AWS_REGION", "us-east-1")),
+    ];
+    let with_credentials = |builder: AnyStoreBuilder| {
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+            builder
+        } else {
+            builder.dynamodb(|dynamo| dynamo.credentials("dummy", "dummy"))
+        }
+    };
+    let store = connect(with_credentials(builder(&vars)), "dynamodb").await;
+    let key = round_trip(&store, "any-dynamodb-alias").await;
+    // The session is in the table SESSION_DYNAMODB_TABLE_NAME named.
+    let existing = connect(
+        dynamodb(&table, &[("SESSION_DYNAMODB_TABLE_EXISTS", "true")]),
+        "dynamodb",
+    )
+    .await;
+    assert!(existing.load(&key).await.unwrap().is_some());
+    store.delete(&key).await.unwrap();
+
+    // The same table under both names is fine; two tables are an error naming the alias.
+    let (option, message) = config_option(
+        dynamodb(
+            "Sessions",
+            &[("SESSION_DYNAMODB_TABLE_NAME", table.as_str())],
+        )
+        .connect()
+        .await,
+    );
+    assert_eq!(option, "SESSION_DYNAMODB_TABLE_NAME");
+    assert!(message.contains("Sessions"), "{message}");
+    // A bad name given by the alias names the alias.
+    vars[2].1 = "ab".to_owned();
+    let (option, _) = config_option(with_credentials(builder(&vars)).connect().await);
+    assert_eq!(option, "SESSION_DYNAMODB_TABLE_NAME");
+
+    let mut cleanup = session_dynamo::DynamoStore::builder()
+        .endpoint_url(env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"))
+        .region(env_or("AWS_REGION", "us-east-1"))
+        .table_name(&table)
+        .table_exists(true);
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        cleanup = cleanup.credentials("dummy", "dummy");
+    }
+    let cleanup = cleanup.connect().await.expect("the table exists");
+    cleanup
+        .client()
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete the test table");
 }

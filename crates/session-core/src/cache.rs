@@ -247,6 +247,18 @@ impl quick_cache::Weighter<String, Arc<Entry>> for EntryWeight {
 pub(crate) struct Cache {
     entries: quick_cache::sync::Cache<String, Arc<Entry>, EntryWeight>,
     freshness: Freshness,
+    /// Per bucket of keys, bumped by every revocation of a key in it (this manager ended
+    /// the session): fills whose read started before it do not land, whatever the
+    /// freshness rule, so a revoked session is never served from the cache again.
+    revocations: Box<[AtomicU64]>,
+}
+
+/// What a fill saw before it read the store: the feed's ticket (coherent caches) and the
+/// revocations of the key's bucket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FillTicket {
+    feed: Option<Ticket>,
+    revocations: u64,
 }
 
 /// The limits and the freshness rule of a cache, from the configuration and the store.
@@ -282,6 +294,7 @@ impl Cache {
         let cache = Arc::new(Cache {
             entries,
             freshness: freshness.clone(),
+            revocations: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         });
         if let Freshness::Coherent(feed, _) = &freshness {
             let listener: Arc<dyn Listener> = cache.clone();
@@ -310,33 +323,49 @@ impl Cache {
 
     /// Call before reading or writing `key` in the store; pass the result to
     /// [`fill`](Self::fill) afterwards.
-    pub(crate) fn ticket(&self, key: &str) -> Option<Ticket> {
-        match &self.freshness {
-            Freshness::Coherent(feed, _) => feed.ticket(key),
-            // Nothing can invalidate a staleness-bounded entry; any time is a good time.
-            Freshness::Staleness(_) => Some(Ticket {
-                epoch: 0,
-                bucket: 0,
-            }),
-        }
+    pub(crate) fn ticket(&self, key: &str) -> Option<FillTicket> {
+        let feed = match &self.freshness {
+            Freshness::Coherent(feed, _) => Some(feed.ticket(key)?),
+            // Only this manager's revocations invalidate a staleness-bounded entry.
+            Freshness::Staleness(_) => None,
+        };
+        Some(FillTicket {
+            feed,
+            revocations: self.revocations(key),
+        })
+    }
+
+    fn revocations(&self, key: &str) -> u64 {
+        self.revocations[bucket(key.as_bytes())].load(Ordering::SeqCst)
     }
 
     /// Keeps what the store holds for `key` (just read, or just written by this manager),
     /// unless an invalidation arrived since `ticket` was taken: then the entry might
     /// already be stale, and it is dropped instead. `None` forgets the key.
-    pub(crate) fn fill(&self, key: &str, ticket: Option<Ticket>, entry: Option<Arc<Entry>>) {
+    pub(crate) fn fill(&self, key: &str, ticket: Option<FillTicket>, entry: Option<Arc<Entry>>) {
         let (Some(ticket), Some(entry)) = (ticket, entry) else {
             self.entries.remove(key);
             return;
         };
         self.entries.insert(key.to_owned(), entry);
-        // The invalidation may have been handled before the insert (it found nothing to
-        // drop): check again after it, and undo.
-        if let Freshness::Coherent(feed, _) = &self.freshness {
-            if !feed.unchanged_since(key, ticket) {
-                self.entries.remove(key);
+        // The invalidation or revocation may have been handled before the insert (it found
+        // nothing to drop): check again after it, and undo.
+        let invalidated = match (&self.freshness, ticket.feed) {
+            (Freshness::Coherent(feed, _), Some(feed_ticket)) => {
+                !feed.unchanged_since(key, feed_ticket)
             }
+            _ => false,
+        };
+        if invalidated || self.revocations(key) != ticket.revocations {
+            self.entries.remove(key);
         }
+    }
+
+    /// This manager ended the session under `key` (revocation): drops it, and keeps every
+    /// read of it that started before from filling the cache. Call after the removal.
+    pub(crate) fn revoke(&self, key: &str) {
+        self.revocations[bucket(key.as_bytes())].fetch_add(1, Ordering::SeqCst);
+        self.entries.remove(key);
     }
 
     /// Drops `key` (this manager deleted it, or a write's outcome is unknown).
@@ -413,6 +442,41 @@ mod tests {
             cache.get("k").is_none(),
             "a fill after an invalidation landed"
         );
+    }
+
+    #[test]
+    fn a_revocation_drops_the_entry_and_refuses_fills_in_flight() {
+        for staleness in [false, true] {
+            let feed = InvalidationFeed::new();
+            feed.set_tracking(true);
+            let cache = if staleness {
+                Cache::new(CacheSettings {
+                    max_entries: 10,
+                    max_bytes: 1 << 20,
+                    feed: None,
+                    max_staleness: Some(Duration::from_secs(60)),
+                })
+                .unwrap()
+            } else {
+                coherent(&feed, 10)
+            };
+            let ticket = cache.ticket("k");
+            cache.fill("k", ticket, Some(entry(1)));
+            assert!(cache.get("k").is_some());
+            // A read starts, the session is revoked, the read's fill arrives.
+            let in_flight = cache.ticket("k");
+            cache.revoke("k");
+            assert!(cache.get("k").is_none(), "revoked entry still cached");
+            cache.fill("k", in_flight, Some(entry(1)));
+            assert!(
+                cache.get("k").is_none(),
+                "a read from before the revocation refilled the cache (staleness: {staleness})"
+            );
+            // A read that starts after the revocation fills as usual.
+            let later = cache.ticket("k");
+            cache.fill("k", later, Some(entry(2)));
+            assert!(cache.get("k").is_some());
+        }
     }
 
     #[test]

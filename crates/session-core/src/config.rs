@@ -52,6 +52,7 @@ pub struct SessionConfig {
     pub(crate) secret_key_fallbacks: Vec<String>,
     pub(crate) use_signer: bool,
     pub(crate) hash_ids: bool,
+    pub(crate) owner_key: String,
     pub(crate) cleanup_n_requests: Option<u64>,
     pub(crate) max_save_attempts: u32,
     pub(crate) cache: Option<bool>,
@@ -91,6 +92,7 @@ impl std::fmt::Debug for SessionConfig {
             )
             .field("use_signer", &self.use_signer)
             .field("hash_ids", &self.hash_ids)
+            .field("owner_key", &self.owner_key)
             .field("cleanup_n_requests", &self.cleanup_n_requests)
             .field("cleanup_min_interval", &self.cleanup_min_interval)
             .field("max_save_attempts", &self.max_save_attempts)
@@ -154,6 +156,7 @@ impl SessionConfig {
         "SESSION_ID_LENGTH",
         "SESSION_KEY_PREFIX",
         "SESSION_MAX_SAVE_ATTEMPTS",
+        "SESSION_OWNER_KEY",
         "SESSION_PERMANENT",
         "SESSION_REFRESH_EACH_REQUEST",
         "SESSION_REFRESH_THRESHOLD",
@@ -215,6 +218,7 @@ impl SessionConfig {
                 .collect()
         });
         b.hash_ids = parse_opt("SESSION_HASH_IDS", get, parse_bool)?;
+        b.owner_key = get("SESSION_OWNER_KEY");
         b.cleanup_n_requests = parse_opt("SESSION_CLEANUP_N_REQUESTS", get, parse_u64)?;
         b.max_save_attempts = parse_opt("SESSION_MAX_SAVE_ATTEMPTS", get, |v| {
             parse_u64(v).map(|n| n.min(u32::MAX as u64) as u32)
@@ -307,7 +311,7 @@ impl SessionConfig {
     }
     /// The in-process cache tier (`SESSION_CACHE`): `None` (the default) keeps a cache when
     /// the store can keep it coherent (Redis with client tracking) or a maximum staleness
-    /// is set; `Some(false)` never caches. See `docs/architecture.md`.
+    /// is set; `Some(false)` never caches. See `docs/concepts/cache-tier.md`.
     pub fn cache(&self) -> Option<bool> {
         self.cache
     }
@@ -342,6 +346,11 @@ impl SessionConfig {
     /// (`SESSION_HASH_IDS`, default false).
     pub fn hash_ids(&self) -> bool {
         self.hash_ids
+    }
+    /// The session key whose value names the session's owner, for the owner index
+    /// (`SESSION_OWNER_KEY`, default `_user_id`, Flask-Login's; see `docs/owners.md`).
+    pub fn owner_key(&self) -> &str {
+        &self.owner_key
     }
     pub(crate) fn secret_key(&self) -> Option<&str> {
         self.secret_key.as_deref()
@@ -395,6 +404,8 @@ pub struct SessionConfigBuilder {
     secret_key_fallbacks: Option<Vec<SecretText>>,
     #[serde(alias = "SESSION_HASH_IDS")]
     hash_ids: Option<bool>,
+    #[serde(alias = "SESSION_OWNER_KEY")]
+    owner_key: Option<String>,
     #[serde(alias = "SESSION_CLEANUP_N_REQUESTS")]
     cleanup_n_requests: Option<u64>,
     #[serde(alias = "SESSION_MAX_SAVE_ATTEMPTS")]
@@ -479,6 +490,9 @@ impl SessionConfigBuilder {
         /// of the id, so that a dump of the store holds no usable cookie value (default
         /// false, because a Flask app cannot read such keys).
         hash_ids: bool => hash_ids;
+        /// `SESSION_OWNER_KEY`: the session key whose value names the session's owner
+        /// (default `_user_id`, Flask-Login's key).
+        owner_key: impl Into<String> => owner_key;
     }
 
     /// `SECRET_KEY`, used by the signer.
@@ -646,6 +660,15 @@ impl SessionConfigBuilder {
                 "must be at least 1",
             ));
         }
+        let owner_key = self
+            .owner_key
+            .unwrap_or_else(|| crate::owner::DEFAULT_OWNER_KEY.to_owned());
+        if owner_key.is_empty() || owner_key == crate::data::PERMANENT_KEY {
+            return Err(ConfigError::new(
+                "SESSION_OWNER_KEY",
+                "must name a session key other than _permanent",
+            ));
+        }
         let cookie_secure = self.cookie_secure.unwrap_or(false);
         let cookie_partitioned = self.cookie_partitioned.unwrap_or(false);
         check_cookie_rules(
@@ -726,6 +749,7 @@ impl SessionConfigBuilder {
                 .collect(),
             use_signer,
             hash_ids: self.hash_ids.unwrap_or(false),
+            owner_key,
             cleanup_n_requests: self.cleanup_n_requests,
             max_save_attempts,
             cache: self.cache,
@@ -862,6 +886,20 @@ mod tests {
         assert_eq!(config.cache_max_entries(), 10_000);
         assert_eq!(config.cache_max_bytes(), 64 << 20);
         assert_eq!(config.cache_max_staleness(), None);
+        assert_eq!(config.owner_key(), "_user_id");
+    }
+
+    #[test]
+    fn owner_key_is_read_and_checked() {
+        let config = from(&[("SESSION_OWNER_KEY", "account")]).unwrap();
+        assert_eq!(config.owner_key(), "account");
+        let error = SessionConfig::builder().owner_key("").build().unwrap_err();
+        assert_eq!(error.option, "SESSION_OWNER_KEY");
+        let error = SessionConfig::builder()
+            .owner_key("_permanent")
+            .build()
+            .unwrap_err();
+        assert_eq!(error.option, "SESSION_OWNER_KEY");
     }
 
     #[test]

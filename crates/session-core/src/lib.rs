@@ -13,6 +13,7 @@ mod id;
 mod lifecycle;
 mod manager;
 mod memory;
+mod owner;
 mod session;
 mod signer;
 mod store;
@@ -27,9 +28,9 @@ pub use async_trait::async_trait;
 /// middleware; every adapter re-exports it, so that one dependency is enough.
 pub mod prelude {
     pub use crate::{
-        ConfigError, ErrorResponse, MemoryStore, SameSite, SerializationFormat, SessionConfig,
-        SessionConfigBuilder, SessionData, SessionError, SessionManager, SessionStore, StoreError,
-        Value,
+        ConfigError, ErrorResponse, Keep, MemoryStore, OwnedSession, SameSite, SerializationFormat,
+        SessionConfig, SessionConfigBuilder, SessionData, SessionError, SessionManager,
+        SessionStore, StoreError, Value,
     };
 }
 
@@ -68,6 +69,7 @@ pub use id::{SessionId, DEFAULT_ID_LENGTH, MAX_ID_CHARS, MAX_ID_LENGTH};
 pub use lifecycle::{CREATED_KEY, LIFETIME_KEY};
 pub use manager::{ErrorResponse, FinishOutcome, SessionManager};
 pub use memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
+pub use owner::{Keep, OwnedSession, DEFAULT_OWNER_KEY, LAST_SEEN_RESOLUTION, MAX_OWNER_BYTES};
 pub use session::Session;
 pub use signer::Signer;
-pub use store::{rotate_in_steps, SessionStore, StoredEntry};
+pub use store::{rotate_in_steps, IndexEntry, SessionStore, StoredEntry};

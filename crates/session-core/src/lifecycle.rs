@@ -6,7 +6,7 @@
 //! decided here; cookies and headers are `cookie.rs`'s business.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::cache::{Cache, CacheSettings, Entry};
 use crate::config::{SessionConfig, MAX_LIFETIME};
@@ -26,7 +26,7 @@ pub const CREATED_KEY: &str = "_session_created";
 pub const LIFETIME_KEY: &str = "_session_lifetime";
 
 /// A request's change to the session, recorded so it can be re-applied on fresh data when
-/// another request changed the session in between (see `docs/architecture.md`).
+/// another request changed the session in between (see `docs/concepts/no-lost-updates.md`).
 #[derive(Clone)]
 pub(crate) enum Change {
     Insert(String, Value),
@@ -189,6 +189,8 @@ pub(crate) struct Engine {
     pub(crate) config: SessionConfig,
     cache: Option<Arc<Cache>>,
     slots: Slots,
+    /// Whether the store keeps an owner index (then commits keep it in step).
+    pub(crate) indexes_owners: bool,
     cleanup: Arc<CleanupState>,
 }
 
@@ -200,12 +202,7 @@ struct CleanupState {
     last_started: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::owner::unix_now;
 
 /// When an entry written now with `ttl` expires (never, past the clock's range).
 fn expiry(ttl: Duration) -> Option<SystemTime> {
@@ -224,6 +221,7 @@ impl Engine {
             }),
         };
         Engine {
+            indexes_owners: store.owner_index(),
             store,
             config,
             cache,
@@ -234,7 +232,7 @@ impl Engine {
 
     /// One store call, cut off after `SESSION_STORE_TIMEOUT`: a store that does not answer
     /// is unavailable (503), and whatever the request holds (its turn to save) is released.
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         operation: &'static str,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -275,9 +273,26 @@ impl Engine {
         self.cache.is_some()
     }
 
+    /// Drops a revoked key from the cache and keeps reads of it in flight from filling it.
+    pub(crate) fn revoke_cached(&self, key: &str) {
+        if let Some(cache) = &self.cache {
+            cache.revoke(key);
+        }
+    }
+
+    /// The owner whose index a write of `data` must keep: its owner while this store keeps
+    /// an index.
+    fn indexed_owner(&self, data: &SessionData) -> Option<String> {
+        if self.indexes_owners {
+            self.owner_of(data)
+        } else {
+            None
+        }
+    }
+
     /// The store key of session `id`: the prefix and the id, or with `SESSION_HASH_IDS`
     /// the base64url SHA-256 of the id, so that the store never holds a cookie value.
-    fn key(&self, id: &SessionId) -> String {
+    pub(crate) fn key(&self, id: &SessionId) -> String {
         let prefix = self.config.key_prefix();
         if self.config.hash_ids() {
             use base64::Engine as _;
@@ -372,7 +387,11 @@ impl Engine {
 
     /// Stored bytes as a session: `None` (a new session) when they cannot be decoded (with
     /// a warning) or the session is past its absolute lifetime.
-    fn decode(&self, bytes: Vec<u8>, expires_at: Option<SystemTime>) -> Option<Arc<Entry>> {
+    pub(crate) fn decode(
+        &self,
+        bytes: Vec<u8>,
+        expires_at: Option<SystemTime>,
+    ) -> Option<Arc<Entry>> {
         match self.config.serialization_format().decode(&bytes) {
             Ok(data) if self.within_absolute_lifetime(&data) => {
                 Some(Entry::new(bytes, Arc::new(data), expires_at))
@@ -423,7 +442,10 @@ impl Engine {
     /// What is written for `data`: its bytes and TTL; the creation time is added first when
     /// an absolute lifetime is configured.
     fn encode(&self, data: &mut Arc<SessionData>) -> Result<(Vec<u8>, Duration), SessionError> {
-        if self.config.absolute_lifetime().is_some() && !data.contains_key(CREATED_KEY) {
+        // Owned sessions keep their creation time too: the owner index lists it.
+        let wants_created =
+            self.config.absolute_lifetime().is_some() || self.indexed_owner(data).is_some();
+        if wants_created && !data.contains_key(CREATED_KEY) {
             Arc::make_mut(data).insert(CREATED_KEY, Value::from(unix_now()));
         }
         let bytes = self
@@ -575,12 +597,18 @@ impl Engine {
             return Ok(());
         }
         let (bytes, ttl) = self.encode(&mut loaded.data)?;
+        let owner = self.indexed_owner(&loaded.data);
         let max_attempts = self.config.max_save_attempts();
         let mut attempt = 0;
         let (id, key, ticket) = loop {
             attempt += 1;
             let id = self.new_id()?;
             let key = self.key(&id);
+            // Indexed before it is written: an owned session is never in the store without
+            // its index entry, so a revocation cannot miss it.
+            if let Some(owner) = &owner {
+                self.index_put(owner, &key, &loaded.data, ttl).await?;
+            }
             let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
             if self
                 .call("create", self.store.create(&key, &bytes, ttl))
@@ -638,7 +666,10 @@ impl Engine {
             };
             let applied = apply_group(&base_stored, members);
             if let Some(emptied) = applied.emptied {
-                return self.delete_group(id, &key, members, emptied).await;
+                let owner = self.indexed_owner(&base_stored.entry.data);
+                return self
+                    .delete_group(id, &key, owner.as_deref(), members, emptied)
+                    .await;
             }
             let mut data = applied.data;
             let (bytes, ttl) = match self.encode(&mut data) {
@@ -661,6 +692,16 @@ impl Engine {
                 id.clone()
             };
             let new_key = self.key(&new_id);
+            let old_owner = self.indexed_owner(&base_stored.entry.data);
+            let new_owner = self.indexed_owner(&data);
+            // A new owner or a new key is indexed before the write (see `create`).
+            if let Some(owner) = &new_owner {
+                if regenerate || old_owner.as_ref() != Some(owner) {
+                    if let Err(error) = self.index_put(owner, &new_key, &data, ttl).await {
+                        return fail(members, SessionError::from(error));
+                    }
+                }
+            }
             let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&new_key));
             let expected = &base_stored.entry.bytes;
             let written = if regenerate {
@@ -688,6 +729,15 @@ impl Engine {
                     if grouped > 1 {
                         metrics::counter!("sessions_grouped_saves_total")
                             .increment(grouped as u64 - 1);
+                    }
+                    // The old owner's entry goes after the write; an unchanged owner's
+                    // entry gets the new times.
+                    if let Some(owner) = &old_owner {
+                        if regenerate || new_owner.as_ref() != Some(owner) {
+                            self.index_remove_after(owner, &key).await;
+                        } else {
+                            self.index_refresh_after(owner, &key, &data, ttl).await;
+                        }
                     }
                     let entry = Entry::new(bytes, data, expiry(ttl));
                     if let Some(cache) = &self.cache {
@@ -780,12 +830,16 @@ impl Engine {
         &self,
         id: &SessionId,
         key: &str,
+        owner: Option<&str>,
         members: &mut [Member],
         emptied: usize,
     ) {
         if let Err(error) = self.call("delete", self.store.delete(key)).await {
             let error = SessionError::from(error);
             return fail(members, error);
+        }
+        if let Some(owner) = owner {
+            self.index_remove_after(owner, key).await;
         }
         metrics::counter!("sessions_saves_total", "action" => "delete").increment(1);
         if let Some(cache) = &self.cache {
@@ -829,11 +883,16 @@ impl Engine {
         // A threshold of 1.0 means every request, even where the store rounds expiries up
         // to whole seconds and so reports a little more than the TTL.
         let threshold = self.config.refresh_threshold();
+        let owner = self.indexed_owner(&loaded.data);
         if let (Some(expires_at), true) = (stored.entry.expires_at, threshold < 1.0) {
             let remaining = expires_at
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
-            if remaining > ttl.mul_f64(threshold) {
+            // An owned session's "last seen" (its last write or extension) may not lag
+            // more than LAST_SEEN_RESOLUTION behind its use.
+            let seen_long_ago = owner.is_some()
+                && ttl.saturating_sub(remaining) > crate::owner::LAST_SEEN_RESOLUTION;
+            if remaining > ttl.mul_f64(threshold) && !seen_long_ago {
                 state.decision = Decision::nothing(
                     "unchanged; more than SESSION_REFRESH_THRESHOLD of the lifetime remains",
                 );
@@ -856,6 +915,10 @@ impl Engine {
         };
         if let Some(cache) = &self.cache {
             cache.fill(&key, ticket, entry.clone());
+        }
+        if let (Some(owner), Some(_)) = (&owner, &entry) {
+            self.index_refresh_after(owner, &key, &loaded.data, ttl)
+                .await;
         }
         if let Some(entry) = entry {
             metrics::counter!("sessions_touches_total").increment(1);
@@ -1001,7 +1064,7 @@ fn fail(members: &mut [Member], error: SessionError) {
 
 /// Randomised, growing pause between conflicting attempts so that racing writers spread
 /// out instead of colliding again.
-async fn backoff(attempt: u32) {
+pub(crate) async fn backoff(attempt: u32) {
     let ceiling_us = 50u64 << attempt.min(10);
     tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=ceiling_us))).await;
 }

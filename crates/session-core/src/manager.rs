@@ -9,6 +9,7 @@ use crate::config::SessionConfig;
 use crate::cookie::{vary_with_cookie, Cookies, HeaderText};
 use crate::error::{ConfigError, SessionError};
 use crate::lifecycle::{CookieAction, Engine};
+use crate::owner::{Keep, OwnedSession};
 use crate::session::Session;
 use crate::store::SessionStore;
 
@@ -192,6 +193,67 @@ impl SessionManager {
     /// `SESSION_CACHE`): a read of a cached session makes no store call.
     pub fn caches(&self) -> bool {
         self.engine.caches()
+    }
+
+    /// The live sessions of `owner` (`docs/owners.md`), most recently seen first; the one
+    /// of `caller` (the request asking, if any) has `current: true`. Entries of the index
+    /// whose session ended are pruned on the way. A store without an owner index answers
+    /// [`StoreError::Unsupported`](crate::StoreError::Unsupported).
+    pub async fn sessions_of(
+        &self,
+        owner: &str,
+        caller: Option<&Session>,
+    ) -> Result<Vec<OwnedSession>, SessionError> {
+        self.require_index(owner).await?;
+        let current = match caller {
+            Some(session) => session.store_key().await?,
+            None => None,
+        };
+        self.engine.sessions_of(owner, current.as_deref()).await
+    }
+
+    /// Ends every session of `owner` except the one `keep` names ("log out everywhere"),
+    /// and returns how many it ended. A request of a revoked session that is running
+    /// meanwhile cannot keep it or bring it back: its save finds the session gone and
+    /// starts a new, empty one. See `docs/owners.md` for the guarantees.
+    pub async fn revoke_owner(
+        &self,
+        owner: &str,
+        keep: Option<Keep<'_>>,
+    ) -> Result<u64, SessionError> {
+        self.require_index(owner).await?;
+        let kept_key = match keep {
+            Some(Keep::Session(session)) => session.store_key().await?,
+            _ => None,
+        };
+        let kept_handle = match keep {
+            Some(Keep::Handle(handle)) => Some(handle.to_owned()),
+            _ => None,
+        };
+        let engine = self.engine.clone();
+        let keep = move |key: &str| {
+            kept_key.as_deref() == Some(key)
+                || kept_handle
+                    .as_deref()
+                    .is_some_and(|handle| engine.handle(key) == handle)
+        };
+        self.engine.revoke_owner(owner, &keep).await
+    }
+
+    /// `Ok` when the store keeps an owner index; else the store's own `Unsupported`
+    /// error, which says why (memcached cannot list keys).
+    async fn require_index(&self, owner: &str) -> Result<(), SessionError> {
+        if self.engine.indexes_owners() {
+            return Ok(());
+        }
+        let error = match self.engine.store.index_list(owner).await {
+            Err(error @ crate::StoreError::Unsupported(_)) => error,
+            _ => crate::StoreError::Unsupported(
+                "this session store does not say it keeps an owner index (owner_index())"
+                    .to_owned(),
+            ),
+        };
+        Err(SessionError::Store(error))
     }
 
     /// Opens the session for a request whose session cookie has `cookie_value`. No store

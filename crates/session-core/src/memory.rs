@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::store::{SessionStore, StoredEntry};
+use crate::store::{IndexEntry, SessionStore, StoredEntry};
 
 /// Default bound on the number of entries of a [`MemoryStore`].
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
@@ -23,6 +23,8 @@ struct Entry {
 /// When full, a write first drops expired entries, then the entry closest to expiry.
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, Entry>>,
+    /// The owner index: per owner, per session key, its entry.
+    owners: Mutex<HashMap<String, HashMap<String, IndexEntry>>>,
     max_entries: usize,
 }
 
@@ -50,6 +52,7 @@ impl MemoryStore {
     pub fn with_max_entries(max_entries: usize) -> MemoryStore {
         MemoryStore {
             entries: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
             max_entries: max_entries.max(1),
         }
     }
@@ -68,6 +71,12 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding the lock cannot leave a half-written map: recover it.
         self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, IndexEntry>>> {
+        self.owners
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -190,5 +199,39 @@ impl SessionStore for MemoryStore {
         let before = map.len();
         map.retain(|_, e| e.expires_at > now);
         Ok((before - map.len()) as u64)
+    }
+
+    fn owner_index(&self) -> bool {
+        true
+    }
+
+    async fn index_put(&self, owner: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        let now = crate::owner::unix_now();
+        let mut owners = self.owners();
+        let index = owners.entry(owner.to_owned()).or_default();
+        // Entries past their expiry go with every write, so an index never grows without
+        // bound even when nobody lists it.
+        index.retain(|_, e| e.expires_at > now);
+        index.insert(entry.key.clone(), entry.clone());
+        Ok(())
+    }
+
+    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+        let mut owners = self.owners();
+        if let Some(index) = owners.get_mut(owner) {
+            index.remove(key);
+            if index.is_empty() {
+                owners.remove(owner);
+            }
+        }
+        Ok(())
+    }
+
+    async fn index_list(&self, owner: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        Ok(self
+            .owners()
+            .get(owner)
+            .map(|index| index.values().cloned().collect())
+            .unwrap_or_default())
     }
 }

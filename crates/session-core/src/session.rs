@@ -217,6 +217,59 @@ impl Session {
         Ok(own.map_or_else(|| self.inner.engine.config.lifetime(), Duration::from_secs))
     }
 
+    /// The session's owner (`docs/owners.md`): the value under `SESSION_OWNER_KEY`
+    /// (`_user_id` by default, where Flask-Login keeps the user's id) as a string, an
+    /// integer in decimal; `None` when there is none.
+    pub async fn owner(&self) -> Result<Option<String>, SessionError> {
+        let key = self.inner.engine.config.owner_key();
+        Ok(self
+            .get_value(key)
+            .await?
+            .as_ref()
+            .and_then(crate::owner::owner_from_value))
+    }
+
+    /// Makes `owner` the session's owner: it is kept under `SESSION_OWNER_KEY` as a
+    /// string, as Flask-Login writes it, and the session is listed by
+    /// [`SessionManager::sessions_of`](crate::SessionManager::sessions_of) from its next
+    /// save on. An empty owner or one longer than [`MAX_OWNER_BYTES`](crate::MAX_OWNER_BYTES)
+    /// is refused. Call [`regenerate`](Self::regenerate) too at login.
+    pub async fn set_owner(&self, owner: &str) -> Result<(), SessionError> {
+        let key = self.inner.engine.config.owner_key();
+        if owner.is_empty() || owner.len() > crate::MAX_OWNER_BYTES {
+            return Err(SessionError::Value {
+                key: key.to_owned(),
+                message: format!(
+                    "an owner must have 1 to {} bytes, not {}",
+                    crate::MAX_OWNER_BYTES,
+                    owner.len()
+                ),
+            });
+        }
+        self.insert_value(key, Value::from(owner)).await
+    }
+
+    /// Removes the owner (the session leaves its owner's index at its next save).
+    pub async fn clear_owner(&self) -> Result<(), SessionError> {
+        let key = self.inner.engine.config.owner_key();
+        self.remove_value(key).await.map(|_| ())
+    }
+
+    /// The opaque handle under which [`SessionManager::sessions_of`](crate::SessionManager::sessions_of)
+    /// lists this session, once it is stored; it changes when the id is rotated.
+    pub async fn handle(&self) -> Result<Option<String>, SessionError> {
+        let engine = &self.inner.engine;
+        self.with_loaded(|state| Ok(state.stored_id().map(|id| engine.handle(&engine.key(id)))))
+            .await
+    }
+
+    /// The store key of the stored session, loading it first.
+    pub(crate) async fn store_key(&self) -> Result<Option<String>, SessionError> {
+        let engine = &self.inner.engine;
+        self.with_loaded(|state| Ok(state.stored_id().map(|id| engine.key(id))))
+            .await
+    }
+
     /// A copy of all the session's data.
     pub async fn data(&self) -> Result<SessionData, SessionError> {
         self.with_loaded(|state| Ok(state.data().clone())).await

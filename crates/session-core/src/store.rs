@@ -94,6 +94,62 @@ pub trait SessionStore: Send + Sync + 'static {
     fn invalidations(&self) -> Option<InvalidationFeed> {
         None
     }
+
+    // ---- The owner index (`docs/owners.md`): which sessions belong to whom. ----
+    //
+    // Beside the sessions, in the store's own layout (a Redis hash per owner, a table next
+    // to Flask's...), never changing what a Flask reader sees. Core keeps it in step with
+    // its commits and prunes what it finds stale, so a store only stores and lists; the
+    // defaults say the store has no index.
+
+    /// Whether this store keeps an owner index. Core makes no index call on a store that
+    /// does not, and [`SessionManager::sessions_of`](crate::SessionManager::sessions_of)
+    /// answers [`StoreError::Unsupported`].
+    fn owner_index(&self) -> bool {
+        false
+    }
+
+    /// Records (or replaces) the entry for `entry.key` in `owner`'s index. The index may
+    /// keep it until `entry.expires_at` at least; entries past it may be dropped.
+    async fn index_put(&self, owner: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        let _ = (owner, entry);
+        Err(no_owner_index())
+    }
+
+    /// Removes `key` from `owner`'s index; removing a missing entry is not an error.
+    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+        let _ = (owner, key);
+        Err(no_owner_index())
+    }
+
+    /// Every entry of `owner`'s index, in no particular order. It may include entries
+    /// whose session has ended: core checks each against the session and prunes.
+    async fn index_list(&self, owner: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let _ = owner;
+        Err(no_owner_index())
+    }
+}
+
+/// One session in an owner's index: its store key and times, in Unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The session's store key.
+    pub key: String,
+    /// When the session was created (or got its owner).
+    pub created: u64,
+    /// When core last wrote or extended the session.
+    pub last_seen: u64,
+    /// When the session expires as of that write.
+    pub expires_at: u64,
+}
+
+/// The error of a store without an owner index.
+fn no_owner_index() -> StoreError {
+    StoreError::Unsupported(
+        "this session store keeps no owner index, so it cannot list or revoke a user's \
+         sessions (docs/owners.md lists the stores that can)"
+            .to_owned(),
+    )
 }
 
 /// Id rotation from the store's own atomic steps, for stores (or cases, such as keys in
@@ -170,5 +226,17 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     fn invalidations(&self) -> Option<InvalidationFeed> {
         (**self).invalidations()
+    }
+    fn owner_index(&self) -> bool {
+        (**self).owner_index()
+    }
+    async fn index_put(&self, owner: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        (**self).index_put(owner, entry).await
+    }
+    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+        (**self).index_remove(owner, key).await
+    }
+    async fn index_list(&self, owner: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        (**self).index_list(owner).await
     }
 }

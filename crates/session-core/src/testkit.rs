@@ -480,6 +480,507 @@ pub async fn check_cleanup(store: &dyn SessionStore, options: &Options) {
     );
 }
 
+// ---- The owner index (docs/owners.md) ----
+
+/// A manager on `store` for the owner checks: keys under a fresh prefix, `SESSION_HASH_IDS`
+/// as asked.
+fn owner_manager(
+    store: Arc<dyn SessionStore>,
+    check: &str,
+    hash_ids: bool,
+) -> crate::SessionManager {
+    let config = crate::SessionConfig::builder()
+        .key_prefix(unique_prefix(check))
+        .hash_ids(hash_ids)
+        .build()
+        .expect("owner check config");
+    crate::SessionManager::from_shared(store, config)
+}
+
+/// An owner name unique to one check, with characters a store layout must cope with.
+fn unique_owner(name: &str) -> String {
+    let nonce = crate::id::SessionId::generate(6)
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    format!("{name} {{tag}}:é/{nonce}")
+}
+
+/// The session cookie's value in a `Set-Cookie` header, when it sets one.
+fn cookie_of(outcome: &crate::FinishOutcome) -> Option<String> {
+    let header = outcome.set_cookie.as_ref()?.as_str().to_owned();
+    let (_, value) = header.split(';').next()?.split_once('=')?;
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// One request: opens the session of `cookie`, runs `handler`, finishes; the cookie the
+/// browser holds afterwards.
+async fn owner_request<F, Fut>(
+    manager: &crate::SessionManager,
+    cookie: Option<&str>,
+    handler: F,
+) -> Option<String>
+where
+    F: FnOnce(crate::Session) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let session = manager.open(cookie);
+    handler(session.clone()).await;
+    let outcome = manager.finish(&session).await.expect("finish");
+    cookie_of(&outcome).or_else(|| cookie.map(str::to_owned))
+}
+
+/// A login: a new session owned by `owner`; its cookie.
+async fn login(manager: &crate::SessionManager, owner: &str) -> String {
+    owner_request(manager, None, |session| async move {
+        session.set_owner(owner).await.expect("set_owner");
+        session.insert("n", &1).await.expect("insert");
+    })
+    .await
+    .expect("a login sets a cookie")
+}
+
+/// The owner of the session behind `cookie`, as a new request sees it.
+async fn owner_seen(manager: &crate::SessionManager, cookie: &str) -> Option<String> {
+    manager.open(Some(cookie)).owner().await.expect("owner")
+}
+
+/// A store without an owner index says so with [`StoreError::Unsupported`], for every
+/// index call and for the manager's listing and revocation; one with an index stores,
+/// replaces, lists and removes entries, per owner.
+pub async fn check_owner_index_entries(store: Arc<dyn SessionStore>) {
+    let owner = unique_owner("entries");
+    if !store.owner_index() {
+        let listed = store.index_list(&owner).await;
+        assert!(
+            matches!(listed, Err(StoreError::Unsupported(ref message)) if !message.is_empty()),
+            "a store without an owner index must answer Unsupported, not {listed:?}"
+        );
+        let manager = owner_manager(store, "owner-unsupported", false);
+        let error = manager.sessions_of(&owner, None).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                crate::SessionError::Store(StoreError::Unsupported(_))
+            ),
+            "{error}"
+        );
+        let error = manager.revoke_owner(&owner, None).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                crate::SessionError::Store(StoreError::Unsupported(_))
+            ),
+            "{error}"
+        );
+        // Owned sessions still work: the index is simply not kept.
+        let cookie = login(&manager, &owner).await;
+        assert_eq!(
+            owner_seen(&manager, &cookie).await.as_deref(),
+            Some(owner.as_str())
+        );
+        return;
+    }
+    let prefix = unique_prefix("owner-entries");
+    let now = crate::owner::unix_now();
+    let entry = |key: &str, created: u64| crate::IndexEntry {
+        key: format!("{prefix}{key}"),
+        created,
+        last_seen: now,
+        expires_at: now + 300,
+    };
+    let other = unique_owner("other");
+    assert_eq!(store.index_list(&owner).await.expect("list"), vec![]);
+    store
+        .index_put(&owner, &entry("a", now - 10))
+        .await
+        .expect("put a");
+    store
+        .index_put(&owner, &entry("b", now - 20))
+        .await
+        .expect("put b");
+    store
+        .index_put(&other, &entry("c", now))
+        .await
+        .expect("put c");
+    // A second put of one key replaces its entry.
+    store
+        .index_put(&owner, &entry("a", now - 5))
+        .await
+        .expect("put a again");
+    let mut listed = store.index_list(&owner).await.expect("list");
+    listed.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(listed, vec![entry("a", now - 5), entry("b", now - 20)]);
+    assert_eq!(
+        store.index_list(&other).await.expect("list"),
+        vec![entry("c", now)]
+    );
+    store
+        .index_remove(&owner, &entry("a", 0).key)
+        .await
+        .expect("remove");
+    store
+        .index_remove(&owner, "never-indexed")
+        .await
+        .expect("remove of a missing entry");
+    assert_eq!(
+        store.index_list(&owner).await.expect("list"),
+        vec![entry("b", now - 20)]
+    );
+    store
+        .index_remove(&owner, &entry("b", 0).key)
+        .await
+        .expect("remove");
+    store
+        .index_remove(&other, &entry("c", 0).key)
+        .await
+        .expect("remove");
+    assert_eq!(store.index_list(&owner).await.expect("list"), vec![]);
+}
+
+/// Commits keep the index in step: two logins of one owner are listed (with handles that
+/// are not ids, and the caller's marked current), another owner's are not; a session that
+/// loses its owner or logs out leaves the list; a stale entry is pruned when listed, a
+/// recent one (a write may be in flight) is neither listed nor pruned.
+pub async fn check_owner_sessions(store: Arc<dyn SessionStore>, hash_ids: bool) {
+    if !store.owner_index() {
+        return;
+    }
+    let manager = owner_manager(store.clone(), "owner-sessions", hash_ids);
+    let (alice, bob) = (unique_owner("alice"), unique_owner("bob"));
+    let first = login(&manager, &alice).await;
+    let second = login(&manager, &alice).await;
+    let _bob = login(&manager, &bob).await;
+
+    let caller = manager.open(Some(&second));
+    let listed = manager
+        .sessions_of(&alice, Some(&caller))
+        .await
+        .expect("sessions_of");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed.iter().filter(|s| s.current).count(), 1);
+    let current = listed.iter().find(|s| s.current).unwrap();
+    assert_eq!(
+        Some(&current.handle),
+        caller.handle().await.unwrap().as_ref()
+    );
+    assert_ne!(listed[0].handle, listed[1].handle);
+    let now = crate::owner::unix_now();
+    for session in &listed {
+        assert!(!first.contains(&session.handle) && !second.contains(&session.handle));
+        assert!(session.handle.len() >= 16, "{session:?}");
+        assert!(
+            session.created <= now + 1 && session.created + 60 > now,
+            "{session:?}"
+        );
+        assert!(session.last_seen + 60 > now, "{session:?}");
+        assert!(session.expires_at > now + 60, "{session:?}");
+    }
+    assert_eq!(manager.sessions_of(&bob, None).await.unwrap().len(), 1);
+
+    // The first session changes hands: alice's list loses it, bob's gains it.
+    owner_request(&manager, Some(&first), |session| {
+        let bob = bob.clone();
+        async move { session.set_owner(&bob).await.unwrap() }
+    })
+    .await;
+    assert_eq!(manager.sessions_of(&alice, None).await.unwrap().len(), 1);
+    assert_eq!(manager.sessions_of(&bob, None).await.unwrap().len(), 2);
+    // It loses its owner, then logs out.
+    owner_request(&manager, Some(&first), |session| async move {
+        session.clear_owner().await.unwrap()
+    })
+    .await;
+    assert_eq!(manager.sessions_of(&bob, None).await.unwrap().len(), 1);
+    owner_request(&manager, Some(&second), |session| async move {
+        session.clear().await.unwrap()
+    })
+    .await;
+    assert_eq!(manager.sessions_of(&alice, None).await.unwrap(), vec![]);
+
+    // Stale and recent entries that name no session.
+    let prefix = unique_prefix("owner-stale");
+    let stale = crate::IndexEntry {
+        key: format!("{prefix}stale"),
+        created: now - 7200,
+        last_seen: now - 3600,
+        expires_at: now + 3600,
+    };
+    let recent = crate::IndexEntry {
+        key: format!("{prefix}recent"),
+        created: now,
+        last_seen: now,
+        expires_at: now + 3600,
+    };
+    store.index_put(&alice, &stale).await.unwrap();
+    store.index_put(&alice, &recent).await.unwrap();
+    assert_eq!(manager.sessions_of(&alice, None).await.unwrap(), vec![]);
+    let left = store.index_list(&alice).await.unwrap();
+    assert_eq!(
+        left,
+        vec![recent.clone()],
+        "the stale entry was not pruned, or the recent one was"
+    );
+    store.index_remove(&alice, &recent.key).await.unwrap();
+}
+
+/// `revoke_owner` ends every session of the owner but the kept one; the revoked cookies
+/// open fresh, empty sessions; other owners keep theirs; a handle can name the kept one.
+pub async fn check_revoke_owner(store: Arc<dyn SessionStore>, hash_ids: bool) {
+    if !store.owner_index() {
+        return;
+    }
+    let manager = owner_manager(store, "owner-revoke", hash_ids);
+    let (alice, bob) = (unique_owner("alice"), unique_owner("bob"));
+    let cookies = [
+        login(&manager, &alice).await,
+        login(&manager, &alice).await,
+        login(&manager, &alice).await,
+    ];
+    let bobs = login(&manager, &bob).await;
+    let keeper = manager.open(Some(&cookies[0]));
+    let revoked = manager
+        .revoke_owner(&alice, Some(crate::Keep::Session(&keeper)))
+        .await
+        .expect("revoke");
+    assert_eq!(revoked, 2);
+    assert_eq!(
+        owner_seen(&manager, &cookies[0]).await.as_deref(),
+        Some(alice.as_str())
+    );
+    for cookie in &cookies[1..] {
+        let session = manager.open(Some(cookie));
+        assert!(
+            session.is_empty().await.unwrap(),
+            "a revoked session still loads"
+        );
+    }
+    assert_eq!(
+        owner_seen(&manager, &bobs).await.as_deref(),
+        Some(bob.as_str())
+    );
+    let listed = manager.sessions_of(&alice, None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+
+    // Keeping by handle; then revoking the rest.
+    let handle = listed[0].handle.clone();
+    let extra = login(&manager, &alice).await;
+    assert_eq!(
+        manager
+            .revoke_owner(&alice, Some(crate::Keep::Handle(&handle)))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(manager.open(Some(&extra)).is_empty().await.unwrap());
+    assert_eq!(manager.revoke_owner(&alice, None).await.unwrap(), 1);
+    assert!(manager.open(Some(&cookies[0])).is_empty().await.unwrap());
+    assert_eq!(manager.sessions_of(&alice, None).await.unwrap(), vec![]);
+    assert_eq!(manager.revoke_owner(&bob, None).await.unwrap(), 1);
+}
+
+/// A store wrapper that pauses inside the first call of one operation: it signals
+/// `entered`, then waits for `release` before it forwards the call. Races become
+/// deterministic: the test does its other step while the call is held.
+pub struct PauseOnce {
+    inner: Arc<dyn SessionStore>,
+    operation: &'static str,
+    armed: AtomicBool,
+    /// Gets a permit when the paused call has been entered.
+    pub entered: tokio::sync::Semaphore,
+    /// Give it a permit to let the paused call go on.
+    pub release: tokio::sync::Semaphore,
+}
+
+impl PauseOnce {
+    /// Wraps `inner`, pausing its first `operation` call (`"compare_and_set"`,
+    /// `"compare_and_delete"`, `"rotate"`, `"load"`).
+    pub fn new(inner: Arc<dyn SessionStore>, operation: &'static str) -> PauseOnce {
+        PauseOnce {
+            inner,
+            operation,
+            armed: AtomicBool::new(false),
+            entered: tokio::sync::Semaphore::new(0),
+            release: tokio::sync::Semaphore::new(0),
+        }
+    }
+
+    /// From now on, the next call of the operation pauses.
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    async fn pause(&self, operation: &str) {
+        if operation == self.operation && self.armed.swap(false, Ordering::SeqCst) {
+            self.entered.add_permits(1);
+            if let Ok(permit) = self.release.acquire().await {
+                permit.forget();
+            }
+        }
+    }
+
+    /// Waits (up to 10 seconds) until the paused call was entered.
+    pub async fn wait_entered(&self) {
+        tokio::time::timeout(Duration::from_secs(10), self.entered.acquire())
+            .await
+            .expect("the paused call was never made")
+            .expect("semaphore open")
+            .forget();
+    }
+}
+
+#[async_trait]
+impl SessionStore for PauseOnce {
+    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        self.pause("load").await;
+        self.inner.load(key).await
+    }
+    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.create(key, value, ttl).await
+    }
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.pause("compare_and_set").await;
+        self.inner.compare_and_set(key, expected, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.touch(key, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.pause("compare_and_delete").await;
+        self.inner.compare_and_delete(key, expected).await
+    }
+    async fn rotate(
+        &self,
+        old_key: &str,
+        expected: &[u8],
+        new_key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.pause("rotate").await;
+        self.inner
+            .rotate(old_key, expected, new_key, value, ttl)
+            .await
+    }
+    async fn cleanup(&self) -> Result<u64, StoreError> {
+        self.inner.cleanup().await
+    }
+    fn invalidations(&self) -> Option<crate::InvalidationFeed> {
+        self.inner.invalidations()
+    }
+    fn owner_index(&self) -> bool {
+        self.inner.owner_index()
+    }
+    async fn index_put(&self, owner: &str, entry: &crate::IndexEntry) -> Result<(), StoreError> {
+        self.inner.index_put(owner, entry).await
+    }
+    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.index_remove(owner, key).await
+    }
+    async fn index_list(&self, owner: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
+        self.inner.index_list(owner).await
+    }
+}
+
+/// A revocation racing requests of the revoked session, made deterministic with
+/// [`PauseOnce`]; in every order, the revoked session neither survives nor comes back:
+///
+/// 1. a save whose compare-and-set is held while the revocation runs finds the session
+///    gone and starts a new session without the owner;
+/// 2. a save that lands while the revocation's compare-and-delete is held makes that
+///    delete fail: the revocation reads the session again and ends it;
+/// 3. an id rotation (login) held while the revocation runs is undone, and one that
+///    finished first is caught under its new id.
+pub async fn check_revoke_races_requests(store: Arc<dyn SessionStore>, hash_ids: bool) {
+    if !store.owner_index() {
+        return;
+    }
+    for operation in ["compare_and_set", "compare_and_delete", "rotate"] {
+        let paused = Arc::new(PauseOnce::new(store.clone(), operation));
+        let manager = owner_manager(paused.clone(), "owner-race", hash_ids);
+        let alice = unique_owner("alice");
+        let cookie = login(&manager, &alice).await;
+        paused.arm();
+        let outcome = match operation {
+            "compare_and_delete" => {
+                // The revocation is held between its read and its delete; a save lands.
+                let revoker = {
+                    let (manager, alice) = (manager.clone(), alice.clone());
+                    tokio::spawn(async move { manager.revoke_owner(&alice, None).await })
+                };
+                paused.wait_entered().await;
+                owner_request(&manager, Some(&cookie), |session| async move {
+                    session.insert("n", &2).await.unwrap()
+                })
+                .await;
+                paused.release.add_permits(1);
+                let revoked = revoker.await.expect("revoke task").expect("revoke");
+                assert_eq!(revoked, 1, "the revocation gave up on the re-saved session");
+                None
+            }
+            _ => {
+                // A request's write is held while the revocation runs.
+                let request = {
+                    let (manager, cookie) = (manager.clone(), cookie.clone());
+                    tokio::spawn(async move {
+                        let session = manager.open(Some(&cookie));
+                        session.insert("n", &2).await.unwrap();
+                        if operation == "rotate" {
+                            session.regenerate().await.unwrap();
+                        }
+                        let outcome = manager.finish(&session).await.expect("finish");
+                        cookie_of(&outcome)
+                    })
+                };
+                paused.wait_entered().await;
+                let revoked = manager.revoke_owner(&alice, None).await.expect("revoke");
+                assert_eq!(revoked, 1, "{operation}");
+                paused.release.add_permits(1);
+                request.await.expect("request task")
+            }
+        };
+        assert!(
+            manager.open(Some(&cookie)).is_empty().await.unwrap(),
+            "{operation}: the revoked session survived"
+        );
+        if let Some(new_cookie) = outcome {
+            assert_ne!(new_cookie, cookie);
+            assert_eq!(
+                owner_seen(&manager, &new_cookie).await,
+                None,
+                "{operation}: the racing request revived the owner's session"
+            );
+        }
+        assert_eq!(
+            manager.sessions_of(&alice, None).await.unwrap(),
+            vec![],
+            "{operation}: a session of the owner is still listed"
+        );
+    }
+
+    // A rotation that finished before the revocation read the index is caught under its
+    // new id.
+    let manager = owner_manager(store.clone(), "owner-race-rotated", hash_ids);
+    let alice = unique_owner("alice");
+    let cookie = login(&manager, &alice).await;
+    let rotated = owner_request(&manager, Some(&cookie), |session| async move {
+        session.regenerate().await.unwrap()
+    })
+    .await
+    .expect("cookie");
+    assert_ne!(rotated, cookie);
+    assert_eq!(manager.revoke_owner(&alice, None).await.unwrap(), 1);
+    assert!(manager.open(Some(&rotated)).is_empty().await.unwrap());
+}
+
 /// Expands to one `#[tokio::test]` per conformance check. `$make` is an expression whose
 /// value is a future resolving to the store; `$options` (optional) a [`Options`].
 #[macro_export]
@@ -545,6 +1046,34 @@ macro_rules! store_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cleanup() {
                 kit::check_cleanup(&*store().await, &$options).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn owner_index_entries() {
+                kit::check_owner_index_entries(store().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn owner_sessions() {
+                kit::check_owner_sessions(store().await, false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn owner_sessions_hashed_ids() {
+                kit::check_owner_sessions(store().await, true).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn revoke_owner() {
+                kit::check_revoke_owner(store().await, false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn revoke_owner_hashed_ids() {
+                kit::check_revoke_owner(store().await, true).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn revoke_races_requests() {
+                kit::check_revoke_races_requests(store().await, false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn revoke_races_requests_hashed_ids() {
+                kit::check_revoke_races_requests(store().await, true).await;
             }
         }
     };
@@ -695,5 +1224,18 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
     }
     fn invalidations(&self) -> Option<crate::InvalidationFeed> {
         self.inner.invalidations()
+    }
+    // The owner index is forwarded as it is (neither counted nor switched off).
+    fn owner_index(&self) -> bool {
+        self.inner.owner_index()
+    }
+    async fn index_put(&self, owner: &str, entry: &crate::IndexEntry) -> Result<(), StoreError> {
+        self.inner.index_put(owner, entry).await
+    }
+    async fn index_remove(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.index_remove(owner, key).await
+    }
+    async fn index_list(&self, owner: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
+        self.inner.index_list(owner).await
     }
 }

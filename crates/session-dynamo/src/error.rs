@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use session_core::StoreError;
 
 /// Error codes DynamoDB answers while it is overloaded; the SDK has already retried them.
@@ -45,10 +45,43 @@ impl fmt::Display for DynamoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "DynamoDB {} on table {:?} failed: {}",
-            self.operation, self.table, self.message
-        )
+            "DynamoDB {} on table {:?} failed",
+            self.operation, self.table
+        )?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
     }
+}
+
+/// The SDK error as its chain of causes, each by its `Display`, kept as the source of a
+/// [`DynamoError`] (the SDK's own error types need the operation's type parameters).
+#[derive(Debug)]
+struct Causes(String);
+
+impl fmt::Display for Causes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for Causes {}
+
+/// `dispatch failure: io error: client error (Connect): tcp connect error: Connection
+/// refused (os error 111)`: every cause once, no `Debug` output.
+fn error_without_debug(error: impl StdError) -> Causes {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !next_text.is_empty() && !text.ends_with(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    Causes(text)
 }
 
 impl StdError for DynamoError {
@@ -99,8 +132,22 @@ where
         }
         _ => false,
     };
-    let mut message = DisplayErrorContext(&error).to_string();
-    if error_code(&error) == "ResourceNotFoundException" {
+    // A service error's own Display says only "service error": its code and message say
+    // what DynamoDB answered. Any other failure (no connection, a timeout) is told by its
+    // chain of causes, which session-core's StoreError appends, one readable line; the
+    // SDK's DisplayErrorContext would add the whole Debug form of each cause.
+    let (mut message, source): (String, Option<Box<dyn StdError + Send + Sync>>) = match &error {
+        SdkError::ServiceError(_) => {
+            let code = error.code().unwrap_or("unknown error code");
+            let text = match error.message() {
+                Some(text) if !text.is_empty() => format!("{code}: {text}"),
+                _ => code.to_owned(),
+            };
+            (text, None)
+        }
+        _ => (String::new(), Some(Box::new(error_without_debug(&error)))),
+    };
+    if message.starts_with("ResourceNotFoundException") {
         message.push_str(
             " (the table does not exist: create it, or let the store create it by leaving \
              table_exists off)",
@@ -110,7 +157,7 @@ where
         operation,
         table: table.to_owned(),
         message,
-        source: Some(Box::new(error)),
+        source,
     };
     if unavailable {
         StoreError::unavailable(wrapped)

@@ -60,8 +60,15 @@ async fn an_unreachable_endpoint_is_unavailable_within_seconds() {
         };
         match built {
             Err(error @ SetupError::Store(StoreError::Unavailable(_))) => {
-                assert!(error.to_string().contains(call), "{error}");
+                let text = error.to_string();
+                assert!(text.contains(call), "{text}");
                 assert!(error.is_unavailable());
+                // One readable line: the causes by their Display, none of the SDK's Debug.
+                assert!(
+                    !text.contains('\n') && text.len() < 300 && !text.contains('{'),
+                    "not one short line: {text}"
+                );
+                assert!(text.contains("Connection refused"), "{text}");
             }
             other => panic!("start-up gave {other:?}"),
         }

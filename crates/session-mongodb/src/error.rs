@@ -50,9 +50,48 @@ pub(crate) fn map_error(error: Error) -> StoreError {
         | ErrorKind::DnsResolve { .. } => true,
         _ => error_code(&error).is_some_and(|code| TRANSIENT_CODES.contains(&code)),
     };
+    if let ErrorKind::ServerSelection { message, .. } = error.kind.as_ref() {
+        return StoreError::unavailable(server_selection_summary(message));
+    }
     if unavailable {
         StoreError::unavailable(error)
     } else {
         StoreError::backend(error)
+    }
+}
+
+/// The driver's server-selection failure in one short line: its message embeds the whole
+/// topology (every server with its labels and sources); what an operator needs is that no
+/// server answered, and the first server's own error (`Connection refused`, a DNS failure).
+fn server_selection_summary(message: &str) -> String {
+    let first_line = message
+        .split(". Topology:")
+        .next()
+        .unwrap_or(message)
+        .trim();
+    let cause = message
+        .split_once("Error: Kind: ")
+        .map(|(_, rest)| rest.split(", labels:").next().unwrap_or(rest).trim());
+    match cause {
+        Some(cause) if !cause.is_empty() => format!("{first_line} ({cause})"),
+        _ => first_line.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_selection_failure_is_one_short_line() {
+        let message = "Server selection timeout: No available servers. Topology: { Type: Unknown, \
+            Servers: [ { Address: 127.0.0.1:9, Type: Unknown, Error: Kind: I/O error: Connection \
+            refused (os error 111), labels: {\"SystemOverloadedError\", \"RetryableError\"}, \
+            source: None, server response: None } ] }, labels: {}";
+        assert_eq!(
+            server_selection_summary(message),
+            "Server selection timeout: No available servers (I/O error: Connection refused (os error 111))"
+        );
+        assert_eq!(server_selection_summary("timed out"), "timed out");
     }
 }

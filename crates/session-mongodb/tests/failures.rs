@@ -43,6 +43,13 @@ async fn nothing_listening_is_unavailable_within_seconds() {
         result.map(|_| ())
     );
     assert!(started.elapsed() < PROMPTLY, "took {:?}", started.elapsed());
+    // The start-up error is one readable line, not the driver's topology dump.
+    let text = result.err().unwrap().to_string();
+    assert!(
+        !text.contains('\n') && text.len() < 300 && !text.contains("Topology"),
+        "not one short line: {text}"
+    );
+    assert!(text.contains("Connection refused"), "{text}");
 
     // The same with index creation skipped: connect still asks the server.
     let started = Instant::now();

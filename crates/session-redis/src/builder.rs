@@ -222,7 +222,13 @@ impl RedisStoreBuilder {
         match tokio::time::timeout(limit, pool.init()).await {
             Ok(Ok(_connection_task)) => Ok(pool),
             Ok(Err(error)) => {
-                let _ = tokio::time::timeout(self.command_timeout, pool.quit()).await;
+                // Clients whose first connection failed have stopped already (quitting them
+                // only makes fred log a warning each); stop any that did connect.
+                for client in pool.clients() {
+                    if client.state() != fred::types::ClientState::Disconnected {
+                        let _ = tokio::time::timeout(self.command_timeout, client.quit()).await;
+                    }
+                }
                 Err(SetupError::Store(map_error(error)))
             }
             Err(_) => {

@@ -18,10 +18,32 @@ const TRANSIENT_REPLIES: [&str; 7] = [
 /// Connection, I/O and timeout failures (and transient server states) become
 /// [`StoreError::Unavailable`]; everything else [`StoreError::Backend`].
 pub(crate) fn map_error(error: Error) -> StoreError {
+    if *error.kind() == ErrorKind::IO {
+        // fred's message for an I/O error is the Debug form of the io::Error.
+        return StoreError::unavailable(readable_io_error(error.details()));
+    }
     if is_unavailable(&error) {
         StoreError::unavailable(error)
     } else {
         StoreError::backend(error)
+    }
+}
+
+/// `Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }` →
+/// `I/O error: Connection refused (os error 111)`; other texts are kept.
+fn readable_io_error(details: &str) -> String {
+    let message = details
+        .split_once("message: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(message, _)| message);
+    let code = details
+        .split_once("code: ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .filter(|code| !code.is_empty());
+    match (message, code) {
+        (Some(message), Some(code)) => format!("I/O error: {message} (os error {code})"),
+        (Some(message), None) => format!("I/O error: {message}"),
+        _ => format!("I/O error: {details}"),
     }
 }
 
@@ -60,6 +82,17 @@ pub(crate) fn unexpected_reply(command: &str, reply: &fred::types::Value) -> Sto
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_errors_read_as_one_line_without_debug_output() {
+        assert_eq!(
+            readable_io_error(
+                r#"Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }"#
+            ),
+            "I/O error: Connection refused (os error 111)"
+        );
+        assert_eq!(readable_io_error("early eof"), "I/O error: early eof");
+    }
 
     fn kind_of(error: StoreError) -> &'static str {
         match error {

@@ -131,7 +131,15 @@ async fn unreachable_server_fails_fast_with_unavailable() {
         .await;
     match result {
         Err(error @ session_core::SetupError::Store(session_core::StoreError::Unavailable(_))) => {
-            assert!(error.is_unavailable())
+            assert!(error.is_unavailable());
+            // One readable start-up line, without the Debug form of the io::Error.
+            let text = error.to_string();
+            assert!(
+                text.starts_with("session store unavailable: I/O error: Connection refused")
+                    && !text.contains('{')
+                    && !text.contains('\n'),
+                "{text}"
+            );
         }
         other => panic!("connecting to a closed port gave {other:?}"),
     }

@@ -11,6 +11,7 @@ mod error;
 mod pool;
 mod queries;
 mod schema;
+mod sqlalchemy_url;
 mod store;
 
 pub use builder::{
@@ -21,6 +22,7 @@ pub use schema::{
     Backend, TableOptions, DEFAULT_TABLE, MAX_IDENTIFIER_LEN, MAX_KEY_CHARS, MYSQL_BLOB_MAX,
     MYSQL_LONGBLOB_MAX, MYSQL_MEDIUMBLOB_MAX,
 };
+pub use sqlalchemy_url::url_from_sqlalchemy;
 pub use store::SqlStore;
 
 /// The sqlx version this store is built on, re-exported so that pools passed to

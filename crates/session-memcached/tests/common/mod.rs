@@ -203,8 +203,10 @@ impl PrivateMemcached {
         }
         let mut child = command.spawn().unwrap_or_else(|error| {
             panic!(
-                "cannot run `{program}` ({error}): install memcached \
-                 (`cargo xtask services up memcached` does) or set MEMCACHED_BIN"
+                "cannot run `{program}` ({error}): this test starts its own memcached to stop \
+                 and restart it. `cargo xtask services up memcached` installs it natively; with \
+                 Docker services, install the binary on the host (apt-get install memcached, \
+                 brew install memcached) or point MEMCACHED_BIN at one"
             )
         });
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -72,7 +72,12 @@ impl PrivateRedis {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|error| {
-                panic!("cannot run redis-server ({error}); `cargo xtask services up redis` installs it")
+                panic!(
+                    "cannot run redis-server ({error}): this test starts its own server to stop \
+                     and restart it. `cargo xtask services up redis` installs it natively; with \
+                     Docker services, install the binary on the host (apt-get install \
+                     redis-server, brew install redis)"
+                )
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
