@@ -8,6 +8,7 @@
 //! cargo xtask services env                  print the connection settings as shell exports
 //! cargo xtask flask-venv                    build the Python venv for the Flask interop tests
 //! cargo xtask browser-tools                 install Chromium, Node.js, playwright-core (browser test)
+//! cargo xtask demo                          Redis + Flask venv + the Flask-to-Rust migration demo
 //! cargo xtask test [CARGO TEST ARGS...]     services + venv + `cargo test --workspace`
 //! cargo xtask test --offline                the tests that need no server, nothing started
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
@@ -25,6 +26,7 @@
 mod browser;
 mod compose;
 mod context;
+mod demo;
 mod docker;
 mod docs;
 mod faults;
@@ -57,6 +59,8 @@ commands:
   flask-venv                    create the Python venv for the Flask interop tests, print FLASK_PYTHON
   browser-tools                 install the browser test's tools (Chromium and Node.js with apt,
                                 playwright-core with npm ci), print PLAYWRIGHT_CORE
+  demo                          Redis up + flask-venv + the Flask-to-Rust migration demo
+                                (examples/flask-migration) on http://127.0.0.1:8080 (PORT)
   test [ARGS...]                services up + flask-venv + browser-tools + `cargo test --workspace ARGS...`
   test --offline [ARGS...]      every test that needs no server (unit tests, memory store,
                                 files, SQLite); starts nothing, needs no root and no Docker
@@ -130,6 +134,10 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 browser::playwright_core(&ctx).display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        "demo" => {
+            let ctx = Context::from_env()?;
+            demo::run(&ctx, rest)
         }
         "test" => {
             let ctx = Context::from_env()?;

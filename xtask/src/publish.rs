@@ -326,8 +326,10 @@ mod tests {
         assert_eq!(
             unpublished,
             [
+                "flask-migration",
                 "session-example",
                 "session-example-actix",
+                "session-example-ui",
                 "session-tests",
                 "xtask"
             ]
