@@ -406,7 +406,17 @@ pub fn build_example(ctx: &Context) -> Result<PathBuf, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| ctx.workspace_root.join("target"));
-    Ok(target.join("debug").join("session-example"))
+    let built = target.join("debug").join("session-example");
+    // A hard link of this build (no copy, no disk): another checkout sharing the target
+    // directory may rebuild the binary while the run goes on.
+    let own = Path::new(WORK_DIR).join("session-example");
+    let _ = fs::create_dir_all(WORK_DIR);
+    let _ = fs::remove_file(&own);
+    Ok(if fs::hard_link(&built, &own).is_ok() {
+        own
+    } else {
+        built
+    })
 }
 
 /// A running example app; its output goes to `log`.
