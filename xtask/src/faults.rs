@@ -406,7 +406,17 @@ pub fn build_example(ctx: &Context) -> Result<PathBuf, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| ctx.workspace_root.join("target"));
-    Ok(target.join("debug").join("session-example"))
+    let built = target.join("debug").join("session-example");
+    // A hard link of this build (no copy, no disk): another checkout sharing the target
+    // directory may rebuild the binary while the run goes on.
+    let own = Path::new(WORK_DIR).join("session-example");
+    let _ = fs::create_dir_all(WORK_DIR);
+    let _ = fs::remove_file(&own);
+    Ok(if fs::hard_link(&built, &own).is_ok() {
+        own
+    } else {
+        built
+    })
 }
 
 /// A running example app; its output goes to `log`.
@@ -906,6 +916,39 @@ pub fn provenance(ctx: &Context) -> (String, String) {
     (commit, run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]))
 }
 
+/// Copies the result files of `faults` and `soak` (`reliability/results/`) into
+/// `docs/reliability.md`, between its `<!-- results:NAME:begin -->` and `end` markers, so
+/// the page's figures are the commands' own output.
+pub fn publish(ctx: &Context) -> Result<(), String> {
+    let page = ctx.workspace_root.join("docs/reliability.md");
+    let mut text =
+        fs::read_to_string(&page).map_err(|e| format!("cannot read {}: {e}", page.display()))?;
+    for (name, file) in [("faults", "latest.md"), ("soak", "soak.md")] {
+        let results = ctx.workspace_root.join("reliability/results").join(file);
+        let Ok(results) = fs::read_to_string(&results) else {
+            continue;
+        };
+        // The result file's own title is the page's section heading already.
+        let body = results
+            .split_once('\n')
+            .filter(|(first, _)| first.starts_with("# "))
+            .map_or(results.as_str(), |(_, rest)| rest)
+            .trim();
+        let (begin, end) = (
+            format!("<!-- results:{name}:begin -->"),
+            format!("<!-- results:{name}:end -->"),
+        );
+        let (Some(start), Some(stop)) = (text.find(&begin), text.find(&end)) else {
+            return Err(format!(
+                "{} has no {begin} ... {end} markers",
+                page.display()
+            ));
+        };
+        text = format!("{}{begin}\n{body}\n{}", &text[..start], &text[stop..]);
+    }
+    fs::write(&page, text).map_err(|e| format!("cannot write {}: {e}", page.display()))
+}
+
 /// A fresh work directory, private to these runs.
 pub fn work_dir(name: &str) -> Result<PathBuf, String> {
     let dir = Path::new(WORK_DIR).join(name);
@@ -969,6 +1012,7 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
     fs::write(&out, &text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     print!("{text}");
+    publish(ctx)?;
     Ok(if rows.iter().all(Row::passed) {
         ExitCode::SUCCESS
     } else {

@@ -230,6 +230,7 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
     fs::write(&out, &text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     print!("{text}");
+    crate::faults::publish(ctx)?;
     let clean = rows
         .iter()
         .all(|row| row.errors == 0 && row.lost == 0 && !row.panicked);
