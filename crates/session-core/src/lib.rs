@@ -72,4 +72,4 @@ pub use memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 pub use owner::{Keep, OwnedSession, DEFAULT_OWNER_KEY, LAST_SEEN_RESOLUTION, MAX_OWNER_BYTES};
 pub use session::Session;
 pub use signer::Signer;
-pub use store::{rotate_in_steps, IndexEntry, SessionStore, StoredEntry};
+pub use store::{rotate_in_steps, IndexEntry, ScanPage, SessionStore, StoredEntry, SCAN_PAGE};
