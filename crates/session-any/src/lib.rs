@@ -134,6 +134,19 @@ impl SessionStore for AnyStore {
         self.store.invalidations()
     }
 
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<session_core::ScanPage, StoreError> {
+        self.store.scan(prefix, cursor, limit).await
+    }
+
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.store.count(prefix).await
+    }
+
     // The owner index of the chosen store (docs/owners.md).
     fn owner_index(&self) -> bool {
         self.store.owner_index()

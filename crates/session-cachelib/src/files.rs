@@ -186,6 +186,21 @@ impl Layout {
         Ok(removed)
     }
 
+    /// How many entry files are live: every cachelib entry of the directory, whatever its
+    /// key (the names are hashes, so the key prefix cannot be told).
+    pub fn count_live(&self, now: f64) -> Result<u64, StoreError> {
+        let mut live = 0;
+        for path in self.list().map_err(io_error)? {
+            match read_expiry(&path) {
+                Ok(Some(expires)) if is_live(expires, now) => live += 1,
+                Ok(_) => {}
+                Err(error) if error.kind() == ErrorKind::NotFound => {}
+                Err(error) => return Err(io_error(error)),
+            }
+        }
+        Ok(live)
+    }
+
     /// The entry files: every name in the directory but the count file and temporary
     /// files, as cachelib's `_list_dir` (which also counts stray files and folders).
     fn list(&self) -> io::Result<Vec<PathBuf>> {

@@ -464,6 +464,30 @@ impl SessionStore for CachelibStore {
     async fn cleanup(&self) -> Result<u64, StoreError> {
         self.locked(|layout, now| layout.cleanup(now)).await
     }
+
+    /// Unsupported: cachelib names each file after a hash of its key, so the ids cannot be
+    /// recovered from the directory ([`count`](SessionStore::count) works).
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<session_core::ScanPage, StoreError> {
+        let _ = (prefix, cursor, limit);
+        Err(StoreError::Unsupported(
+            "cachelib's files are named after a hash of the session id, so the ids cannot be \
+             listed (count works)"
+                .to_owned(),
+        ))
+    }
+
+    /// The live entries of the directory, whatever their key: the file names are hashes,
+    /// so `prefix` cannot be told and is ignored (every cachelib entry in the directory
+    /// counts, as in cachelib's own count file).
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        let _ = prefix;
+        self.locked(|layout, now| layout.count_live(now)).await
+    }
 }
 
 #[cfg(test)]

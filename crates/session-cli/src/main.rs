@@ -1,130 +1,60 @@
-//! `session-cli`: maintenance commands for server-side session stores.
+//! `session-cli`: look into and maintain the session store an application uses.
 //!
-//! `session-cli cleanup` removes expired sessions from the store the application's
-//! environment configures (`SESSION_TYPE` and the store's variables, read by session-any),
-//! like Flask-Session's `flask session_cleanup`. See the README for every option.
+//! The store is the one the application's environment configures (`SESSION_TYPE`, the
+//! store's variables, `SESSION_KEY_PREFIX`, read as session-any and session-core read
+//! them). Commands: `count`, `list`, `show ID`, `delete ID`, `cleanup`; `--json` for
+//! scripts. See the README and docs/cli.md.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod commands;
+mod report;
+mod target;
+
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use session_any::names::{
-    SESSION_FILE_DIR, SESSION_SQLALCHEMY_SCHEMA, SESSION_SQLALCHEMY_TABLE, SESSION_SQL_URL,
-    SESSION_TYPE,
-};
-use session_any::{AnyStoreBuilder, SessionType};
-use session_core::{SessionStore, SetupError, StoreError};
+use clap::{Parser, Subcommand};
 
-/// Maintenance commands for server-side session stores.
+use commands::cleanup::CleanupArgs;
+use commands::delete::DeleteArgs;
+use commands::list::ListArgs;
+use commands::show::ShowArgs;
+use target::Target;
+
+/// Look into and maintain the session store the environment configures (SESSION_TYPE and
+/// its variables, as the application reads them).
 #[derive(Debug, Parser)]
 #[command(name = "session-cli", version, about)]
 struct Cli {
+    #[command(flatten)]
+    target: Target,
+
+    /// Print one JSON value instead of text, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Remove expired sessions from the store the environment configures (SESSION_TYPE and
-    /// its variables, as the application reads them) and print how many were removed
-    /// (Flask-Session's `flask session_cleanup`). Stores that expire sessions themselves
-    /// (Redis, memcached) have nothing to remove.
+    /// Print how many live sessions the store holds under SESSION_KEY_PREFIX.
+    Count,
+    /// List the live sessions: id (shortened; whole with --json), size in bytes, expiry,
+    /// and owner (the value under the owner key, `_user_id` by default). Memcached cannot
+    /// list, nor can cachelib (its file names are hashes of the ids; `count` works).
+    List(ListArgs),
+    /// Print one session's data, decoded, as JSON.
+    Show(ShowArgs),
+    /// Delete one session (its user is logged out).
+    Delete(DeleteArgs),
+    /// Remove expired sessions and print how many were removed (Flask-Session's
+    /// `flask session_cleanup`). Stores that expire sessions themselves (Redis,
+    /// memcached) have nothing to remove.
     Cleanup(CleanupArgs),
-}
-
-#[derive(Debug, Args)]
-struct CleanupArgs {
-    /// The store type, instead of SESSION_TYPE: filesystem, sqlalchemy (or sql), mongodb,
-    /// dynamodb, redis, memcached.
-    #[arg(long = "type", value_name = "TYPE")]
-    session_type: Option<String>,
-
-    /// SQL database URL, instead of SESSION_SQL_URL: postgres://USER:PASSWORD@HOST/DB,
-    /// mysql://… (or mariadb://…), sqlite://PATH. Implies --type sqlalchemy when no type is
-    /// given. Prefer the environment variable, which `ps` does not show.
-    #[arg(long)]
-    url: Option<String>,
-
-    /// SQL table, instead of SESSION_SQLALCHEMY_TABLE (default sessions).
-    #[arg(long)]
-    table: Option<String>,
-
-    /// SQL schema holding the table, instead of SESSION_SQLALCHEMY_SCHEMA; the
-    /// connection's default if neither is given.
-    #[arg(long)]
-    schema: Option<String>,
-
-    /// Rows removed per DELETE statement (SQL).
-    #[arg(long, default_value_t = session_sql::DEFAULT_CLEANUP_BATCH_SIZE,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    batch: u32,
-
-    /// Seconds to wait for a connection to the store before giving up.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    connect_timeout: u64,
-}
-
-impl CleanupArgs {
-    /// The flag that set `variable`, if a flag did (for messages in the command line's
-    /// terms).
-    fn flag_for(&self, variable: &str) -> Option<&'static str> {
-        let given = match variable {
-            SESSION_TYPE => self.session_type.is_some(),
-            SESSION_SQL_URL => self.url.is_some(),
-            SESSION_SQLALCHEMY_TABLE => self.table.is_some(),
-            SESSION_SQLALCHEMY_SCHEMA => self.schema.is_some(),
-            _ => false,
-        };
-        let flag = match variable {
-            SESSION_TYPE => "--type",
-            SESSION_SQL_URL => "--url",
-            SESSION_SQLALCHEMY_TABLE => "--table",
-            SESSION_SQLALCHEMY_SCHEMA => "--schema",
-            _ => return None,
-        };
-        given.then_some(flag)
-    }
-
-    /// The value of `name`: the flag's when given, else the environment's.
-    fn lookup(&self, name: &str) -> Option<String> {
-        let flag = match name {
-            SESSION_TYPE => self.session_type.clone().or_else(|| {
-                // `--url` alone means the SQL store, unless the environment names a type.
-                let typed = std::env::var(SESSION_TYPE).is_ok_and(|t| !t.trim().is_empty());
-                (self.url.is_some() && !typed).then(|| "sqlalchemy".to_owned())
-            }),
-            SESSION_SQL_URL => self.url.clone(),
-            SESSION_SQLALCHEMY_TABLE => self.table.clone(),
-            SESSION_SQLALCHEMY_SCHEMA => self.schema.clone(),
-            _ => None,
-        };
-        flag.or_else(|| std::env::var(name).ok())
-    }
-
-    /// Where the sessions are, for the report: the table or the directory.
-    fn location(&self, session_type: SessionType) -> String {
-        match session_type {
-            SessionType::Sql => {
-                let table = self
-                    .lookup(SESSION_SQLALCHEMY_TABLE)
-                    .filter(|table| !table.trim().is_empty())
-                    .unwrap_or_else(|| session_sql::DEFAULT_TABLE.to_owned());
-                match self.lookup(SESSION_SQLALCHEMY_SCHEMA) {
-                    Some(schema) if !schema.trim().is_empty() => format!("{schema}.{table}"),
-                    _ => table,
-                }
-            }
-            SessionType::Filesystem => match self.lookup(SESSION_FILE_DIR) {
-                Some(dir) if !dir.trim().is_empty() => dir,
-                _ => "flask_session".to_owned(),
-            },
-            other => format!("the {other} store"),
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -136,16 +66,22 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
     };
-    match cli.command {
-        Command::Cleanup(args) => match runtime.block_on(cleanup(&args)) {
-            Ok(message) => {
-                // Not println!: it panics when stdout is closed (`| head -0`). The sessions
-                // are removed either way, so a lost report does not make the run a failure.
-                let _ = writeln!(std::io::stdout(), "{message}");
-                ExitCode::SUCCESS
-            }
-            Err(message) => fail(&message),
-        },
+    let target = &cli.target;
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Count => commands::count::run(target).await,
+            Command::List(args) => commands::list::run(target, args).await,
+            Command::Show(args) => commands::show::run(target, args).await,
+            Command::Delete(args) => commands::delete::run(target, args).await,
+            Command::Cleanup(args) => commands::cleanup::run(target, args).await,
+        }
+    });
+    match result {
+        Ok(report) => {
+            report.print(cli.json);
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(&message),
     }
 }
 
@@ -156,151 +92,89 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn cleanup(args: &CleanupArgs) -> Result<String, String> {
-    // An empty variable counts as unset, but an empty flag is a mistake, not "the default".
-    for (value, flag) in [
-        (&args.session_type, "--type"),
-        (&args.url, "--url"),
-        (&args.table, "--table"),
-        (&args.schema, "--schema"),
-    ] {
-        if value
-            .as_deref()
-            .is_some_and(|value| value.trim().is_empty())
-        {
-            return Err(format!("invalid {flag}: the value is empty"));
-        }
-    }
-    let timeout = Duration::from_secs(args.connect_timeout);
-    let batch = args.batch;
-    let builder = AnyStoreBuilder::from_lookup(|name| args.lookup(name))
-        // Cleanup works on an existing store: it never creates a table, an index or a
-        // directory.
-        .sql(move |sql| {
-            sql.table_exists(true)
-                .cleanup_batch_size(batch)
-                .max_connections(1)
-                .acquire_timeout(timeout)
-        })
-        .filesystem(|files| files.create_dir(false))
-        .redis(move |redis| redis.connect_timeout(timeout))
-        .memcached(move |memcached| memcached.connect_timeout(timeout))
-        .mongodb(move |mongo| {
-            mongo
-                .skip_index_creation(true)
-                .server_selection_timeout(timeout)
-        })
-        .dynamodb(move |dynamo| dynamo.table_exists(true).connect_timeout(timeout));
-    let session_type = builder
-        .session_type()
-        .map_err(|error| describe_setup(args, error.into()))?;
-    if session_type != SessionType::Sql {
-        if let Some(flag) = [
-            (args.url.is_some(), "--url"),
-            (args.table.is_some(), "--table"),
-            (args.schema.is_some(), "--schema"),
-        ]
-        .iter()
-        .find_map(|(given, flag)| given.then_some(*flag))
-        {
-            return Err(format!(
-                "{flag} applies to SESSION_TYPE=sqlalchemy, not {session_type}"
-            ));
-        }
-    }
-    let store = builder
-        .connect()
-        .await
-        .map_err(|error| describe_setup(args, error))?;
-    let removed = store.cleanup().await.map_err(|error| match error {
-        StoreError::Unavailable(source) => {
-            format!("lost the connection to the store during cleanup: {source}")
-        }
-        other => format!("cleanup failed: {other}"),
-    })?;
-    Ok(format!(
-        "removed {removed} expired sessions from {}",
-        args.location(session_type)
-    ))
-}
-
-/// A setup error in the command line's terms: the flag instead of the variable when a flag
-/// gave the value.
-fn describe_setup(args: &CleanupArgs, error: SetupError) -> String {
-    match error {
-        SetupError::Config(config) => {
-            let name = match config.option {
-                "cleanup_batch_size" => "--batch",
-                option => args.flag_for(option).unwrap_or(option),
-            };
-            format!("invalid {name}: {}", config.message)
-        }
-        SetupError::Store(StoreError::Unavailable(source)) => format!(
-            "cannot reach the session store within {} s: {source}",
-            args.connect_timeout
-        ),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use session_any::names::{SESSION_SQLALCHEMY_SCHEMA, SESSION_SQLALCHEMY_TABLE, SESSION_TYPE};
+    use session_any::SessionType;
 
-    fn parse(arguments: &[&str]) -> CleanupArgs {
-        let mut all = vec!["session-cli", "cleanup"];
+    fn parse(arguments: &[&str]) -> Cli {
+        let mut all = vec!["session-cli"];
         all.extend(arguments);
-        let Command::Cleanup(args) = Cli::try_parse_from(all).expect("parse").command;
-        args
+        Cli::try_parse_from(all).expect("parse")
     }
 
     #[test]
     fn arguments_parse_with_defaults() {
-        let args = parse(&["--url", "sqlite://x.db"]);
-        assert_eq!(args.url.as_deref(), Some("sqlite://x.db"));
-        assert_eq!(args.table, None);
-        assert_eq!(args.schema, None);
-        assert_eq!(args.session_type, None);
+        let cli = parse(&["cleanup", "--url", "sqlite://x.db"]);
+        assert_eq!(cli.target.url.as_deref(), Some("sqlite://x.db"));
+        assert_eq!(cli.target.table, None);
+        assert_eq!(cli.target.connect_timeout, 10);
+        assert!(!cli.json);
+        let Command::Cleanup(args) = cli.command else {
+            panic!("cleanup")
+        };
         assert_eq!(args.batch, session_sql::DEFAULT_CLEANUP_BATCH_SIZE);
-        assert_eq!(args.connect_timeout, 10);
+    }
+
+    #[test]
+    fn store_flags_and_json_go_before_or_after_the_command() {
+        for arguments in [
+            &["--json", "--type", "redis", "count"][..],
+            &["count", "--type", "redis", "--json"][..],
+        ] {
+            let cli = parse(arguments);
+            assert!(cli.json);
+            assert_eq!(cli.target.session_type.as_deref(), Some("redis"));
+        }
+        let cli = parse(&["show", "abc", "--json"]);
+        assert!(matches!(cli.command, Command::Show(ShowArgs { ref id }) if id == "abc"));
     }
 
     #[test]
     fn flags_override_the_variables_they_stand_for() {
-        let args = parse(&["--type", "mongodb", "--table", "t", "--schema", "s"]);
-        assert_eq!(args.lookup(SESSION_TYPE).as_deref(), Some("mongodb"));
-        assert_eq!(args.lookup(SESSION_SQLALCHEMY_TABLE).as_deref(), Some("t"));
-        assert_eq!(args.lookup(SESSION_SQLALCHEMY_SCHEMA).as_deref(), Some("s"));
-        assert_eq!(args.location(SessionType::Sql), "s.t");
-        assert_eq!(args.location(SessionType::MongoDb), "the mongodb store");
+        let cli = parse(&[
+            "cleanup", "--type", "mongodb", "--table", "t", "--schema", "s",
+        ]);
+        let target = &cli.target;
+        assert_eq!(target.lookup(SESSION_TYPE).as_deref(), Some("mongodb"));
+        assert_eq!(
+            target.lookup(SESSION_SQLALCHEMY_TABLE).as_deref(),
+            Some("t")
+        );
+        assert_eq!(
+            target.lookup(SESSION_SQLALCHEMY_SCHEMA).as_deref(),
+            Some("s")
+        );
+        assert_eq!(target.location(SessionType::Sql), "s.t");
+        assert_eq!(target.location(SessionType::MongoDb), "the mongodb store");
     }
 
     #[test]
-    fn zero_batch_is_a_usage_error() {
-        let error = Cli::try_parse_from([
-            "session-cli",
-            "cleanup",
-            "--url",
-            "sqlite://x.db",
-            "--batch",
-            "0",
-        ])
-        .expect_err("batch 0");
-        assert!(error.to_string().contains("--batch"), "{error}");
+    fn zero_batch_or_limit_is_a_usage_error() {
+        for arguments in [
+            &["cleanup", "--batch", "0"][..],
+            &["list", "--limit", "0"][..],
+        ] {
+            let mut all = vec!["session-cli"];
+            all.extend(arguments);
+            let error = Cli::try_parse_from(all).expect_err("zero");
+            assert!(error.to_string().contains("--"), "{error}");
+        }
     }
 
     #[test]
     fn setup_errors_name_the_flag_that_gave_the_value() {
-        let args = parse(&["--schema", "x y"]);
+        let cli = parse(&["cleanup", "--schema", "x y"]);
         let error = session_core::ConfigError::new("SESSION_SQLALCHEMY_SCHEMA", "bad name");
         assert_eq!(
-            describe_setup(&args, error.into()),
+            cli.target.describe_setup(error.into()),
             "invalid --schema: bad name"
         );
         // Not given as a flag: the variable's name stays.
         let error = session_core::ConfigError::new("SESSION_SQLALCHEMY_TABLE", "bad name");
         assert_eq!(
-            describe_setup(&args, error.into()),
+            cli.target.describe_setup(error.into()),
             "invalid SESSION_SQLALCHEMY_TABLE: bad name"
         );
     }

@@ -78,5 +78,5 @@ pub use memory::{MemoryStore, DEFAULT_MAX_ENTRIES};
 pub use owner::{Keep, OwnedSession, DEFAULT_OWNER_KEY, LAST_SEEN_RESOLUTION, MAX_OWNER_BYTES};
 pub use session::Session;
 pub use signer::Signer;
-pub use store::{rotate_in_steps, IndexEntry, SessionStore, StoredEntry};
+pub use store::{rotate_in_steps, IndexEntry, ScanPage, SessionStore, StoredEntry, SCAN_PAGE};
 pub use timeouts::{driver_timeout, store_timeout_from_lookup, STORE_TIMEOUT_OPTION};

@@ -293,20 +293,7 @@ impl Engine {
     /// The store key of session `id`: the prefix and the id, or with `SESSION_HASH_IDS`
     /// the base64url SHA-256 of the id, so that the store never holds a cookie value.
     pub(crate) fn key(&self, id: &SessionId) -> String {
-        let prefix = self.config.key_prefix();
-        if self.config.hash_ids() {
-            use base64::Engine as _;
-            use sha2::Digest as _;
-            let digest = sha2::Sha256::digest(id.as_str().as_bytes());
-            let mut key = String::with_capacity(prefix.len() + 43);
-            key.push_str(prefix);
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(digest, &mut key);
-            return key;
-        }
-        let mut key = String::with_capacity(prefix.len() + id.as_str().len());
-        key.push_str(prefix);
-        key.push_str(id.as_str());
-        key
+        self.config.store_key(id)
     }
 
     fn new_id(&self) -> Result<SessionId, SessionError> {
@@ -1067,6 +1054,29 @@ fn fail(members: &mut [Member], error: SessionError) {
 pub(crate) async fn backoff(attempt: u32) {
     let ceiling_us = 50u64 << attempt.min(10);
     tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=ceiling_us))).await;
+}
+
+impl SessionConfig {
+    /// The store key of session `id` under this configuration: `SESSION_KEY_PREFIX` and
+    /// the id, or with `SESSION_HASH_IDS` the base64url SHA-256 of the id (so that the
+    /// store never holds a cookie value). For tools that reach a session by its id
+    /// (`session-cli show ID`).
+    pub fn store_key(&self, id: &SessionId) -> String {
+        let prefix = self.key_prefix();
+        if self.hash_ids() {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(id.as_str().as_bytes());
+            let mut key = String::with_capacity(prefix.len() + 43);
+            key.push_str(prefix);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(digest, &mut key);
+            return key;
+        }
+        let mut key = String::with_capacity(prefix.len() + id.as_str().len());
+        key.push_str(prefix);
+        key.push_str(id.as_str());
+        key
+    }
 }
 
 #[cfg(test)]

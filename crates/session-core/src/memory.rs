@@ -201,6 +201,27 @@ impl SessionStore for MemoryStore {
         Ok((before - map.len()) as u64)
     }
 
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<crate::ScanPage, StoreError> {
+        let now = SystemTime::now();
+        let live: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(key, entry)| entry.expires_at > now && key.starts_with(prefix))
+            .map(|(key, _)| key.clone())
+            .collect();
+        Ok(crate::ScanPage::from_keys(
+            live,
+            prefix,
+            cursor.as_deref(),
+            limit,
+        ))
+    }
+
     fn owner_index(&self) -> bool {
         true
     }

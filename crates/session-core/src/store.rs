@@ -130,6 +130,82 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = index;
         Err(no_owner_index())
     }
+
+    // ---- Listing (`session-cli count` and `list`): the keys the store holds. ----
+    //
+    // For operators, not for requests: a page may cost a scan of the server. The defaults
+    // say the store cannot list.
+
+    /// A page of about `limit` keys starting with `prefix` (at most `limit`, except where
+    /// the server takes it as a hint: Redis), after `cursor` (`None`: from the start; then
+    /// the previous page's [`ScanPage::next`]). Every live key present for the whole scan
+    /// is listed (once, except Redis during a rehash); keys written or removed meanwhile
+    /// may or may not be,
+    /// and expired entries the store has not removed yet may be (callers that care
+    /// [`load`](Self::load) each key). A store that cannot list answers
+    /// [`StoreError::Unsupported`] saying why.
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        let _ = (prefix, cursor, limit);
+        Err(StoreError::Unsupported(
+            "this session store cannot list its sessions".to_owned(),
+        ))
+    }
+
+    /// How many keys start with `prefix`. The default counts the pages of
+    /// [`scan`](Self::scan); a store that can count without listing (or without knowing
+    /// the keys, like cachelib's hashed file names) overrides it.
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut cursor = None;
+        let mut total = 0u64;
+        loop {
+            let page = self.scan(prefix, cursor, SCAN_PAGE).await?;
+            total += page.keys.len() as u64;
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(total),
+            }
+        }
+    }
+}
+
+/// The page size [`SessionStore::count`]'s default asks [`SessionStore::scan`] for.
+pub const SCAN_PAGE: usize = 1000;
+
+/// One page of [`SessionStore::scan`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Store keys (prefix included), in the store's order.
+    pub keys: Vec<String>,
+    /// Where the next page starts; `None` when this was the last.
+    pub next: Option<String>,
+}
+
+impl ScanPage {
+    /// The page after `cursor` of `keys` sorted and deduplicated, for stores that list
+    /// every key at once (in memory, a directory index): the cursor is the last key given.
+    pub fn from_keys(
+        keys: impl IntoIterator<Item = String>,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> ScanPage {
+        let mut keys: Vec<String> = keys
+            .into_iter()
+            .filter(|key| key.starts_with(prefix))
+            .filter(|key| cursor.is_none_or(|cursor| key.as_str() > cursor))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let limit = limit.max(1);
+        let next = (keys.len() > limit).then(|| keys[limit - 1].clone());
+        keys.truncate(limit);
+        ScanPage { keys, next }
+    }
 }
 
 /// One session in an owner's index: its store key and times, in Unix seconds.
@@ -240,5 +316,32 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
         (**self).index_list(index).await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        (**self).scan(prefix, cursor, limit).await
+    }
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        (**self).count(prefix).await
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::ScanPage;
+
+    #[test]
+    fn pages_of_sorted_keys_resume_after_the_cursor() {
+        let keys = ["p:c", "p:a", "q:z", "p:b", "p:a"].map(str::to_owned);
+        let first = ScanPage::from_keys(keys.clone(), "p:", None, 2);
+        assert_eq!(first.keys, ["p:a", "p:b"]);
+        assert_eq!(first.next.as_deref(), Some("p:b"));
+        let last = ScanPage::from_keys(keys, "p:", first.next.as_deref(), 2);
+        assert_eq!(last.keys, ["p:c"]);
+        assert_eq!(last.next, None);
     }
 }

@@ -44,6 +44,71 @@ impl Default for Options {
     }
 }
 
+/// [`SessionStore::scan`] lists every key under a prefix across pages, and
+/// no other prefix's, and [`SessionStore::count`] agrees. A store that cannot list must
+/// say so with [`StoreError::Unsupported`] (then its `count`, if it has one, must count at
+/// least the keys written: cachelib counts files, whose names hide the prefix).
+pub async fn check_scan(store: &dyn SessionStore) {
+    let prefix = unique_prefix("scan");
+    let other = unique_prefix("scan-other");
+    let keys: Vec<String> = (0..7).map(|n| format!("{prefix}{n}")).collect();
+    for key in &keys {
+        assert!(store.create(key, b"v", TTL).await.expect("create"));
+    }
+    store
+        .create(&format!("{other}x"), b"v", TTL)
+        .await
+        .expect("create");
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        match store.scan(&prefix, cursor, 3).await {
+            Ok(page) => {
+                // Redis's COUNT is a hint: a page may be a little larger.
+                assert!(page.keys.len() <= 30, "a page far larger than the limit");
+                listed.extend(page.keys);
+                pages += 1;
+                // Redis may answer empty pages while it walks the whole keyspace.
+                assert!(pages <= 100_000, "scan does not end: {listed:?}");
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            Err(StoreError::Unsupported(why)) => {
+                assert!(pages == 0, "scan refused after a first page: {why}");
+                assert!(!why.is_empty());
+                match store.count(&prefix).await {
+                    Ok(count) => assert!(count >= 7, "count {count} < 7 written"),
+                    Err(StoreError::Unsupported(_)) => {}
+                    Err(other) => panic!("count failed: {other}"),
+                }
+                for key in &keys {
+                    store.delete(key).await.expect("delete");
+                }
+                return;
+            }
+            Err(other) => panic!("scan failed: {other}"),
+        }
+    }
+    // A key may be listed twice only where the store says so (Redis during a rehash).
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(sorted, expected, "scan listed other keys or missed some");
+    assert_eq!(store.count(&prefix).await.expect("count"), 7);
+    store.delete(&keys[0]).await.expect("delete");
+    assert_eq!(store.count(&prefix).await.expect("count"), 6);
+    for key in &keys[1..] {
+        store.delete(key).await.expect("delete");
+    }
+    store.delete(&format!("{other}x")).await.expect("delete");
+    assert_eq!(store.count(&prefix).await.expect("count"), 0);
+}
+
 /// A prefix unique to one check, so checks never see each other's keys.
 pub fn unique_prefix(check: &str) -> String {
     let nonce = crate::id::SessionId::generate(9)
@@ -890,6 +955,17 @@ impl SessionStore for PauseOnce {
     async fn index_list(&self, index: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
         self.inner.index_list(index).await
     }
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<crate::ScanPage, StoreError> {
+        self.inner.scan(prefix, cursor, limit).await
+    }
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.inner.count(prefix).await
+    }
 }
 
 /// A revocation racing requests of the revoked session, made deterministic with
@@ -1048,6 +1124,10 @@ macro_rules! store_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cleanup() {
                 kit::check_cleanup(&*store().await, &$options).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn scan_and_count() {
+                kit::check_scan(&*store().await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn owner_index_entries() {
@@ -1239,5 +1319,16 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
     }
     async fn index_list(&self, index: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
         self.inner.index_list(index).await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<crate::ScanPage, StoreError> {
+        self.inner.scan(prefix, cursor, limit).await
+    }
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.inner.count(prefix).await
     }
 }

@@ -248,6 +248,27 @@ impl SessionStore for FileStore {
         })
         .await
     }
+
+    /// The live keys of cacache's index, sorted; the cursor is the last key of the
+    /// previous page. Each page reads the whole index (an operator's tool, not a request's).
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<session_core::ScanPage, StoreError> {
+        let prefix = prefix.to_owned();
+        self.run(move |inner| {
+            let keys = ops::live_keys(&inner.dir, ops::now_ms());
+            Ok(session_core::ScanPage::from_keys(
+                keys,
+                &prefix,
+                cursor.as_deref(),
+                limit,
+            ))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -401,6 +401,24 @@ pub(crate) fn cleanup_candidates(dir: &Root, now_ms: u64) -> Vec<String> {
     keys
 }
 
+/// The keys of the live entries in the index, in no order.
+pub(crate) fn live_keys(dir: &Root, now_ms: u64) -> Vec<String> {
+    let mut keys = Vec::new();
+    for listed in cacache::index::ls(dir) {
+        match listed {
+            Ok(metadata) => {
+                let key = metadata.key.clone();
+                if IndexEntry::from_metadata(metadata).is_live(now_ms) {
+                    keys.push(key);
+                }
+            }
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => tracing::warn!(%error, "session index entry not listed"),
+        }
+    }
+    keys
+}
+
 /// Removes the entry under `key` if it is expired (or not ours); `true` when removed.
 pub(crate) fn remove_if_expired(dir: &Root, key: &str, now_ms: u64) -> Result<bool, StoreError> {
     match find(dir, key)? {

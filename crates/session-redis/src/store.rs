@@ -5,10 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use fred::clients::{Client, Pool};
-use fred::interfaces::{ClientLike, KeysInterface};
+use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
 use fred::types::Value;
 use session_core::{
-    IndexEntry, InvalidationFeed, SessionStore, SetupError, StoreError, StoredEntry,
+    IndexEntry, InvalidationFeed, ScanPage, SessionStore, SetupError, StoreError, StoredEntry,
 };
 
 use crate::builder::RedisStoreBuilder;
@@ -372,6 +372,70 @@ impl SessionStore for RedisStore {
             .await?;
         index_entries(reply)
     }
+
+    /// `SCAN MATCH prefix* COUNT limit` (`limit` is Redis's hint, so a page may hold a few
+    /// more or fewer keys, and a key moved by a rehash during the scan may be listed
+    /// twice). On a cluster, every primary in turn: the cursor is `node:cursor`.
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        let pattern = format!("{}*", glob_escape(prefix));
+        let count = Some(u32::try_from(limit.max(1)).unwrap_or(u32::MAX));
+        let client = self.pool.next();
+        let bad_cursor = || StoreError::InvalidKey("not a cursor of this store's scan".to_owned());
+        if !self.clustered {
+            let cursor = cursor.unwrap_or_else(|| "0".to_owned());
+            if cursor.is_empty() || !cursor.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad_cursor());
+            }
+            let reply: Value = client
+                .scan_page(cursor, pattern, count, None)
+                .await
+                .map_err(map_error)?;
+            let (next, keys) = scan_reply(reply)?;
+            return Ok(ScanPage {
+                keys,
+                next: (next != "0").then_some(next),
+            });
+        }
+        let nodes = client
+            .cached_cluster_state()
+            .map(|state| state.unique_primary_nodes())
+            .unwrap_or_default();
+        if nodes.is_empty() {
+            return Err(StoreError::unavailable(
+                "the cluster's primaries are not known yet",
+            ));
+        }
+        let (node, cursor) = match cursor {
+            None => (0, "0".to_owned()),
+            Some(cursor) => {
+                let (node, cursor) = cursor.split_once(':').ok_or_else(bad_cursor)?;
+                let node: usize = node.parse().map_err(|_| bad_cursor())?;
+                if node >= nodes.len() || !cursor.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad_cursor());
+                }
+                (node, cursor.to_owned())
+            }
+        };
+        let reply: Value = client
+            .with_cluster_node(&nodes[node])
+            .scan_page(cursor, pattern, count, None)
+            .await
+            .map_err(map_error)?;
+        let (next, keys) = scan_reply(reply)?;
+        let next = if next != "0" {
+            Some(format!("{node}:{next}"))
+        } else if node + 1 < nodes.len() {
+            Some(format!("{}:0", node + 1))
+        } else {
+            None
+        };
+        Ok(ScanPage { keys, next })
+    }
 }
 
 /// Now in Unix seconds.
@@ -488,5 +552,49 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+/// `prefix` as a literal in a `SCAN MATCH` glob: `*`, `?`, `[`, `]` and backslash escaped.
+fn glob_escape(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// SCAN's reply: `[cursor, [key, …]]`.
+fn scan_reply(reply: Value) -> Result<(String, Vec<String>), StoreError> {
+    let Value::Array(mut parts) = reply else {
+        return Err(unexpected_reply("SCAN", &reply));
+    };
+    if parts.len() != 2 {
+        return Err(unexpected_reply("SCAN", &Value::Array(parts)));
+    }
+    let keys = parts.pop().unwrap_or(Value::Null);
+    let cursor = parts.pop().unwrap_or(Value::Null);
+    let cursor = cursor
+        .as_string()
+        .ok_or_else(|| unexpected_reply("SCAN", &cursor))?;
+    let keys = match keys {
+        Value::Array(keys) => keys
+            .iter()
+            .map(|key| key.as_string().ok_or_else(|| unexpected_reply("SCAN", key)))
+            .collect::<Result<Vec<_>, _>>()?,
+        other => return Err(unexpected_reply("SCAN", &other)),
+    };
+    Ok((cursor, keys))
+}
+
+#[cfg(test)]
+mod scan_tests {
+    #[test]
+    fn glob_characters_of_the_prefix_are_literal() {
+        assert_eq!(super::glob_escape("session:"), "session:");
+        assert_eq!(super::glob_escape(r"a*b?[c]\\"), r"a\*b\?\[c\]\\\\");
     }
 }

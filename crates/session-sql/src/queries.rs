@@ -26,6 +26,9 @@ pub(crate) struct Queries {
     pub cleanup: String,
     /// (): fails when the table or one of its columns is missing.
     pub probe: String,
+    /// (LIKE pattern with `!` as escape, after key, now, limit): live keys in order.
+    pub scan: String,
+
     /// MySQL (schema or NULL, table): the `data` column's capacity in bytes.
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub data_column_type: String,
@@ -82,6 +85,10 @@ impl Queries {
                      (SELECT id FROM {table} WHERE {dead} $1 LIMIT $2)"
                 ),
                 probe: format!("SELECT id, session_id, data, expiry FROM {table} WHERE 1 = 0"),
+                scan: format!(
+                    "SELECT session_id FROM {table} WHERE session_id LIKE $1 ESCAPE '!' \
+                     AND session_id > $2 AND expiry > $3 ORDER BY session_id LIMIT $4"
+                ),
                 data_column_type: String::new(),
             },
             Backend::MySql => Queries {
@@ -106,6 +113,12 @@ impl Queries {
                 // MySQL allows LIMIT on a single-table DELETE, not in an IN subquery.
                 cleanup: format!("DELETE FROM {table} WHERE {dead} ? LIMIT ?"),
                 probe: format!("SELECT id, session_id, data, expiry FROM {table} WHERE 1 = 0"),
+                scan: format!(
+                    // session_id may be VARBINARY (a binary collation): read it as text.
+                    "SELECT CAST(session_id AS CHAR) FROM {table} \
+                     WHERE session_id LIKE ? ESCAPE '!' \
+                     AND session_id > ? AND expiry > ? ORDER BY session_id LIMIT ?"
+                ),
                 data_column_type: "SELECT CAST(CHARACTER_MAXIMUM_LENGTH AS SIGNED) \
                      FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
@@ -142,6 +155,10 @@ impl Queries {
                      (SELECT id FROM {table} WHERE {dead} ?1 LIMIT ?2)"
                 ),
                 probe: format!("SELECT id, session_id, data, expiry FROM {table} WHERE 1 = 0"),
+                scan: format!(
+                    "SELECT session_id FROM {table} WHERE session_id LIKE ?1 ESCAPE '!' \
+                     AND session_id > ?2 AND expiry > ?3 ORDER BY session_id LIMIT ?4"
+                ),
                 data_column_type: String::new(),
             },
         }

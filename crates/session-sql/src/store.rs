@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{ConfigError, SessionStore, SetupError, StoreError, StoredEntry};
+use session_core::{ConfigError, ScanPage, SessionStore, SetupError, StoreError, StoredEntry};
 use sqlx::Row;
 
 use crate::builder::SqlStoreBuilder;
@@ -429,4 +429,54 @@ impl SessionStore for SqlStore {
             }
         }
     }
+
+    /// Live rows whose `session_id` starts with `prefix`, in the database's order of
+    /// `session_id`, after the cursor (the last key of the previous page).
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        self.check_key(prefix)?;
+        let after = cursor.unwrap_or_default();
+        self.check_key(&after)?;
+        let limit = limit.clamp(1, 100_000);
+        let pattern = like_prefix(prefix);
+        let now = clock::now_utc();
+        let query = &self.inner.queries.scan;
+        let keys: Vec<String> = on_pool!(&self.inner.pool, pool, stamp, _expiry => {
+            sqlx::query_scalar(query)
+                .bind(&pattern)
+                .bind(&after)
+                .bind(stamp(now))
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await
+                .map_err(map_error)?
+        });
+        let next = (keys.len() == limit)
+            .then(|| keys.last().cloned())
+            .flatten();
+        // SQLite's and MySQL's LIKE ignore ASCII case: keep the exact prefix only.
+        let keys = keys
+            .into_iter()
+            .filter(|key| key.starts_with(prefix))
+            .collect();
+        Ok(ScanPage { keys, next })
+    }
+}
+
+/// A `LIKE` pattern matching the keys that start with `prefix`, with `!` as the escape
+/// character (one that means nothing to any of the three databases' string literals).
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
