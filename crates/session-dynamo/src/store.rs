@@ -562,6 +562,50 @@ impl SessionStore for DynamoStore {
     /// never served meanwhile). Scans for expired items and deletes each with a condition
     /// that it is still expired, so a session refreshed between the scan and the delete
     /// survives (`BatchWriteItem` cannot carry that condition).
+    /// A DynamoDB `Scan` page of live items whose `id` begins with the prefix; the cursor
+    /// is the last evaluated `id`. `Limit` caps the items read before the filter, so a
+    /// page may hold fewer keys than `limit`, even none, and still have a next one.
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<session_core::ScanPage, StoreError> {
+        let start_key =
+            cursor.map(|id| HashMap::from([(ATTR_ID.to_owned(), AttributeValue::S(id))]));
+        let page = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#id, :prefix) AND #exp > :now")
+            .projection_expression("#id")
+            .expression_attribute_names("#id", ATTR_ID)
+            .expression_attribute_names("#exp", ATTR_EXPIRATION)
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+            .expression_attribute_values(":now", now_number())
+            .limit(i32::try_from(limit.clamp(1, 100_000)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(|e| store_error("Scan", &self.table, e))?;
+        let keys = page
+            .items()
+            .iter()
+            .filter_map(|item| match item.get(ATTR_ID) {
+                Some(AttributeValue::S(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let next = match page.last_evaluated_key() {
+            Some(key) => match key.get(ATTR_ID) {
+                Some(AttributeValue::S(id)) => Some(id.clone()),
+                _ => None,
+            },
+            None => None,
+        };
+        Ok(session_core::ScanPage { keys, next })
+    }
+
     async fn cleanup(&self) -> Result<u64, StoreError> {
         let mut removed = 0;
         let mut start_key: Option<HashMap<String, AttributeValue>> = None;

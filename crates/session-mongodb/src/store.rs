@@ -8,7 +8,7 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, IndexModel};
-use session_core::{SessionStore, SetupError, StoreError, StoredEntry};
+use session_core::{ScanPage, SessionStore, SetupError, StoreError, StoredEntry};
 
 use crate::builder::MongoStoreBuilder;
 use crate::error::{error_code, is_duplicate_key, map_error};
@@ -361,6 +361,45 @@ impl SessionStore for MongoStore {
         let result = self.run(self.collection.delete_many(filter)).await?;
         Ok(result.deleted_count)
     }
+
+    /// Live documents whose `id` starts with the prefix (an anchored, escaped regular
+    /// expression, which the unique index on `id` serves), in `id` order after the last
+    /// key of the previous page.
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        check_key(prefix)?;
+        let limit = limit.clamp(1, 100_000);
+        let mut id = doc! { "$regex": format!("^{}", regex_escape(prefix)) };
+        if let Some(after) = &cursor {
+            check_key(after)?;
+            id.insert("$gt", after.as_str());
+        }
+        let filter = doc! { "id": id, "expiration": { "$gt": DateTime::now() } };
+        let mut found = self
+            .run(
+                self.collection
+                    .find(filter)
+                    .sort(doc! { "id": 1 })
+                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .projection(doc! { "_id": 0, "id": 1 }),
+            )
+            .await?;
+        let mut keys = Vec::new();
+        while self.run(found.advance()).await? {
+            let document = found.deserialize_current().map_err(map_error)?;
+            if let Ok(key) = document.get_str("id") {
+                keys.push(key.to_owned());
+            }
+        }
+        let next = (keys.len() == limit)
+            .then(|| keys.last().cloned())
+            .flatten();
+        Ok(ScanPage { keys, next })
+    }
 }
 
 #[cfg(test)]
@@ -418,5 +457,26 @@ mod tests {
                 bytes: vec![0x81]
             })
         );
+    }
+}
+
+/// `text` as a literal in a regular expression: its metacharacters escaped.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}/-".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod scan_tests {
+    #[test]
+    fn regex_metacharacters_of_the_prefix_are_literal() {
+        assert_eq!(super::regex_escape("session:"), "session:");
+        assert_eq!(super::regex_escape("a.b*c(d)"), r"a\.b\*c\(d\)");
     }
 }
