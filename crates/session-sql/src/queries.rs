@@ -26,6 +26,16 @@ pub(crate) struct Queries {
     pub cleanup: String,
     /// (): fails when the table or one of its columns is missing.
     pub probe: String,
+    /// (owner, key, created, last_seen, expires_at): insert or replace the index entry.
+    pub index_put: String,
+    /// (owner, key).
+    pub index_remove: String,
+    /// (owner, now): removes the owner's entries that expired before now.
+    pub index_prune: String,
+    /// (owner) → rows of (key, created, last_seen, expires_at).
+    pub index_list: String,
+    /// (): fails when the owners table is missing.
+    pub index_probe: String,
     /// MySQL (schema or NULL, table): the `data` column's capacity in bytes.
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub data_column_type: String,
@@ -51,6 +61,11 @@ impl Queries {
         };
         let insert = |p: [&str; 3]| insert_as("", p);
         let dead = "expiry IS NULL OR expiry <=";
+        let owners = options.qualified_owners_table(backend);
+        let index_columns = "(owner, session_id, created, last_seen, expires_at)";
+        let index_probe = format!(
+            "SELECT owner, session_id, created, last_seen, expires_at FROM {owners} WHERE 1 = 0"
+        );
         match backend {
             Backend::Postgres => Queries {
                 load: format!(
@@ -82,6 +97,17 @@ impl Queries {
                      (SELECT id FROM {table} WHERE {dead} $1 LIMIT $2)"
                 ),
                 probe: format!("SELECT id, session_id, data, expiry FROM {table} WHERE 1 = 0"),
+                index_put: format!(
+                    "INSERT INTO {owners} {index_columns} VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (owner, session_id) DO UPDATE SET created = EXCLUDED.created, \
+                     last_seen = EXCLUDED.last_seen, expires_at = EXCLUDED.expires_at"
+                ),
+                index_remove: format!("DELETE FROM {owners} WHERE owner = $1 AND session_id = $2"),
+                index_prune: format!("DELETE FROM {owners} WHERE owner = $1 AND expires_at < $2"),
+                index_list: format!(
+                    "SELECT session_id, created, last_seen, expires_at FROM {owners} WHERE owner = $1"
+                ),
+                index_probe,
                 data_column_type: String::new(),
             },
             Backend::MySql => Queries {
@@ -106,6 +132,17 @@ impl Queries {
                 // MySQL allows LIMIT on a single-table DELETE, not in an IN subquery.
                 cleanup: format!("DELETE FROM {table} WHERE {dead} ? LIMIT ?"),
                 probe: format!("SELECT id, session_id, data, expiry FROM {table} WHERE 1 = 0"),
+                index_put: format!(
+                    "INSERT INTO {owners} {index_columns} VALUES (?, ?, ?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE created = VALUES(created), \
+                     last_seen = VALUES(last_seen), expires_at = VALUES(expires_at)"
+                ),
+                index_remove: format!("DELETE FROM {owners} WHERE owner = ? AND session_id = ?"),
+                index_prune: format!("DELETE FROM {owners} WHERE owner = ? AND expires_at < ?"),
+                index_list: format!(
+                    "SELECT session_id, created, last_seen, expires_at FROM {owners} WHERE owner = ?"
+                ),
+                index_probe,
                 data_column_type: "SELECT CAST(CHARACTER_MAXIMUM_LENGTH AS SIGNED) \
                      FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
@@ -142,6 +179,17 @@ impl Queries {
                      (SELECT id FROM {table} WHERE {dead} ?1 LIMIT ?2)"
                 ),
                 probe: format!("SELECT id, session_id, data, expiry FROM {table} WHERE 1 = 0"),
+                index_put: format!(
+                    "INSERT INTO {owners} {index_columns} VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (owner, session_id) DO UPDATE SET created = excluded.created, \
+                     last_seen = excluded.last_seen, expires_at = excluded.expires_at"
+                ),
+                index_remove: format!("DELETE FROM {owners} WHERE owner = ?1 AND session_id = ?2"),
+                index_prune: format!("DELETE FROM {owners} WHERE owner = ?1 AND expires_at < ?2"),
+                index_list: format!(
+                    "SELECT session_id, created, last_seen, expires_at FROM {owners} WHERE owner = ?1"
+                ),
+                index_probe,
                 data_column_type: String::new(),
             },
         }
