@@ -375,12 +375,9 @@ impl SqlStoreBuilder {
             #[allow(unreachable_patterns)]
             _ => None,
         };
-        Ok(SqlStore::new(
-            pool,
-            self.table,
-            self.cleanup_batch_size,
-            max_value_bytes,
-        ))
+        let store = SqlStore::new(pool, self.table, self.cleanup_batch_size, max_value_bytes);
+        store.probe_owner_index().await;
+        Ok(store)
     }
 }
 

@@ -19,8 +19,8 @@ pub use builder::{
 };
 pub use pool::SqlPool;
 pub use schema::{
-    Backend, TableOptions, DEFAULT_TABLE, MAX_IDENTIFIER_LEN, MAX_KEY_CHARS, MYSQL_BLOB_MAX,
-    MYSQL_LONGBLOB_MAX, MYSQL_MEDIUMBLOB_MAX,
+    Backend, TableOptions, DEFAULT_TABLE, MAX_IDENTIFIER_LEN, MAX_KEY_CHARS, MAX_OWNER_INDEX_CHARS,
+    MYSQL_BLOB_MAX, MYSQL_LONGBLOB_MAX, MYSQL_MEDIUMBLOB_MAX,
 };
 pub use sqlalchemy_url::url_from_sqlalchemy;
 pub use store::SqlStore;

@@ -29,6 +29,16 @@ pub(crate) struct Queries {
     /// (LIKE pattern with `!` as escape, after key, now, limit): live keys in order.
     pub scan: String,
 
+    /// (owner, key, created, last_seen, expires_at): insert or replace the index entry.
+    pub index_put: String,
+    /// (owner, key).
+    pub index_remove: String,
+    /// (owner, now): removes the owner's entries that expired before now.
+    pub index_prune: String,
+    /// (owner) → rows of (key, created, last_seen, expires_at).
+    pub index_list: String,
+    /// (): fails when the owners table is missing.
+    pub index_probe: String,
     /// MySQL (schema or NULL, table): the `data` column's capacity in bytes.
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub data_column_type: String,
@@ -54,6 +64,11 @@ impl Queries {
         };
         let insert = |p: [&str; 3]| insert_as("", p);
         let dead = "expiry IS NULL OR expiry <=";
+        let owners = options.qualified_owners_table(backend);
+        let index_columns = "(owner, session_id, created, last_seen, expires_at)";
+        let index_probe = format!(
+            "SELECT owner, session_id, created, last_seen, expires_at FROM {owners} WHERE 1 = 0"
+        );
         match backend {
             Backend::Postgres => Queries {
                 load: format!(
@@ -89,6 +104,17 @@ impl Queries {
                     "SELECT session_id FROM {table} WHERE session_id LIKE $1 ESCAPE '!' \
                      AND session_id > $2 AND expiry > $3 ORDER BY session_id LIMIT $4"
                 ),
+                index_put: format!(
+                    "INSERT INTO {owners} {index_columns} VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (owner, session_id) DO UPDATE SET created = EXCLUDED.created, \
+                     last_seen = EXCLUDED.last_seen, expires_at = EXCLUDED.expires_at"
+                ),
+                index_remove: format!("DELETE FROM {owners} WHERE owner = $1 AND session_id = $2"),
+                index_prune: format!("DELETE FROM {owners} WHERE owner = $1 AND expires_at < $2"),
+                index_list: format!(
+                    "SELECT session_id, created, last_seen, expires_at FROM {owners} WHERE owner = $1"
+                ),
+                index_probe,
                 data_column_type: String::new(),
             },
             Backend::MySql => Queries {
@@ -119,6 +145,17 @@ impl Queries {
                      WHERE session_id LIKE ? ESCAPE '!' \
                      AND session_id > ? AND expiry > ? ORDER BY session_id LIMIT ?"
                 ),
+                index_put: format!(
+                    "INSERT INTO {owners} {index_columns} VALUES (?, ?, ?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE created = VALUES(created), \
+                     last_seen = VALUES(last_seen), expires_at = VALUES(expires_at)"
+                ),
+                index_remove: format!("DELETE FROM {owners} WHERE owner = ? AND session_id = ?"),
+                index_prune: format!("DELETE FROM {owners} WHERE owner = ? AND expires_at < ?"),
+                index_list: format!(
+                    "SELECT session_id, created, last_seen, expires_at FROM {owners} WHERE owner = ?"
+                ),
+                index_probe,
                 data_column_type: "SELECT CAST(CHARACTER_MAXIMUM_LENGTH AS SIGNED) \
                      FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
@@ -159,6 +196,17 @@ impl Queries {
                     "SELECT session_id FROM {table} WHERE session_id LIKE ?1 ESCAPE '!' \
                      AND session_id > ?2 AND expiry > ?3 ORDER BY session_id LIMIT ?4"
                 ),
+                index_put: format!(
+                    "INSERT INTO {owners} {index_columns} VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (owner, session_id) DO UPDATE SET created = excluded.created, \
+                     last_seen = excluded.last_seen, expires_at = excluded.expires_at"
+                ),
+                index_remove: format!("DELETE FROM {owners} WHERE owner = ?1 AND session_id = ?2"),
+                index_prune: format!("DELETE FROM {owners} WHERE owner = ?1 AND expires_at < ?2"),
+                index_list: format!(
+                    "SELECT session_id, created, last_seen, expires_at FROM {owners} WHERE owner = ?1"
+                ),
+                index_probe,
                 data_column_type: String::new(),
             },
         }

@@ -21,6 +21,10 @@ pub const MYSQL_LONGBLOB_MAX: usize = 4_294_967_295;
 /// column holds, in characters.
 pub const MAX_KEY_CHARS: usize = 255;
 
+/// The longest owner index name (`SESSION_KEY_PREFIX` + `owner:` + the owner) the owners
+/// table's `owner VARCHAR(512)` column holds, in characters.
+pub const MAX_OWNER_INDEX_CHARS: usize = 512;
+
 /// The database behind a [`SqlStore`](crate::SqlStore).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -188,6 +192,24 @@ impl TableOptions {
         }
     }
 
+    /// The owner index's table beside Flask's (`docs/owners.md`): `<table>_owners`, the
+    /// table name cut so that the whole stays within the identifier limit.
+    pub fn owners_table_name(&self) -> String {
+        let mut name = self.table.clone();
+        name.truncate(MAX_IDENTIFIER_LEN - "_owners".len());
+        name.push_str("_owners");
+        name
+    }
+
+    /// The owner index's table, schema-qualified when a schema is set, quoted.
+    pub(crate) fn qualified_owners_table(&self, backend: Backend) -> String {
+        let owners = backend.quote(&self.owners_table_name());
+        match &self.schema {
+            Some(schema) => format!("{}.{owners}", backend.quote(schema)),
+            None => owners,
+        }
+    }
+
     /// Name of the index on `expiry`: `ix_<table>_expiry`, cut to the identifier limit.
     fn expiry_index_name(&self) -> String {
         let mut name = format!("ix_{}", self.table);
@@ -273,7 +295,33 @@ impl TableOptions {
                 ));
             }
         }
+        statements.push(self.owners_ddl(backend));
         statements
+    }
+
+    /// The owner index's table: one row per (index name, session key) with its times in
+    /// Unix seconds. Flask never reads it; its own table is unchanged.
+    fn owners_ddl(&self, backend: Backend) -> String {
+        let owners = self.qualified_owners_table(backend);
+        // MySQL/MariaDB: binary collation (case-sensitive keys); 512 + 255 characters of
+        // utf8mb4 stay within InnoDB's 3072-byte key limit.
+        let text = |length: u32| match backend {
+            Backend::MySql => {
+                format!("VARCHAR({length}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL")
+            }
+            Backend::Postgres | Backend::Sqlite => format!("VARCHAR({length}) NOT NULL"),
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {owners} (\n\
+             \towner {},\n\
+             \tsession_id {},\n\
+             \tcreated BIGINT NOT NULL,\n\
+             \tlast_seen BIGINT NOT NULL,\n\
+             \texpires_at BIGINT NOT NULL,\n\
+             \tPRIMARY KEY (owner, session_id)\n)",
+            text(MAX_OWNER_INDEX_CHARS as u32),
+            text(MAX_KEY_CHARS as u32),
+        )
     }
 }
 
@@ -364,7 +412,14 @@ mod tests {
     #[test]
     fn ddl_matches_flask_session_columns() {
         let pg = TableOptions::new().ddl(Backend::Postgres);
-        assert_eq!(pg.len(), 2);
+        // Flask's table and its expiry index, then the owner index's table beside it.
+        assert_eq!(pg.len(), 3);
+        assert!(pg[2].starts_with("CREATE TABLE IF NOT EXISTS \"sessions_owners\" ("));
+        assert!(
+            pg[2].contains("PRIMARY KEY (owner, session_id)"),
+            "{}",
+            pg[2]
+        );
         assert!(pg[0].starts_with("CREATE TABLE IF NOT EXISTS \"sessions\" ("));
         for column in [
             "id SERIAL NOT NULL",
@@ -382,7 +437,12 @@ mod tests {
         );
 
         let mysql = TableOptions::new().schema("app").ddl(Backend::MySql);
-        assert_eq!(mysql.len(), 1);
+        assert_eq!(mysql.len(), 2);
+        assert!(mysql[1].starts_with("CREATE TABLE IF NOT EXISTS `app`.`sessions_owners` ("));
+        let long_name = "t".repeat(MAX_IDENTIFIER_LEN);
+        let owners = TableOptions::new().table(&long_name).owners_table_name();
+        assert_eq!(owners.len(), MAX_IDENTIFIER_LEN);
+        assert!(owners.ends_with("_owners"));
         assert!(mysql[0].starts_with("CREATE TABLE IF NOT EXISTS `app`.`sessions` ("));
         for column in [
             "id INTEGER NOT NULL AUTO_INCREMENT",

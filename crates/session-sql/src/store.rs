@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{ConfigError, ScanPage, SessionStore, SetupError, StoreError, StoredEntry};
+use session_core::{
+    ConfigError, IndexEntry, ScanPage, SessionStore, SetupError, StoreError, StoredEntry,
+};
 use sqlx::Row;
 
 use crate::builder::SqlStoreBuilder;
@@ -12,7 +14,7 @@ use crate::clock;
 use crate::error::{is_data_too_long, is_retryable, is_unique_violation, map_error};
 use crate::pool::{on_pool, SqlPool};
 use crate::queries::Queries;
-use crate::schema::{Backend, TableOptions, MAX_KEY_CHARS};
+use crate::schema::{Backend, TableOptions, MAX_KEY_CHARS, MAX_OWNER_INDEX_CHARS};
 
 /// How often a rotation is attempted when the database reports a deadlock or a
 /// serialization failure (possible with concurrent rotations on MySQL/MariaDB).
@@ -85,6 +87,9 @@ struct Inner {
     queries: Queries,
     cleanup_batch_size: u32,
     max_value_bytes: Option<usize>,
+    /// Whether the owners table exists (it is created with the table; a schema managed
+    /// elsewhere may lack it, and then the store keeps no owner index).
+    owner_index: std::sync::atomic::AtomicBool,
 }
 
 impl SqlStore {
@@ -146,8 +151,51 @@ impl SqlStore {
                 queries,
                 cleanup_batch_size,
                 max_value_bytes,
+                owner_index: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Looks for the owners table (`<table>_owners`) and keeps the owner index only when
+    /// it is there; a schema created before it, with [`SqlStoreBuilder::table_exists`],
+    /// may lack it (create it with [`SqlStore::create_table_sql`]'s last statement).
+    pub(crate) async fn probe_owner_index(&self) {
+        let query = &self.inner.queries.index_probe;
+        let found = on_pool!(&self.inner.pool, pool, _stamp, _expiry => {
+            sqlx::query(query).fetch_optional(pool).await.map(|_| ())
+        });
+        if let Err(error) = &found {
+            tracing::warn!(
+                %error,
+                table = self.inner.table.owners_table_name(),
+                "no owner index table: sessions cannot be listed or revoked per owner"
+            );
+        }
+        self.inner
+            .owner_index
+            .store(found.is_ok(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn check_owner(&self, index: &str) -> Result<(), StoreError> {
+        if !self
+            .inner
+            .owner_index
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(StoreError::Unsupported(format!(
+                "the owner index table {} is missing or lacks the expected columns \
+                 (SqlStore::create_table_sql lists its statement)",
+                self.inner.table.owners_table_name()
+            )));
+        }
+        let chars = index.chars().count();
+        if index.contains('\0') || chars > MAX_OWNER_INDEX_CHARS {
+            return Err(StoreError::InvalidKey(format!(
+                "the owner index name ({chars} characters) does not fit the owner column \
+                 ({MAX_OWNER_INDEX_CHARS}, no NUL)"
+            )));
+        }
+        Ok(())
     }
 
     /// The database behind this store.
@@ -465,6 +513,87 @@ impl SessionStore for SqlStore {
             .collect();
         Ok(ScanPage { keys, next })
     }
+
+    fn owner_index(&self) -> bool {
+        self.inner
+            .owner_index
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An upsert into `<table>_owners`.
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.check_owner(index)?;
+        self.check_key(&entry.key)?;
+        let query = &self.inner.queries.index_put;
+        let number = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        on_pool!(&self.inner.pool, pool, _stamp, _expiry => {
+            sqlx::query(query)
+                .bind(index)
+                .bind(entry.key.as_str())
+                .bind(number(entry.created))
+                .bind(number(entry.last_seen))
+                .bind(number(entry.expires_at))
+                .execute(pool)
+                .await
+                .map_err(map_error)?;
+        });
+        Ok(())
+    }
+
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.check_owner(index)?;
+        let query = &self.inner.queries.index_remove;
+        on_pool!(&self.inner.pool, pool, _stamp, _expiry => {
+            sqlx::query(query)
+                .bind(index)
+                .bind(key)
+                .execute(pool)
+                .await
+                .map_err(map_error)?;
+        });
+        Ok(())
+    }
+
+    /// Removes the owner's expired rows, then lists the rest.
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.check_owner(index)?;
+        let now = i64::try_from(session_core_unix_now()).unwrap_or(i64::MAX);
+        let (prune, list) = (
+            &self.inner.queries.index_prune,
+            &self.inner.queries.index_list,
+        );
+        let number = |n: i64| u64::try_from(n).unwrap_or(0);
+        on_pool!(&self.inner.pool, pool, _stamp, _expiry => {
+            sqlx::query(prune)
+                .bind(index)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map_err(map_error)?;
+            let rows = sqlx::query(list)
+                .bind(index)
+                .fetch_all(pool)
+                .await
+                .map_err(map_error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(IndexEntry {
+                        // MySQL reports the utf8mb4_bin column as VARBINARY: then read bytes.
+                        key: row
+                            .try_get::<String, _>(0)
+                            .or_else(|_| {
+                                row.try_get::<Vec<u8>, _>(0)
+                                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                            })
+                            .map_err(map_error)?,
+                        created: number(row.try_get(1).map_err(map_error)?),
+                        last_seen: number(row.try_get(2).map_err(map_error)?),
+                        expires_at: number(row.try_get(3).map_err(map_error)?),
+                    })
+                })
+                .collect()
+        })
+    }
 }
 
 /// A `LIKE` pattern matching the keys that start with `prefix`, with `!` as the escape
@@ -479,4 +608,12 @@ fn like_prefix(prefix: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// Now in Unix seconds.
+fn session_core_unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
