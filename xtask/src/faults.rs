@@ -964,6 +964,8 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
         _ => return Err("usage: cargo xtask faults [--quick]".into()),
     };
     let started = Instant::now();
+    // The commit of the code that runs, not of whatever is checked out at the end.
+    let (commit, date) = provenance(ctx);
     let binary = build_example(ctx)?;
     let root = work_dir("faults")?;
     let (backends, faults): (&[Backend], &[Fault]) = if quick {
@@ -995,7 +997,6 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
             rows.push(row);
         }
     }
-    let (commit, date) = provenance(ctx);
     let command = if quick {
         "cargo xtask faults --quick"
     } else {
