@@ -185,13 +185,14 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
         _ => return Err("usage: cargo xtask soak [--minutes M]".into()),
     };
     let duration = Duration::from_secs_f64(minutes * 60.0);
+    // The commit of the code that runs, not of whatever is checked out at the end.
+    let (commit, date) = provenance(ctx);
     let binary = build_example(ctx)?;
     let root = work_dir("soak")?;
     let mut rows = Vec::new();
     for backend in [Backend::Redis, Backend::Postgres] {
         rows.push(soak(ctx, &binary, &root, backend, duration)?);
     }
-    let (commit, date) = provenance(ctx);
     let mut text = String::new();
     let _ = writeln!(text, "# Soak\n");
     let _ = writeln!(
