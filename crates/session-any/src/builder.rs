@@ -643,9 +643,10 @@ mod tests {
             asked.borrow_mut().push(name.to_owned());
             Some(if name == SESSION_TYPE { " " } else { "x" }.to_owned())
         });
-        // The store's names, then core's SESSION_CACHE (which decides Redis's tracking).
+        // The store's names, then core's SESSION_CACHE (which decides Redis's tracking) and
+        // SESSION_STORE_TIMEOUT (from which the drivers' own timeouts are derived).
         let mut expected: Vec<&str> = STORE_ENV_NAMES.to_vec();
-        expected.push("SESSION_CACHE");
+        expected.extend(["SESSION_CACHE", "SESSION_STORE_TIMEOUT"]);
         assert_eq!(asked.into_inner(), expected);
         assert_eq!(read.session_type(), Ok(SessionType::Filesystem));
         assert!(read.get(SESSION_FILE_DIR).is_some());
