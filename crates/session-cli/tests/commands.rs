@@ -201,10 +201,12 @@ async fn exercise(vars: Vec<(&'static str, String)>, expired_removed: bool) {
 #[tokio::test]
 async fn filesystem() {
     let dir = tempfile::tempdir().unwrap();
+    // A folder the store creates itself (0700): it refuses tempdir's 0755.
+    let sessions = dir.path().join("sessions");
     exercise(
         vec![
             ("SESSION_TYPE", "filesystem".into()),
-            ("SESSION_FILE_DIR", dir.path().display().to_string()),
+            ("SESSION_FILE_DIR", sessions.display().to_string()),
         ],
         true,
     )
