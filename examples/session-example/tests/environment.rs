@@ -33,7 +33,8 @@ fn start(vars: &[(&str, &str)]) -> Example {
         .env("RUST_LOG", "info")
         .env("PORT", "0")
         .env("SESSION_TYPE", "filesystem")
-        .env("SESSION_FILE_DIR", dir.path())
+        // A folder the store creates itself (0700): it refuses tempdir's 0755.
+        .env("SESSION_FILE_DIR", dir.path().join("sessions"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
