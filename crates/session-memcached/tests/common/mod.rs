@@ -256,6 +256,12 @@ impl PrivateMemcached {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} {pid} failed");
+        if signal == "STOP" {
+            // `kill` returns once the signal is queued; a busy machine may let a worker
+            // thread answer one more command before the group stop reaches it. Wait until
+            // the kernel reports every thread stopped.
+            wait_until_stopped(pid);
+        }
     }
 
     pub async fn raw(&self) -> Raw {
@@ -269,6 +275,33 @@ impl Drop for PrivateMemcached {
             // SIGKILL also ends a server frozen with SIGSTOP.
             let _ = child.start_kill();
         }
+    }
+}
+
+/// Blocks until every thread of process `pid` is in the stopped state (`T` in
+/// `/proc/PID/task/*/stat`), or panics after 10 s.
+fn wait_until_stopped(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("reading /proc");
+        let all_stopped = tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                // The state follows the parenthesised command name.
+                .and_then(|stat| {
+                    stat.rsplit_once(") ")
+                        .map(|(_, rest)| rest.starts_with('T'))
+                })
+                .unwrap_or(true) // a thread that has exited holds nothing up
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memcached {pid} did not stop within 10 s of SIGSTOP"
+        );
+        std::thread::yield_now();
     }
 }
 
