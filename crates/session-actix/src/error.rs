@@ -13,19 +13,20 @@ use session_core::SessionError;
 /// goes to the log (`tracing`), never to the client.
 ///
 /// ```
+/// use actix_web::{web, App, HttpResponse};
 /// use session_actix::{Error, Session};
 ///
-/// async fn whoami(session: Session) -> Result<String, Error> {
-///     let user: Option<String> = session.get("user").await?;
-///     Ok(user.unwrap_or_else(|| "nobody".to_owned()))
+/// async fn forget(session: Session, key: web::Path<String>) -> Result<HttpResponse, Error> {
+///     session.remove_value(&key).await?;
+///     Ok(HttpResponse::NoContent().finish())
 /// }
-/// # let _ = actix_web::App::new().route("/", actix_web::web::get().to(whoami));
+/// # let _ = App::new().route("/data/{key}", web::delete().to(forget));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct Error(#[from] pub SessionError);
 
-/// The framework's status for a status code from core.
+/// actix-web's status (http 0.2) for a status code from core (always 500 or 503).
 pub(crate) fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -38,8 +39,6 @@ impl ResponseError for Error {
     /// An empty body: actix-web's default would send the `Display` text, which may name
     /// the store's server.
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        tracing::error!(error = %self, status = status.as_u16(), "session error in request handler");
-        HttpResponse::new(status)
+        HttpResponse::new(status(self.0.log_handler_error()))
     }
 }

@@ -1,7 +1,6 @@
 //! [`Error`]: session failures as HTTP responses without internal detail.
 
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use session_core::SessionError;
 
 /// A session failure a handler can return with `?`.
@@ -24,15 +23,8 @@ use session_core::SessionError;
 #[error(transparent)]
 pub struct Error(#[from] pub SessionError);
 
-/// The framework's status for a status code from core.
-pub(crate) fn status(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = status(self.0.status());
-        tracing::error!(error = %self, status = status.as_u16(), "session error in request handler");
-        status.into_response()
+        crate::layer::status(self.0.log_handler_error()).into_response()
     }
 }

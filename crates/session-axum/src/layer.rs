@@ -122,7 +122,7 @@ where
 /// An axum response of core's [`ErrorResponse`].
 fn into_response(error: ErrorResponse) -> Response {
     let mut response = Response::new(Body::from(error.body().to_vec()));
-    *response.status_mut() = crate::error::status(error.status());
+    *response.status_mut() = status(error.status());
     for (name, value) in error.headers() {
         // Names and values were validated when the response was built.
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
@@ -130,4 +130,9 @@ fn into_response(error: ErrorResponse) -> Response {
         }
     }
     response
+}
+
+/// axum's status for a status code from core (always 500 or 503).
+pub(crate) fn status(code: u16) -> http::StatusCode {
+    http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -163,6 +163,15 @@ impl SessionError {
             500
         }
     }
+
+    /// What an adapter's error type answers when a handler returns this error: logs it
+    /// (one `ERROR` event with the detail, which never goes to the client) and returns
+    /// [`status`](Self::status).
+    pub fn log_handler_error(&self) -> u16 {
+        let status = self.status();
+        tracing::error!(error = %self, status, "session error in request handler");
+        status
+    }
 }
 
 /// An invalid configuration value; the message names the option.
