@@ -147,6 +147,10 @@ impl SessionStore for AnyStore {
         self.store.count(prefix).await
     }
 
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        self.store.check_key(key)
+    }
+
     // The owner index of the chosen store (docs/owners.md).
     fn owner_index(&self) -> bool {
         self.store.owner_index()

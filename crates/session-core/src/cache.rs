@@ -191,6 +191,10 @@ pub(crate) struct Entry {
     pub(crate) bytes: Vec<u8>,
     pub(crate) data: Arc<SessionData>,
     pub(crate) expires_at: Option<SystemTime>,
+    /// When this process last wrote the session's owner-index entry, in Unix seconds (0:
+    /// not known here), so that writes within `LAST_SEEN_RESOLUTION` of it skip the
+    /// index refresh.
+    pub(crate) indexed_at: u64,
     /// When the store was last read or written for this entry.
     filled_at: Instant,
 }
@@ -201,10 +205,21 @@ impl Entry {
         data: Arc<SessionData>,
         expires_at: Option<SystemTime>,
     ) -> Arc<Entry> {
+        Entry::indexed(bytes, data, expires_at, 0)
+    }
+
+    /// An entry whose owner-index entry this process wrote at `indexed_at`.
+    pub(crate) fn indexed(
+        bytes: Vec<u8>,
+        data: Arc<SessionData>,
+        expires_at: Option<SystemTime>,
+        indexed_at: u64,
+    ) -> Arc<Entry> {
         Arc::new(Entry {
             bytes,
             data,
             expires_at,
+            indexed_at,
             filled_at: Instant::now(),
         })
     }

@@ -615,7 +615,13 @@ impl Engine {
             attempts: attempt,
             bytes: bytes.len(),
         };
-        let entry = Entry::new(bytes, loaded.data.clone(), expiry(ttl));
+        // An owned session was indexed just before the create.
+        let indexed_at = if owner.is_some() {
+            crate::owner::unix_now()
+        } else {
+            0
+        };
+        let entry = Entry::indexed(bytes, loaded.data.clone(), expiry(ttl), indexed_at);
         if let Some(cache) = &self.cache {
             cache.fill(&key, ticket, Some(entry.clone()));
         }
@@ -718,15 +724,21 @@ impl Engine {
                             .increment(grouped as u64 - 1);
                     }
                     // The old owner's entry goes after the write; an unchanged owner's
-                    // entry gets the new times.
+                    // entry gets the new times once per LAST_SEEN_RESOLUTION.
+                    let now = crate::owner::unix_now();
+                    let mut indexed_at = if new_owner.is_some() { now } else { 0 };
                     if let Some(owner) = &old_owner {
                         if regenerate || new_owner.as_ref() != Some(owner) {
                             self.index_remove_after(owner, &key).await;
+                        } else if Engine::index_due(base_stored.entry.indexed_at, now) {
+                            if !self.index_refresh_after(owner, &key, &data, ttl).await {
+                                indexed_at = 0; // try again on the next write
+                            }
                         } else {
-                            self.index_refresh_after(owner, &key, &data, ttl).await;
+                            indexed_at = base_stored.entry.indexed_at;
                         }
                     }
-                    let entry = Entry::new(bytes, data, expiry(ttl));
+                    let entry = Entry::indexed(bytes, data, expiry(ttl), indexed_at);
                     if let Some(cache) = &self.cache {
                         if regenerate {
                             cache.forget(&key);
@@ -904,7 +916,8 @@ impl Engine {
             cache.fill(&key, ticket, entry.clone());
         }
         if let (Some(owner), Some(_)) = (&owner, &entry) {
-            self.index_refresh_after(owner, &key, &loaded.data, ttl)
+            let _ = self
+                .index_refresh_after(owner, &key, &loaded.data, ttl)
                 .await;
         }
         if let Some(entry) = entry {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::SessionConfig;
 use crate::cookie::{vary_with_cookie, Cookies, HeaderText};
-use crate::error::{ConfigError, SessionError};
+use crate::error::{ConfigError, SessionError, StoreError};
 use crate::lifecycle::{CookieAction, Engine};
 use crate::owner::{Keep, OwnedSession};
 use crate::session::Session;
@@ -123,8 +123,32 @@ impl SessionManager {
         SessionManager::from_shared(Arc::new(store), config)
     }
 
-    /// A manager for a store shared with other code.
+    /// A manager for `store` with `config`, after checking that the store can hold the
+    /// longest key the configuration makes (`SESSION_KEY_PREFIX` plus an id of
+    /// `SESSION_ID_LENGTH`, or its hash with `SESSION_HASH_IDS`): the error names
+    /// `SESSION_KEY_PREFIX`. [`new`](Self::new) skips the check and logs the problem instead.
+    pub fn try_new(
+        store: impl SessionStore,
+        config: SessionConfig,
+    ) -> Result<SessionManager, ConfigError> {
+        SessionManager::try_from_shared(Arc::new(store), config)
+    }
+
+    /// [`try_new`](Self::try_new) for a store shared with other code.
+    pub fn try_from_shared(
+        store: Arc<dyn SessionStore>,
+        config: SessionConfig,
+    ) -> Result<SessionManager, ConfigError> {
+        check_longest_key(store.as_ref(), &config)?;
+        Ok(SessionManager::from_shared(store, config))
+    }
+
+    /// A manager for a store shared with other code. A `SESSION_KEY_PREFIX` the store
+    /// cannot hold is logged as an error here (see [`try_new`](Self::try_new)).
     pub fn from_shared(store: Arc<dyn SessionStore>, config: SessionConfig) -> SessionManager {
+        if let Err(error) = check_longest_key(store.as_ref(), &config) {
+            tracing::error!(%error, "every write to the session store will fail");
+        }
         SessionManager {
             cookies: Arc::new(Cookies::new(&config)),
             engine: Arc::new(Engine::new(store, config)),
@@ -328,4 +352,27 @@ impl SessionManager {
         };
         Ok(FinishOutcome { set_cookie, vary })
     }
+}
+
+/// Whether `store` can hold the longest key `config` makes: the prefix plus a new id of the
+/// configured length (or, with `SESSION_HASH_IDS`, the id's hash).
+fn check_longest_key(store: &dyn SessionStore, config: &SessionConfig) -> Result<(), ConfigError> {
+    let Ok(id) = crate::id::SessionId::generate(config.id_length()) else {
+        // No randomness now: the first request reports it; nothing to check the key with.
+        return Ok(());
+    };
+    store.check_key(&config.store_key(&id)).map_err(|error| {
+        let reason = match error {
+            StoreError::InvalidKey(reason) => reason,
+            other => other.to_string(),
+        };
+        ConfigError::new(
+            "SESSION_KEY_PREFIX",
+            format!(
+                "{:?} with a session id of {} bytes makes keys this store cannot hold: {reason}",
+                config.key_prefix(),
+                config.id_length()
+            ),
+        )
+    })
 }

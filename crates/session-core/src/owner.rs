@@ -138,13 +138,24 @@ impl Engine {
             key: key.to_owned(),
             created: data.get(CREATED_KEY).and_then(Value::as_u64).unwrap_or(now),
             last_seen: now,
-            expires_at: now.saturating_add(ttl.as_secs()),
+            // A margin of LAST_SEEN_RESOLUTION: writes within it skip the refresh (see
+            // `Engine::index_due`), and the entry must outlive the session they extend.
+            expires_at: now
+                .saturating_add(ttl.as_secs())
+                .saturating_add(LAST_SEEN_RESOLUTION.as_secs()),
         };
         self.call(
             "index_put",
             self.store.index_put(&self.index_name(owner), &entry),
         )
         .await
+    }
+
+    /// Whether a write of a session whose index entry this process last wrote at
+    /// `indexed_at` (0: unknown) must refresh that entry: once per LAST_SEEN_RESOLUTION,
+    /// so that a busy session costs one extra store call per interval, not per write.
+    pub(crate) fn index_due(indexed_at: u64, now: u64) -> bool {
+        indexed_at == 0 || now.saturating_sub(indexed_at) >= LAST_SEEN_RESOLUTION.as_secs()
     }
 
     /// Removes `key` from `owner`'s index after the session was written; a failure only
@@ -169,9 +180,13 @@ impl Engine {
         key: &str,
         data: &SessionData,
         ttl: Duration,
-    ) {
-        if let Err(error) = self.index_put(owner, key, data, ttl).await {
-            tracing::warn!(%error, "owner index entry not refreshed");
+    ) -> bool {
+        match self.index_put(owner, key, data, ttl).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "owner index entry not refreshed");
+                false
+            }
         }
     }
 
@@ -306,5 +321,22 @@ impl Engine {
         Err(SessionError::Conflict {
             attempts: max_attempts,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_refresh_is_due_when_unknown_or_a_resolution_old() {
+        let now = 1_000_000;
+        let resolution = LAST_SEEN_RESOLUTION.as_secs();
+        assert!(Engine::index_due(0, now), "never written by this process");
+        assert!(!Engine::index_due(now, now));
+        assert!(!Engine::index_due(now - resolution + 1, now));
+        assert!(Engine::index_due(now - resolution, now));
+        // A clock that went back never makes a refresh due early, nor panics.
+        assert!(!Engine::index_due(now + 10, now));
     }
 }

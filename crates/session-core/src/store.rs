@@ -104,6 +104,18 @@ pub trait SessionStore: Send + Sync + 'static {
     // `SESSION_KEY_PREFIX` + `owner:` + the owner (so a key-value store can use it as a
     // key, and apps with different prefixes never share an index).
 
+    /// Whether this store can hold a session under `key`, checked without I/O against the
+    /// store's key rules (length, characters). [`SessionManager::try_new`] asks it for the
+    /// longest key the configuration makes, so that a `SESSION_KEY_PREFIX` the store
+    /// cannot hold is refused at start-up instead of failing every write. The default
+    /// accepts every key.
+    ///
+    /// [`SessionManager::try_new`]: crate::SessionManager::try_new
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        let _ = key;
+        Ok(())
+    }
+
     /// Whether this store keeps an owner index. Core makes no index call on a store that
     /// does not, and [`SessionManager::sessions_of`](crate::SessionManager::sessions_of)
     /// answers [`StoreError::Unsupported`].
@@ -304,6 +316,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     fn invalidations(&self) -> Option<InvalidationFeed> {
         (**self).invalidations()
+    }
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        (**self).check_key(key)
     }
     fn owner_index(&self) -> bool {
         (**self).owner_index()

@@ -1180,6 +1180,8 @@ pub struct CallCounts {
     pub rotate: AtomicU64,
     /// `cleanup` calls.
     pub cleanup: AtomicU64,
+    /// `index_put` calls (not part of [`total`](Self::total)).
+    pub index_put: AtomicU64,
 }
 
 impl CallCounts {
@@ -1307,11 +1309,12 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
     fn invalidations(&self) -> Option<crate::InvalidationFeed> {
         self.inner.invalidations()
     }
-    // The owner index is forwarded as it is (neither counted nor switched off).
+    // The owner index is forwarded as it is (never switched off; only puts are counted).
     fn owner_index(&self) -> bool {
         self.inner.owner_index()
     }
     async fn index_put(&self, index: &str, entry: &crate::IndexEntry) -> Result<(), StoreError> {
+        self.counts.index_put.fetch_add(1, Ordering::SeqCst);
         self.inner.index_put(index, entry).await
     }
     async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use session_core::testkit::TestStore;
 use session_core::{
-    async_trait, InvalidationFeed, MemoryStore, Session, SessionConfig, SessionConfigBuilder,
-    SessionError, SessionManager, SessionStore, StoreError, StoredEntry,
+    async_trait, IndexEntry, InvalidationFeed, MemoryStore, Session, SessionConfig,
+    SessionConfigBuilder, SessionError, SessionManager, SessionStore, StoreError, StoredEntry,
 };
 use tokio::sync::Semaphore;
 
@@ -100,6 +100,18 @@ impl SessionStore for Probe {
     }
     fn invalidations(&self) -> Option<InvalidationFeed> {
         self.feed.clone()
+    }
+    fn owner_index(&self) -> bool {
+        self.inner.owner_index()
+    }
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.inner.index_put(index, entry).await
+    }
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.index_remove(index, key).await
+    }
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.inner.index_list(index).await
     }
 }
 
@@ -465,4 +477,38 @@ async fn yield_now() {
     for _ in 0..16 {
         tokio::task::yield_now().await;
     }
+}
+
+/// A busy owned session costs no owner-index write per request: the index entry is written
+/// when the session is created and then at most once per `LAST_SEEN_RESOLUTION`, while the
+/// cached entry remembers when this process wrote it. The session stays listed.
+#[tokio::test]
+async fn writes_of_an_owned_session_refresh_its_index_entry_once_per_resolution() {
+    let store = Probe::new(true, false);
+    let manager = manager(&store);
+    let session = manager.open(None);
+    session.set_owner("ann").await.unwrap();
+    let cookie = manager.finish(&session).await.unwrap().set_cookie.unwrap();
+    let id = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let puts = || store.inner.counts.index_put.load(Ordering::SeqCst);
+    assert_eq!(puts(), 1, "the new owned session is indexed once");
+    let cas_before = store.cas();
+    for n in 0..5 {
+        write(&manager, &id, "counter", &n.to_string()).await;
+    }
+    assert_eq!(store.cas() - cas_before, 5, "every write reached the store");
+    assert_eq!(
+        puts(),
+        1,
+        "no index write per request within the resolution"
+    );
+    let listed = manager.sessions_of("ann", None).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
 }

@@ -320,6 +320,10 @@ fn blob(bytes: &[u8]) -> AttributeValue {
 
 #[async_trait]
 impl SessionStore for DynamoStore {
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)
+    }
+
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
         if !is_storable(key) {
             return Ok(None);

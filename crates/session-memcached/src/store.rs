@@ -509,6 +509,10 @@ impl MemcachedStore {
 
 #[async_trait]
 impl SessionStore for MemcachedStore {
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        require_valid_key(key)
+    }
+
     /// Meta get (`mg <key> v t f`): the value and, from the remaining TTL, when it expires.
     /// A key memcached cannot hold is never sent and loads as `None`.
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {

@@ -239,6 +239,10 @@ fn system_time(date: DateTime) -> Option<SystemTime> {
 
 #[async_trait]
 impl SessionStore for MongoStore {
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)
+    }
+
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
         check_key(key)?;
         // The TTL monitor runs about once a minute: check the expiry here too.

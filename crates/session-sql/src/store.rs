@@ -319,6 +319,10 @@ impl SqlStore {
 
 #[async_trait]
 impl SessionStore for SqlStore {
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        SqlStore::check_key(self, key)
+    }
+
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
         self.check_key(key)?;
         let now = clock::now_utc();

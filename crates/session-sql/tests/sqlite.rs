@@ -322,3 +322,22 @@ async fn bad_names_are_rejected() {
         );
     }
 }
+
+/// A `SESSION_KEY_PREFIX` too long for the `session_id` column is refused when the manager
+/// is built (naming the option), not on every write; a prefix that fits is accepted.
+#[tokio::test]
+async fn a_prefix_the_key_column_cannot_hold_is_refused_at_start_up() {
+    use session_core::{SessionConfig, SessionManager};
+    let store = sqlite_memory(SqlStore::builder()).await;
+    let config = |prefix: &str| {
+        SessionConfig::builder()
+            .key_prefix(prefix)
+            .build()
+            .expect("config")
+    };
+    let error = SessionManager::try_new(store.clone(), config(&"p".repeat(240)))
+        .expect_err("a 240-character prefix plus an id cannot fit 255 characters");
+    assert_eq!(error.option, "SESSION_KEY_PREFIX", "{error}");
+    assert!(error.to_string().contains("255"), "{error}");
+    SessionManager::try_new(store, config("app:")).expect("a short prefix fits");
+}

@@ -168,7 +168,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<Demo> {
     let store = session_any::AnyStore::from_lookup(lookup)
         .await
         .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))?;
-    let manager = SessionManager::from_shared(store.into_shared(), config);
+    let manager = SessionManager::try_from_shared(store.into_shared(), config)?;
 
     let (flask, flask_url) = start_flask(settings, &manager).await?;
     let proxy = Proxy {

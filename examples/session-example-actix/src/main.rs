@@ -31,7 +31,7 @@ async fn run() -> anyhow::Result<()> {
     // SESSION_TYPE picks the store; a SetupError names the variable at fault.
     let store = session_any::AnyStore::from_env().await?;
     // One manager for every worker thread: the factory below clones it.
-    let manager = SessionManager::from_shared(store.into_shared(), config);
+    let manager = SessionManager::try_from_shared(store.into_shared(), config)?;
 
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
     let port = match std::env::var("PORT") {

@@ -32,6 +32,8 @@ fn configuration_errors_name_the_option_and_exit_non_zero() {
         ),
         ("memory", "SESSION_ID_LENGTH", "8"),
         ("memory", "SESSION_COOKIE_SAMESITE", "None"),
+        // Memcached keys cannot hold a space: refused at start-up, not on every write.
+        ("memcached", "SESSION_KEY_PREFIX", "my app:"),
     ] {
         let output = example()
             .env("SESSION_TYPE", session_type)
