@@ -864,7 +864,7 @@ pub async fn msgpack_values_survive_a_rust_write<A: Adapter, B: Backend>() {
 }
 
 /// Invalid input is a `400` with a reason, never a `500`: a body that is not JSON, a
-/// missing or empty user, a reserved key, a counter that is not an integer.
+/// missing, empty or too long user, a reserved key, a counter that is not an integer.
 pub async fn invalid_input_is_400<A: Adapter, B: Backend>() {
     let h = Harness::<A>::start::<B>(|config| config).await;
     let cookie = h.cookie(&h.new_session().await);
@@ -888,6 +888,11 @@ pub async fn invalid_input_is_400<A: Adapter, B: Backend>() {
         );
         assert!(!reply.body.is_empty(), "{method} {path}: no reason given");
     }
+    // A user name longer than an owner may be (256 bytes).
+    let path = format!("/login?user={}", "u".repeat(257));
+    let reply = h.post(&path, Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
+    assert!(reply.text().contains("256"), "{}", reply.text());
     let reply = h
         .put_json("/data/counter", Some(&cookie), &json!("not a number"))
         .await;
