@@ -10,7 +10,8 @@ SESSION_MONGODB_DB, ...). The filesystem and cachelib types keep pickles in SESS
 md5), with SESSION_FILE_THRESHOLD and SESSION_FILE_MODE. SESSION_PERMANENT and
 PERMANENT_SESSION_LIFETIME (seconds) apply to every type; SESSION_SERIALIZATION_FORMAT (json:
 the session holds only JSON's types) and SESSION_USE_SIGNER (true: signed cookies, with
-SECRET_KEY "interop-secret") to every type but the pickle ones. Each step prints one JSON object
+SECRET_KEY "interop-secret" unless SECRET_KEY is set; SECRET_KEY_FALLBACKS, comma-separated, is
+Flask 3.1's list of old keys) to every type but the pickle ones. Each step prints one JSON object
 on stdout:
 
   login          Flask creates a session holding Flask-typed data; prints the new sid.
@@ -81,7 +82,10 @@ def make_app():
     kind = os.environ["SESSION_TYPE"]
     app.config.update(
         SESSION_TYPE=kind,
-        SECRET_KEY="interop-secret",
+        SECRET_KEY=os.environ.get("SECRET_KEY", "interop-secret"),
+        SECRET_KEY_FALLBACKS=[
+            key.strip() for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key.strip()
+        ],
         SESSION_KEY_PREFIX=PREFIX,
         PERMANENT_SESSION_LIFETIME=LIFETIME,
         SESSION_PERMANENT=os.environ.get("SESSION_PERMANENT", "true") == "true",

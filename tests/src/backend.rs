@@ -43,6 +43,13 @@ pub trait Backend: Send + Sync + 'static {
     /// another format whose floats are all 64-bit (Python's pickle) widen them.
     const KEEPS_F32: bool = true;
 
+    /// Whether the store keeps an owner index (`docs/owners.md`), so that `GET /sessions`
+    /// and `POST /logout-everywhere` work; without one they answer `501` with the store's
+    /// explanation. The one place the suite decides it: the owner scenarios also check that
+    /// the store says the same (`SessionStore::owner_index`), so a store that gains an
+    /// index fails them until its backend here says `true`.
+    const OWNER_INDEX: bool = false;
+
     /// A fresh store.
     fn open() -> impl Future<Output = BackendStore> + Send;
 }
@@ -84,6 +91,8 @@ fn env_or(name: &str, default: &str) -> String {
 pub struct Memory;
 
 impl Backend for Memory {
+    const OWNER_INDEX: bool = true;
+
     async fn open() -> BackendStore {
         BackendStore::new(any_store(&[("SESSION_TYPE", "memory".into())], "memory").await)
     }
@@ -134,6 +143,8 @@ impl Backend for Cachelib {
 pub struct Redis;
 
 impl Backend for Redis {
+    const OWNER_INDEX: bool = true;
+
     async fn open() -> BackendStore {
         let url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
         let vars = [("SESSION_TYPE", "redis".into()), ("SESSION_REDIS_URL", url)];
@@ -166,6 +177,8 @@ pub struct Postgres;
 const SUITE_TABLE: &str = "http_suite_sessions";
 
 impl Backend for Postgres {
+    const OWNER_INDEX: bool = true;
+
     async fn open() -> BackendStore {
         static CREATED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
         let url = env_or(

@@ -89,6 +89,9 @@ macro_rules! http_suite {
             data_round_trip_with_nested_json,
             msgpack_values_survive_a_rust_write,
             invalid_input_is_400,
+            sessions_lists_the_users_sessions,
+            logout_everywhere_ends_the_other_sessions,
+            remember_sets_the_sessions_lifetime,
         ]);
     };
     (@each $adapter:ty, $backend:ty, [$($scenario:ident),* $(,)?]) => {

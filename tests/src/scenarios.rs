@@ -864,7 +864,7 @@ pub async fn msgpack_values_survive_a_rust_write<A: Adapter, B: Backend>() {
 }
 
 /// Invalid input is a `400` with a reason, never a `500`: a body that is not JSON, a
-/// missing or empty user, a reserved key, a counter that is not an integer.
+/// missing, empty or too long user, a reserved key, a counter that is not an integer.
 pub async fn invalid_input_is_400<A: Adapter, B: Backend>() {
     let h = Harness::<A>::start::<B>(|config| config).await;
     let cookie = h.cookie(&h.new_session().await);
@@ -888,6 +888,11 @@ pub async fn invalid_input_is_400<A: Adapter, B: Backend>() {
         );
         assert!(!reply.body.is_empty(), "{method} {path}: no reason given");
     }
+    // A user name longer than an owner may be (256 bytes).
+    let path = format!("/login?user={}", "u".repeat(257));
+    let reply = h.post(&path, Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
+    assert!(reply.text().contains("256"), "{}", reply.text());
     let reply = h
         .put_json("/data/counter", Some(&cookie), &json!("not a number"))
         .await;
@@ -900,4 +905,289 @@ pub async fn invalid_input_is_400<A: Adapter, B: Backend>() {
     assert_eq!(data["seed"], 1);
     assert_eq!(data.get("user"), None);
     assert_eq!(data.get("name"), None);
+}
+
+/// Logs in as `user` from a new cookie jar and returns the `Cookie` header of that jar.
+async fn login_jar<A: Adapter>(h: &Harness<A>, user: &str) -> String {
+    let reply = h.post(&format!("/login?user={user}"), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "login as {user}: {reply:?}");
+    h.cookie(&h.new_cookie_value(&reply))
+}
+
+/// The suite's decision (`Backend::OWNER_INDEX`) agrees with the store's own
+/// (`SessionStore::owner_index`).
+fn assert_owner_index_decision<A: Adapter, B: Backend>(h: &Harness<A>) {
+    use session_core::SessionStore as _;
+    assert_eq!(
+        h.store.inner().owner_index(),
+        B::OWNER_INDEX,
+        "the store and tests/src/backend.rs disagree on whether {} keeps an owner index: \
+         set OWNER_INDEX in its `impl Backend` to what the store says",
+        std::any::type_name::<B>()
+    );
+}
+
+/// A store without an owner index: both owner routes answer `501` with the store's
+/// explanation as `{"error": …}`, and the session that asked is untouched.
+async fn assert_owner_routes_unsupported<A: Adapter>(h: &Harness<A>, cookie: &str, user: &str) {
+    for (method, path) in [
+        (Method::GET, "/sessions"),
+        (Method::POST, "/logout-everywhere"),
+    ] {
+        let reply = h.send(method.clone(), path, Some(cookie), "").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_IMPLEMENTED,
+            "{method} {path}: {reply:?}"
+        );
+        let error = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains("owner index"),
+            "{method} {path}: unclear error {error:?}"
+        );
+    }
+    assert_eq!(h.session_json(Some(cookie)).await["user"], user);
+}
+
+/// Every cookie value, and the id inside it, of `cookies` (`Cookie` headers).
+fn secrets(cookies: &[&str]) -> Vec<String> {
+    cookies
+        .iter()
+        .flat_map(|cookie| {
+            let value = cookie.split_once('=').map_or("", |(_, value)| value);
+            [value.to_owned(), id_part(value).to_owned()]
+        })
+        .collect()
+}
+
+/// `GET /sessions` from `cookie`: `200`, `Cache-Control: no-store`, the listed sessions.
+async fn list_sessions<A: Adapter>(h: &Harness<A>, cookie: &str) -> Vec<serde_json::Value> {
+    let reply = h.get("/sessions", Some(cookie)).await;
+    assert_eq!(reply.status, StatusCode::OK, "GET /sessions: {reply:?}");
+    assert_eq!(
+        reply
+            .headers
+            .get(http::header::CACHE_CONTROL)
+            .map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "{reply:?}"
+    );
+    reply.json()["sessions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no sessions array in {}", reply.text()))
+        .clone()
+}
+
+/// `GET /sessions` lists the logged-in user's sessions (three cookie jars of one user),
+/// each by an opaque handle with its times, exactly one marked `current` (the caller's, a
+/// different one from each jar); no field holds a cookie value or a session id; another
+/// user's session is not listed. Without a logged-in user both owner routes answer `401`.
+/// On a store without an owner index they answer `501` with the store's explanation.
+pub async fn sessions_lists_the_users_sessions<A: Adapter, B: Backend>() {
+    let h = Harness::<A>::start::<B>(|config| config).await;
+    assert_owner_index_decision::<A, B>(&h);
+    let anonymous = h.cookie(&h.new_session().await);
+    for (method, path) in [
+        (Method::GET, "/sessions"),
+        (Method::POST, "/logout-everywhere"),
+    ] {
+        for cookie in [None, Some(anonymous.as_str())] {
+            let reply = h.send(method.clone(), path, cookie, "").await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}: {reply:?}"
+            );
+            assert!(reply.json()["error"].is_string(), "{reply:?}");
+        }
+    }
+
+    // Owners unique to this test: the index of a shared server is per owner.
+    let ann = crate::flask::unique("ann");
+    let bob = crate::flask::unique("bob");
+    let jars = [
+        login_jar(&h, &ann).await,
+        login_jar(&h, &ann).await,
+        login_jar(&h, &ann).await,
+    ];
+    let bobs = login_jar(&h, &bob).await;
+    if !B::OWNER_INDEX {
+        assert_owner_routes_unsupported(&h, &jars[0], &ann).await;
+        return;
+    }
+    let mut all: Vec<&str> = jars.iter().map(String::as_str).collect();
+    all.extend([bobs.as_str(), anonymous.as_str()]);
+    let secrets = secrets(&all);
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let mut handles = Vec::new();
+    let mut currents = Vec::new();
+    for jar in &jars {
+        let listed = list_sessions(&h, jar).await;
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        let current: Vec<_> = listed
+            .iter()
+            .filter(|session| session["current"] == json!(true))
+            .collect();
+        assert_eq!(current.len(), 1, "exactly one current: {listed:?}");
+        currents.push(current[0]["handle"].clone());
+        let mut these: Vec<String> = Vec::new();
+        for session in &listed {
+            let handle = session["handle"].as_str().expect("a handle").to_owned();
+            assert_eq!(handle.len(), 22, "{session}");
+            assert!(session["current"].is_boolean(), "{session}");
+            let created = session["created"].as_u64().expect("created");
+            let last_seen = session["last_seen"].as_u64().expect("last_seen");
+            let expires_at = session["expires_at"].as_u64().expect("expires_at");
+            assert!(created <= last_seen && last_seen <= now + 5, "{session}");
+            assert!(expires_at > now + 3600, "{session}");
+            for (field, value) in session.as_object().expect("an object") {
+                let value = value.to_string();
+                for secret in &secrets {
+                    assert!(
+                        !value.contains(secret.as_str()),
+                        "{field} holds a cookie value or id: {session}"
+                    );
+                }
+            }
+            these.push(handle);
+        }
+        these.sort();
+        if handles.is_empty() {
+            handles = these;
+        } else {
+            assert_eq!(these, handles, "every jar lists the same sessions");
+        }
+    }
+    currents.sort_by_key(|handle| handle.to_string());
+    currents.dedup();
+    assert_eq!(currents.len(), 3, "each jar is current in its own listing");
+
+    let bob_listed = list_sessions(&h, &bobs).await;
+    assert_eq!(bob_listed.len(), 1, "{bob_listed:?}");
+    assert_eq!(bob_listed[0]["current"], true);
+    let bob_handle = bob_listed[0]["handle"].as_str().unwrap_or_default();
+    assert!(!handles.iter().any(|handle| handle == bob_handle));
+}
+
+/// `POST /logout-everywhere` from one of a user's three cookie jars ends the other two
+/// (their next request is logged out, their listing `401`), keeps the caller's (still
+/// logged in, the only one listed) and another user's, and answers how many it ended; a
+/// second call ends none. On a store without an owner index: `501`, nothing ended.
+pub async fn logout_everywhere_ends_the_other_sessions<A: Adapter, B: Backend>() {
+    let h = Harness::<A>::start::<B>(|config| config).await;
+    assert_owner_index_decision::<A, B>(&h);
+    let ann = crate::flask::unique("ann");
+    let bob = crate::flask::unique("bob");
+    let jars = [
+        login_jar(&h, &ann).await,
+        login_jar(&h, &ann).await,
+        login_jar(&h, &ann).await,
+    ];
+    let bobs = login_jar(&h, &bob).await;
+    if !B::OWNER_INDEX {
+        assert_owner_routes_unsupported(&h, &jars[1], &ann).await;
+        for jar in &jars {
+            assert_eq!(h.session_json(Some(jar)).await["user"], ann.as_str());
+        }
+        return;
+    }
+    let reply = h.post("/logout-everywhere", Some(&jars[1])).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.json(), json!({"ended": 2}));
+
+    for ended in [&jars[0], &jars[2]] {
+        let data = h.session_json(Some(ended)).await;
+        assert_eq!(
+            data.get("user"),
+            None,
+            "a revoked jar is still logged in: {data}"
+        );
+        assert_eq!(data.get("_user_id"), None, "{data}");
+        let reply = h.get("/sessions", Some(ended)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+    }
+    assert_eq!(h.session_json(Some(&jars[1])).await["user"], ann.as_str());
+    let listed = list_sessions(&h, &jars[1]).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(h.session_json(Some(&bobs)).await["user"], bob.as_str());
+    assert_eq!(list_sessions(&h, &bobs).await.len(), 1);
+
+    let reply = h.post("/logout-everywhere", Some(&jars[1])).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.json(), json!({"ended": 0}));
+    assert_eq!(h.session_json(Some(&jars[1])).await["user"], ann.as_str());
+}
+
+/// `POST /login?user=…&remember=SECONDS` gives the session its own lifetime: the cookie
+/// expires in SECONDS (not the default 31 days, which a login without `remember` gets),
+/// so does the stored entry where the store reports its expiry, and a later write keeps
+/// it. A `remember` that is not a whole number of seconds from 1 to 100 years is a `400`
+/// with a reason, before anything is stored.
+pub async fn remember_sets_the_sessions_lifetime<A: Adapter, B: Backend>() {
+    use session_core::SessionStore as _;
+    let h = Harness::<A>::start::<B>(|config| config).await;
+    let remember = Duration::from_secs(3600);
+    let reply = h.post("/login?user=ann&remember=3600", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let header = h.session_set_cookie(&reply);
+    let cookie = h.session_cookie(&reply).expect("a session cookie");
+    assert_expires_in(&cookie, remember);
+    if let Some(max_age) = attribute_value(&header, "Max-Age") {
+        assert_eq!(max_age, "3600", "{header}");
+    }
+    let id = id_part(cookie.value()).to_owned();
+    let stored = h
+        .store
+        .inner()
+        .load(&h.key(&id))
+        .await
+        .expect("reading the store directly")
+        .expect("the session is stored");
+    if let Some(expires_at) = stored.expires_at {
+        let left = expires_at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        assert!(
+            left > remember - Duration::from_secs(10) && left <= remember + Duration::from_secs(2),
+            "the store keeps it for {left:?}, not {remember:?}"
+        );
+    }
+    let jar = h.cookie(cookie.value());
+    let reply = h.put_json("/data/theme", Some(&jar), &json!("dark")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    if let Some(rewritten) = h.session_cookie(&reply) {
+        assert_expires_in(&rewritten, remember);
+    }
+    assert_eq!(h.session_json(Some(&jar)).await["user"], "ann");
+
+    let reply = h.post("/login?user=ann", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let cookie = h.session_cookie(&reply).expect("a session cookie");
+    assert_expires_in(&cookie, DEFAULT_LIFETIME);
+
+    for bad in [
+        "",
+        "abc",
+        "0",
+        "-5",
+        "1.5",
+        "3600s",
+        "99999999999999999999",
+        "3153600001",
+    ] {
+        let path = format!("/login?user=ann&remember={bad}");
+        let reply = h.post(&path, None).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}: {reply:?}");
+        assert!(
+            reply.text().contains("remember"),
+            "{path}: {}",
+            reply.text()
+        );
+        assert!(h.session_cookie(&reply).is_none(), "{path}: {reply:?}");
+    }
 }

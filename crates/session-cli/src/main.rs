@@ -2,8 +2,9 @@
 //!
 //! The store is the one the application's environment configures (`SESSION_TYPE`, the
 //! store's variables, `SESSION_KEY_PREFIX`, read as session-any and session-core read
-//! them). Commands: `count`, `list`, `show ID`, `delete ID`, `cleanup`; `--json` for
-//! scripts. See the README and docs/cli.md.
+//! them). Commands: `count`, `list`, `show ID`, `delete ID`, `cleanup`, `sessions --owner
+//! X`, `revoke --owner X [--keep HANDLE]`; `--json` for scripts. See the README and
+//! docs/cli.md.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand};
 use commands::cleanup::CleanupArgs;
 use commands::delete::DeleteArgs;
 use commands::list::ListArgs;
+use commands::owner::{RevokeArgs, SessionsArgs};
 use commands::show::ShowArgs;
 use target::Target;
 
@@ -55,6 +57,13 @@ enum Command {
     /// `flask session_cleanup`). Stores that expire sessions themselves (Redis,
     /// memcached) have nothing to remove.
     Cleanup(CleanupArgs),
+    /// List one owner's live sessions from the owner index: handle (never the id),
+    /// created, last seen, expiry. Handles match the application's when SECRET_KEY is
+    /// its key. Stores without an owner index (memcached; see docs/owners.md) say so.
+    Sessions(SessionsArgs),
+    /// End one owner's sessions ("log out everywhere"), but the one `--keep` names, and
+    /// print how many ended.
+    Revoke(RevokeArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +83,8 @@ fn main() -> ExitCode {
             Command::Show(args) => commands::show::run(target, args).await,
             Command::Delete(args) => commands::delete::run(target, args).await,
             Command::Cleanup(args) => commands::cleanup::run(target, args).await,
+            Command::Sessions(args) => commands::owner::sessions(target, args).await,
+            Command::Revoke(args) => commands::owner::revoke(target, args).await,
         }
     });
     match result {

@@ -6,7 +6,9 @@
 //! | request | effect | response |
 //! |---|---|---|
 //! | `GET /` | reads the session, changes nothing | the session as a JSON object, `{}` when empty |
-//! | `POST /login?user=NAME` | sets `user`, then gives the session a new id | `200`, text |
+//! | `POST /login?user=NAME[&remember=SECONDS]` | sets `user` and makes NAME the session's owner (`session.set_owner`); with `remember`, the session's own lifetime (`session.set_lifetime`: cookie `Expires` and store expiry); then gives the session a new id | `200`, text |
+//! | `GET /sessions` | lists the logged-in user's sessions (`SessionManager::sessions_of`) | `200`, JSON `{"sessions": [{"handle", "created", "last_seen", "expires_at", "current"}, …]}` |
+//! | `POST /logout-everywhere` | ends the user's other sessions, keeps this one (`SessionManager::revoke_owner`) | `200`, JSON `{"ended": N}` |
 //! | `POST /counter` | adds 1 to `counter`, saves | `200`, the stored value as text |
 //! | `PUT /data/{key}` | stores the JSON body under `key` | `200`, text |
 //! | `DELETE /data/{key}` | removes `key` | `200`, or `404` when absent |
@@ -14,17 +16,21 @@
 //! | `GET /health` | never touches the session | `200` `ok` |
 //! | `GET /ui` | never touches the session | the browser page of `session-example-ui` |
 //!
-//! The responses that carry session data (`GET /`, `POST /counter`) are sent with
-//! `Cache-Control: no-store`.
+//! The responses that carry session data (`GET /`, `POST /counter`, `GET /sessions`) are
+//! sent with `Cache-Control: no-store`.
 //!
-//! Invalid input (a body that is not JSON, a missing `user`, a key starting with `_`, a
+//! Invalid input (a body that is not JSON, a missing or too long `user`, a `remember` that
+//! is not a whole number of seconds from 1 to 100 years, a key starting with `_`, a
 //! `counter` that is not an integer) answers `400` with a short text; a store failure
-//! answers an empty `503`.
+//! answers an empty `503`. `GET /sessions` and `POST /logout-everywhere` answer `401`
+//! `{"error": …}` when nobody is logged in, and `501` `{"error": …}` (the store's own
+//! explanation) on a store that keeps no owner index (memcached; see `docs/owners.md`).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -34,7 +40,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use session_actix::{
-    ErrorResponse, Session, SessionError, SessionManager, SessionMiddleware, StoreError,
+    ErrorResponse, Keep, Session, SessionError, SessionManager, SessionMiddleware, StoreError,
 };
 
 /// Largest request body accepted, as axum's default body limit (actix-web's own default
@@ -56,7 +62,10 @@ pub fn app(
         InitError = (),
     >,
 > {
-    App::new().wrap(middleware(manager)).configure(routes)
+    App::new()
+        .app_data(web::Data::new(manager.clone()))
+        .wrap(middleware(manager))
+        .configure(routes)
 }
 
 /// The session middleware the app uses: the library's, with [`save_failed`] as the
@@ -65,7 +74,9 @@ pub fn middleware(manager: SessionManager) -> SessionMiddleware {
     SessionMiddleware::new(manager.on_error(save_failed))
 }
 
-/// The app's routes and body limit, without the session middleware.
+/// The app's routes and body limit, without the session middleware. `GET /sessions` and
+/// `POST /logout-everywhere` need the manager as `web::Data<SessionManager>` app data, as
+/// [`app`] adds it.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .app_data(web::PayloadConfig::new(BODY_LIMIT))
@@ -78,6 +89,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .delete(delete_data),
         )
         .service(web::resource("/logout").post(logout))
+        .service(web::resource("/sessions").get(sessions))
+        .service(web::resource("/logout-everywhere").post(logout_everywhere))
         .service(web::resource("/health").get(health))
         .configure(session_example_ui::actix_routes);
 }
@@ -103,12 +116,17 @@ fn text(status: StatusCode, body: String) -> HttpResponse {
         .body(body)
 }
 
-/// A handler failure: bad input (`400` with a short reason) or a session error (an empty
-/// `503`/`500`, detail only in the log).
+/// A handler failure: bad input (`400` with a short reason), no logged-in user (`401`), a
+/// store without an owner index (`501`) or a session error (an empty `503`/`500`, detail
+/// only in the log).
 #[derive(Debug)]
 pub enum AppError {
     /// The request is invalid; the text says why.
     BadRequest(String),
+    /// The route needs a logged-in user and the session has no owner.
+    NotLoggedIn,
+    /// The store keeps no owner index; the text is the store's explanation.
+    Unsupported(String),
     /// The session failed.
     Session(session_actix::Error),
 }
@@ -121,6 +139,7 @@ impl From<SessionError> for AppError {
             SessionError::Value { key, .. } => {
                 AppError::BadRequest(format!("the session value {key:?} has an unexpected type"))
             }
+            SessionError::Store(StoreError::Unsupported(why)) => AppError::Unsupported(why),
             other => AppError::Session(other.into()),
         }
     }
@@ -129,7 +148,8 @@ impl From<SessionError> for AppError {
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AppError::BadRequest(reason) => f.write_str(reason),
+            AppError::BadRequest(reason) | AppError::Unsupported(reason) => f.write_str(reason),
+            AppError::NotLoggedIn => f.write_str(NOT_LOGGED_IN),
             AppError::Session(error) => fmt::Display::fmt(error, f),
         }
     }
@@ -139,6 +159,8 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::NotLoggedIn => StatusCode::UNAUTHORIZED,
+            AppError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Session(error) => error.status_code(),
         }
     }
@@ -146,6 +168,12 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         match self {
             AppError::BadRequest(reason) => text(StatusCode::BAD_REQUEST, reason.clone()),
+            AppError::NotLoggedIn => {
+                HttpResponse::Unauthorized().json(serde_json::json!({ "error": NOT_LOGGED_IN }))
+            }
+            AppError::Unsupported(why) => {
+                HttpResponse::NotImplemented().json(serde_json::json!({ "error": why }))
+            }
             AppError::Session(error) => error.error_response(),
         }
     }
@@ -181,18 +209,55 @@ async fn show(session: Session, request: HttpRequest) -> Result<HttpResponse, Ap
     })
 }
 
+/// The body of `401` answers.
+const NOT_LOGGED_IN: &str = "not logged in: POST /login?user=NAME first";
+
 #[derive(Deserialize)]
 struct LoginParams {
     user: Option<String>,
+    remember: Option<String>,
+}
+
+/// The `user` of a login: non-empty, at most [`MAX_OWNER_BYTES`](session_actix::session_core::MAX_OWNER_BYTES).
+fn login_user(user: Option<String>) -> Result<String, AppError> {
+    let max = session_actix::session_core::MAX_OWNER_BYTES;
+    let user = user
+        .filter(|user| !user.trim().is_empty())
+        .ok_or_else(|| AppError::BadRequest("missing user: POST /login?user=NAME".to_owned()))?;
+    if user.len() > max {
+        return Err(AppError::BadRequest(format!(
+            "user must be at most {max} bytes"
+        )));
+    }
+    Ok(user)
+}
+
+/// The `remember` of a login: whole seconds from 1 to [`MAX_LIFETIME`](session_actix::session_core::MAX_LIFETIME).
+fn remember_for(remember: Option<&str>) -> Result<Option<Duration>, AppError> {
+    let Some(text) = remember else {
+        return Ok(None);
+    };
+    let max = session_actix::session_core::MAX_LIFETIME.as_secs();
+    match text.parse::<u64>() {
+        Ok(seconds) if (1..=max).contains(&seconds) => Ok(Some(Duration::from_secs(seconds))),
+        _ => Err(AppError::BadRequest(format!(
+            "remember must be a whole number of seconds from 1 to {max}"
+        ))),
+    }
 }
 
 async fn login(session: Session, request: HttpRequest) -> Result<String, AppError> {
-    let user = web::Query::<LoginParams>::from_query(request.query_string())
+    let params = web::Query::<LoginParams>::from_query(request.query_string())
         .ok()
-        .and_then(|query| query.into_inner().user)
-        .filter(|user| !user.trim().is_empty())
-        .ok_or_else(|| AppError::BadRequest("missing user: POST /login?user=NAME".to_owned()))?;
+        .map(web::Query::into_inner);
+    let remember = remember_for(params.as_ref().and_then(|p| p.remember.as_deref()))?;
+    let user = login_user(params.and_then(|params| params.user))?;
     session.insert("user", &user).await?;
+    // The owner (`_user_id`, as Flask-Login keeps it) puts the session in the user's index.
+    session.set_owner(&user).await?;
+    if let Some(lifetime) = remember {
+        session.set_lifetime(lifetime).await?;
+    }
     // A new id at login, so an id planted before login is worthless afterwards.
     session.regenerate().await?;
     Ok(format!("logged in as {user}"))
@@ -249,6 +314,36 @@ async fn delete_data(session: Session, key: web::Path<String>) -> Result<HttpRes
 async fn logout(session: Session) -> Result<&'static str, AppError> {
     session.clear().await?;
     Ok("logged out")
+}
+
+/// The logged-in user: the session's owner, or `401`.
+async fn logged_in(session: &Session) -> Result<String, AppError> {
+    session.owner().await?.ok_or(AppError::NotLoggedIn)
+}
+
+/// `GET /sessions`: the logged-in user's sessions, by handle (never an id), the caller's own
+/// marked `"current": true`.
+async fn sessions(
+    session: Session,
+    manager: web::Data<SessionManager>,
+) -> Result<HttpResponse, AppError> {
+    let owner = logged_in(&session).await?;
+    let sessions = manager.sessions_of(&owner, Some(&session)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, NO_STORE))
+        .json(serde_json::json!({ "sessions": sessions })))
+}
+
+/// `POST /logout-everywhere`: ends the logged-in user's other sessions, keeps this one.
+async fn logout_everywhere(
+    session: Session,
+    manager: web::Data<SessionManager>,
+) -> Result<HttpResponse, AppError> {
+    let owner = logged_in(&session).await?;
+    let ended = manager
+        .revoke_owner(&owner, Some(Keep::Session(&session)))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "ended": ended })))
 }
 
 async fn health() -> &'static str {

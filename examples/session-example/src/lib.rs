@@ -4,7 +4,9 @@
 //! | request | effect | response |
 //! |---|---|---|
 //! | `GET /` | reads the session, changes nothing | the session as a JSON object, `{}` when empty |
-//! | `POST /login?user=NAME` | sets `user`, then gives the session a new id | `200`, text |
+//! | `POST /login?user=NAME[&remember=SECONDS]` | sets `user` and makes NAME the session's owner (`session.set_owner`); with `remember`, the session's own lifetime (`session.set_lifetime`: cookie `Expires` and store expiry); then gives the session a new id | `200`, text |
+//! | `GET /sessions` | lists the logged-in user's sessions (`SessionManager::sessions_of`) | `200`, JSON `{"sessions": [{"handle", "created", "last_seen", "expires_at", "current"}, …]}` |
+//! | `POST /logout-everywhere` | ends the user's other sessions, keeps this one (`SessionManager::revoke_owner`) | `200`, JSON `{"ended": N}` |
 //! | `POST /counter` | adds 1 to `counter`, saves | `200`, the stored value as text |
 //! | `PUT /data/{key}` | stores the JSON body under `key` | `200`, text |
 //! | `DELETE /data/{key}` | removes `key` | `200`, or `404` when absent |
@@ -12,15 +14,20 @@
 //! | `GET /health` | never touches the session | `200` `ok` |
 //! | `GET /ui` | never touches the session | the browser page of `session-example-ui` |
 //!
-//! The responses that carry session data (`GET /`, `POST /counter`) are sent with
-//! `Cache-Control: no-store`.
+//! The responses that carry session data (`GET /`, `POST /counter`, `GET /sessions`) are
+//! sent with `Cache-Control: no-store`.
 //!
-//! Invalid input (a body that is not JSON, a missing `user`, a key starting with `_`, a
+//! Invalid input (a body that is not JSON, a missing or too long `user`, a `remember` that
+//! is not a whole number of seconds from 1 to 100 years, a key starting with `_`, a
 //! `counter` that is not an integer) answers `400` with a short text; a store failure
-//! answers an empty `503`.
+//! answers an empty `503`. `GET /sessions` and `POST /logout-everywhere` answer `401`
+//! `{"error": …}` when nobody is logged in, and `501` `{"error": …}` (the store's own
+//! explanation) on a store that keeps no owner index (memcached; see `docs/owners.md`).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -30,10 +37,10 @@ use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use session_axum::{
-    ErrorResponse, Session, SessionError, SessionLayer, SessionManager, StoreError,
+    ErrorResponse, Keep, Session, SessionError, SessionLayer, SessionManager, StoreError,
 };
 
 /// The app's routes behind a [`SessionLayer`] for `manager`.
@@ -44,8 +51,11 @@ pub fn app(manager: SessionManager) -> Router {
         .route("/counter", post(counter))
         .route("/data/{key}", put(put_data).delete(delete_data))
         .route("/logout", post(logout))
+        .route("/sessions", get(sessions))
+        .route("/logout-everywhere", post(logout_everywhere))
         .route("/health", get(health))
         .merge(session_example_ui::axum_routes())
+        .layer(Extension(manager.clone()))
         .layer(SessionLayer::new(manager.on_error(save_failed)))
 }
 
@@ -61,12 +71,17 @@ pub fn save_failed(error: &SessionError) -> ErrorResponse {
     }
 }
 
-/// A handler failure: bad input (`400` with a short reason) or a session error (an empty
-/// `503`/`500`, detail only in the log).
+/// A handler failure: bad input (`400` with a short reason), no logged-in user (`401`), a
+/// store without an owner index (`501`) or a session error (an empty `503`/`500`, detail
+/// only in the log).
 #[derive(Debug)]
 pub enum AppError {
     /// The request is invalid; the text says why.
     BadRequest(String),
+    /// The route needs a logged-in user and the session has no owner.
+    NotLoggedIn,
+    /// The store keeps no owner index; the text is the store's explanation.
+    Unsupported(String),
     /// The session failed.
     Session(session_axum::Error),
 }
@@ -79,6 +94,7 @@ impl From<SessionError> for AppError {
             SessionError::Value { key, .. } => {
                 AppError::BadRequest(format!("the session value {key:?} has an unexpected type"))
             }
+            SessionError::Store(StoreError::Unsupported(why)) => AppError::Unsupported(why),
             other => AppError::Session(other.into()),
         }
     }
@@ -88,6 +104,16 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             AppError::BadRequest(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
+            AppError::NotLoggedIn => (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({ "error": NOT_LOGGED_IN })),
+            )
+                .into_response(),
+            AppError::Unsupported(why) => (
+                StatusCode::NOT_IMPLEMENTED,
+                Json(serde_json::json!({ "error": why })),
+            )
+                .into_response(),
             AppError::Session(error) => error.into_response(),
         }
     }
@@ -123,21 +149,56 @@ fn text_lines(json: &serde_json::Value) -> String {
         .collect()
 }
 
+/// The body of `401` answers.
+const NOT_LOGGED_IN: &str = "not logged in: POST /login?user=NAME first";
+
 #[derive(Deserialize)]
 struct LoginParams {
     user: Option<String>,
+    remember: Option<String>,
+}
+
+/// The `user` of a login: non-empty, at most [`MAX_OWNER_BYTES`](session_axum::session_core::MAX_OWNER_BYTES).
+fn login_user(user: Option<String>) -> Result<String, AppError> {
+    let user = user
+        .filter(|user| !user.trim().is_empty())
+        .ok_or_else(|| AppError::BadRequest("missing user: POST /login?user=NAME".to_owned()))?;
+    if user.len() > session_axum::session_core::MAX_OWNER_BYTES {
+        return Err(AppError::BadRequest(format!(
+            "user must be at most {} bytes",
+            session_axum::session_core::MAX_OWNER_BYTES
+        )));
+    }
+    Ok(user)
+}
+
+/// The `remember` of a login: whole seconds from 1 to [`MAX_LIFETIME`](session_axum::session_core::MAX_LIFETIME).
+fn remember_for(remember: Option<&str>) -> Result<Option<Duration>, AppError> {
+    let Some(text) = remember else {
+        return Ok(None);
+    };
+    let max = session_axum::session_core::MAX_LIFETIME.as_secs();
+    match text.parse::<u64>() {
+        Ok(seconds) if (1..=max).contains(&seconds) => Ok(Some(Duration::from_secs(seconds))),
+        _ => Err(AppError::BadRequest(format!(
+            "remember must be a whole number of seconds from 1 to {max}"
+        ))),
+    }
 }
 
 async fn login(
     session: Session,
     params: Result<Query<LoginParams>, QueryRejection>,
 ) -> Result<String, AppError> {
-    let user = params
-        .ok()
-        .and_then(|Query(params)| params.user)
-        .filter(|user| !user.trim().is_empty())
-        .ok_or_else(|| AppError::BadRequest("missing user: POST /login?user=NAME".to_owned()))?;
+    let params = params.ok().map(|Query(params)| params);
+    let remember = remember_for(params.as_ref().and_then(|p| p.remember.as_deref()))?;
+    let user = login_user(params.and_then(|params| params.user))?;
     session.insert("user", &user).await?;
+    // The owner (`_user_id`, as Flask-Login keeps it) puts the session in the user's index.
+    session.set_owner(&user).await?;
+    if let Some(lifetime) = remember {
+        session.set_lifetime(lifetime).await?;
+    }
     // A new id at login, so an id planted before login is worthless afterwards.
     session.regenerate().await?;
     Ok(format!("logged in as {user}"))
@@ -189,6 +250,35 @@ async fn delete_data(session: Session, Path(key): Path<String>) -> Result<Respon
 async fn logout(session: Session) -> Result<&'static str, AppError> {
     session.clear().await?;
     Ok("logged out")
+}
+
+/// The logged-in user: the session's owner, or `401`.
+async fn logged_in(session: &Session) -> Result<String, AppError> {
+    session.owner().await?.ok_or(AppError::NotLoggedIn)
+}
+
+/// `GET /sessions`: the logged-in user's sessions, by handle (never an id), the caller's own
+/// marked `"current": true`.
+async fn sessions(
+    session: Session,
+    Extension(manager): Extension<SessionManager>,
+) -> Result<Response, AppError> {
+    let owner = logged_in(&session).await?;
+    let sessions = manager.sessions_of(&owner, Some(&session)).await?;
+    let body = Json(serde_json::json!({ "sessions": sessions }));
+    Ok(([(CACHE_CONTROL, NO_STORE)], body).into_response())
+}
+
+/// `POST /logout-everywhere`: ends the logged-in user's other sessions, keeps this one.
+async fn logout_everywhere(
+    session: Session,
+    Extension(manager): Extension<SessionManager>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let owner = logged_in(&session).await?;
+    let ended = manager
+        .revoke_owner(&owner, Some(Keep::Session(&session)))
+        .await?;
+    Ok(Json(serde_json::json!({ "ended": ended })))
 }
 
 async fn health() -> &'static str {

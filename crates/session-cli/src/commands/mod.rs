@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod count;
 pub mod delete;
 pub mod list;
+pub mod owner;
 pub mod show;
 
 use session_any::AnyStore;
