@@ -85,8 +85,10 @@ impl Owners {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.create_dirs(&dir)?;
-            match self.write_temp(&dir, line.as_bytes()) {
+            match self
+                .create_dirs(&dir)
+                .and_then(|()| self.write_temp(&dir, line.as_bytes()))
+            {
                 Ok(temp) => {
                     // The temporary file keeps the directory from being removed as empty.
                     let renamed = fs::rename(&temp, &target);
@@ -95,7 +97,8 @@ impl Owners {
                     }
                     return renamed.map_err(io_error);
                 }
-                // A remove emptied and removed the directory between our create and write.
+                // A removal of the index's last entry removed the directory between our
+                // create and our chmod or write: create it again.
                 Err(error) if error.kind() == ErrorKind::NotFound && attempt < PUT_ATTEMPTS => {}
                 Err(error) => return Err(io_error(error)),
             }
@@ -142,16 +145,17 @@ impl Owners {
     }
 
     /// Creates the owners directory and `dir` in it, private.
-    fn create_dirs(&self, dir: &Path) -> Result<(), StoreError> {
+    fn create_dirs(&self, dir: &Path) -> io::Result<()> {
         let mode = session_core::dir_mode(self.file_mode);
         for dir in [&self.dir, dir] {
             let mut builder = fs::DirBuilder::new();
             #[cfg(unix)]
             std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
             match builder.create(dir) {
-                Ok(()) => set_mode(dir, mode).map_err(io_error)?,
+                // The umask may have taken bits the mode gives (group read for 0o640).
+                Ok(()) => set_mode(dir, mode)?,
                 Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
-                Err(error) => return Err(io_error(error)),
+                Err(error) => return Err(error),
             }
         }
         Ok(())
@@ -352,6 +356,33 @@ mod tests {
         assert_eq!(mode(&temp.path().join("owners")), 0o750);
         assert_eq!(mode(&owners.index_dir("i")), 0o750);
         assert_eq!(mode(&owners.index_dir("i").join(digest("k"))), 0o640);
+    }
+
+    #[test]
+    fn puts_racing_removals_of_the_last_entry_never_fail() {
+        let temp = tempfile::tempdir().unwrap();
+        let owners = std::sync::Arc::new(Owners::new(temp.path().join("owners"), 0o600));
+        // Each thread's removal of its own entry may empty and remove the shared directory
+        // while the other thread is putting: the put must recreate it and succeed.
+        let threads: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|key| {
+                let owners = owners.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        owners.put("i", &entry(key, 10)).unwrap();
+                        owners.remove("i", key).unwrap();
+                    }
+                    owners.put("i", &entry(key, 10)).unwrap();
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let mut listed = owners.list("i", 0).unwrap();
+        listed.sort_by(|x, y| x.key.cmp(&y.key));
+        assert_eq!(listed, vec![entry("a", 10), entry("b", 10)]);
     }
 
     #[test]
