@@ -20,6 +20,11 @@ on stdout:
   login_markup   Flask creates a session whose flash is a markupsafe.Markup (pickle only).
   get SID        Flask reads the session and checks that every typed value kept its type.
   counter SID    Flask increments `counter`.
+  prune_clear    (pickle only) What cachelib's own upkeep does to the directory: opens the
+                 FileSystemCache (a recount), writes entries past SESSION_FILE_THRESHOLD (a
+                 prune), then clear()s it; prints the count on opening, the warnings cachelib
+                 logged and the names left. The same on a scratch directory holding a plain
+                 folder, as a control: cachelib counts and trips over such a folder.
   raw SID        (SID may be a signed cookie value) Reads what the store holds for SID without Flask-Session: whether the stored
                  bytes are exactly what msgspec writes for the decoded dict, and the TTL;
                  with pickle, the file's dict, protocol, mode and TTL, cachelib's count file
@@ -287,9 +292,61 @@ def pickled(sid):
     )
 
 
+def upkeep(directory):
+    """cachelib's own count, prune and clear on `directory`, with the warnings it logs."""
+    import logging
+
+    from cachelib.file import FileSystemCache
+
+    warnings = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            warnings.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    try:
+        threshold = int(os.environ.get("SESSION_FILE_THRESHOLD", "500"))
+        cache = FileSystemCache(
+            directory,
+            threshold=threshold,
+            mode=int(os.environ.get("SESSION_FILE_MODE", "384")),
+            hash_method=getattr(hashlib, os.environ.get("SESSION_FILE_HASH", "sha256")),
+        )
+        count_on_open = cache._file_count
+        for n in range(threshold + 2):
+            cache.set(f"filler{n}", n, timeout=60)
+        count_after_prune = cache._file_count
+        cache.clear()
+        count_file = cache._get_filename(cache._fs_count_file).split(os.sep)[-1]
+        left = sorted(name for name in os.listdir(directory) if name != count_file)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return {
+        "count_on_open": count_on_open,
+        "count_after_prune": count_after_prune,
+        "warnings": warnings,
+        "left": left,
+    }
+
+
+def prune_clear():
+    import tempfile
+
+    shared = upkeep(os.environ["SESSION_FILE_DIR"])
+    with tempfile.TemporaryDirectory() as scratch:
+        os.mkdir(os.path.join(scratch, "plain-folder"))
+        control = upkeep(scratch)
+    return {"shared": shared, "control": control}
+
+
 def main():
     step = sys.argv[1]
     sid = sys.argv[2] if len(sys.argv) > 2 else None
+    if step == "prune_clear" and PICKLE:
+        print(json.dumps(prune_clear()))
+        return
     if step == "raw" and PICKLE:
         print(json.dumps(pickled(sid)))
         return

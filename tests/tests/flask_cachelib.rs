@@ -451,3 +451,48 @@ async fn a_markup_flash_is_a_fresh_session_for_rust_and_stays_flasks() {
     assert_eq!(seen.body()["session"]["user"], "mark");
     assert_eq!(seen.body()["flashes"].as_array().unwrap().len(), 1);
 }
+
+/// The owner index lives in the session directory, in a folder whose name ends in
+/// cachelib's transaction suffix: Flask's `FileSystemCache` neither counts it when opened,
+/// nor trips over it or deletes it when it prunes or clears. A plain folder in a scratch
+/// directory shows what would happen otherwise (counted, and warned about on clear).
+#[tokio::test]
+async fn flasks_count_prune_and_clear_leave_the_owner_index_alone() {
+    let shared = shared(Options {
+        threshold: 3,
+        ..Options::new("filesystem")
+    });
+    let config = SessionConfig::builder()
+        .key_prefix(&shared.prefix)
+        .build()
+        .expect("valid config");
+    let manager = SessionManager::new(shared.store.clone(), config);
+    let owner = unique("owner");
+    for _ in 0..2 {
+        let session = manager.open(None);
+        session.set_owner(&owner).await.expect("set_owner");
+        manager.finish(&session).await.expect("finish");
+    }
+    let index = format!("{}owner:{owner}", shared.prefix);
+    assert_eq!(shared.store.index_list(&index).await.unwrap().len(), 2);
+    let owners_dir = shared.store.dir().join("owners-v1.__wz_cache");
+    assert!(owners_dir.is_dir());
+
+    let reply = shared.interop.flask("prune_clear", None).await.0;
+    let (ours, control) = (&reply["shared"], &reply["control"]);
+    // The control: a plain folder is counted, and clear() cannot remove it and says so.
+    assert_eq!(control["count_on_open"], 1, "{reply}");
+    assert_ne!(control["warnings"], serde_json::json!([]), "{reply}");
+    // Ours: the two session files only, no warning, and the index is all that is left.
+    assert_eq!(ours["count_on_open"], 2, "{reply}");
+    assert_eq!(ours["warnings"], serde_json::json!([]), "{reply}");
+    assert_eq!(
+        ours["left"],
+        serde_json::json!(["owners-v1.__wz_cache"]),
+        "{reply}"
+    );
+    // The index survived, its sessions did not: listed entries are kept (recent), no
+    // session is reported.
+    assert_eq!(shared.store.index_list(&index).await.unwrap().len(), 2);
+    assert_eq!(manager.sessions_of(&owner, None).await.unwrap(), vec![]);
+}

@@ -28,6 +28,7 @@ pub const OFFLINE_TARGETS: &[(&str, &[&str])] = &[
         &[
             "concurrency",
             "conformance",
+            "owners",
             "processes",
             "relative_dir",
             "storage",

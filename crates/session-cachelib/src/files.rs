@@ -221,10 +221,12 @@ impl Layout {
             return;
         };
         for dir_entry in entries.flatten() {
+            // Files only: the owner index's directory ends in the same suffix.
             let stale = dir_entry
                 .file_name()
                 .to_string_lossy()
                 .ends_with(TEMP_SUFFIX)
+                && dir_entry.file_type().is_ok_and(|kind| kind.is_file())
                 && dir_entry
                     .metadata()
                     .and_then(|meta| meta.modified())

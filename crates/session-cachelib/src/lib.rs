@@ -5,6 +5,7 @@
 mod error;
 mod files;
 mod lock;
+mod owners;
 pub mod pickle;
 mod transcode;
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{ConfigError, SessionStore, SetupError, StoreError, StoredEntry};
+use session_core::{ConfigError, IndexEntry, SessionStore, SetupError, StoreError, StoredEntry};
 
 use crate::files::{expiry, now, Layout};
 use crate::transcode::Decoded;
@@ -106,6 +107,8 @@ pub struct CachelibStore {
 #[derive(Debug)]
 struct Inner {
     layout: Layout,
+    /// The owner index, in `<dir>/owners-v1.__wz_cache` (see `owners.rs`).
+    owners: owners::Owners,
     lock_timeout: Duration,
 }
 
@@ -247,9 +250,11 @@ impl CachelibStoreBuilder {
             let _lock = lock::lock(&layout.dir, self.lock_timeout)?;
             layout.recount()?;
         }
+        let owners = owners::Owners::new(layout.dir.join(owners::OWNERS_DIR), self.mode);
         Ok(CachelibStore {
             inner: Arc::new(Inner {
                 layout,
+                owners,
                 lock_timeout: self.lock_timeout,
             }),
         })
@@ -461,8 +466,19 @@ impl SessionStore for CachelibStore {
     /// Removes every expired file in the directory (sessions and any other cachelib
     /// entries, as cachelib's own pruning would) and returns how many; also removes
     /// temporary files more than an hour old, left by a writer that died mid-write.
+    ///
+    /// Owner index entries expired for over a minute are removed too (not counted).
     async fn cleanup(&self) -> Result<u64, StoreError> {
-        self.locked(|layout, now| layout.cleanup(now)).await
+        let removed = self.locked(|layout, now| layout.cleanup(now)).await?;
+        // Outside the directory lock: the index needs none (see `owners.rs`).
+        self.run(|inner| {
+            if let Err(error) = inner.owners.cleanup(now() as u64) {
+                tracing::warn!(%error, "owner index not cleaned up");
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(removed)
     }
 
     /// Unsupported: cachelib names each file after a hash of its key, so the ids cannot be
@@ -487,6 +503,33 @@ impl SessionStore for CachelibStore {
     async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
         let _ = prefix;
         self.locked(|layout, now| layout.count_live(now)).await
+    }
+
+    /// The owner index is kept: one small file per entry in `<dir>/owners-v1.__wz_cache`,
+    /// a directory Flask's cachelib never counts, prunes or clears (its name ends in
+    /// cachelib's transaction suffix). Written by an atomic rename, so without the
+    /// directory lock (see the README's "Owner index").
+    fn owner_index(&self) -> bool {
+        true
+    }
+
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        let (index, entry) = (index.to_owned(), entry.clone());
+        self.run(move |inner| inner.owners.put(&index, &entry))
+            .await
+    }
+
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        let (index, key) = (index.to_owned(), key.to_owned());
+        self.run(move |inner| inner.owners.remove(&index, &key))
+            .await
+    }
+
+    /// Entries expired for over a minute are left out (and removed), as are corrupt files.
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let index = index.to_owned();
+        self.run(move |inner| inner.owners.list(&index, now() as u64))
+            .await
     }
 }
 

@@ -221,7 +221,9 @@ impl DynamoStoreBuilder {
 
     /// Connects and, unless [`table_exists`](Self::table_exists), creates the table
     /// (tolerating one that exists), waits until it is ACTIVE and enables TTL on
-    /// `expiration`; with `table_exists`, reads one item to check the table answers.
+    /// `expiration`, and does the same for the owner index's table `<table>_owners`; with
+    /// `table_exists`, reads one item to check the table answers, and one of the owners
+    /// table: when that fails the store works without an owner index (with a warning).
     ///
     /// Fails with [`SetupError::Config`] for an invalid option (naming
     /// `SESSION_DYNAMODB_TABLE`, `SESSION_DYNAMODB_ENDPOINT` or the builder method) and for
@@ -235,9 +237,10 @@ impl DynamoStoreBuilder {
             Some(client) => client,
             None => self.make_client().await?,
         };
-        let store = DynamoStore::new(client, self.table_name.clone(), self.max_value_bytes);
+        let mut store = DynamoStore::new(client, self.table_name.clone(), self.max_value_bytes);
         if self.table_exists {
             store.probe().await?;
+            store.probe_owner_index().await;
         } else {
             store.ensure_table(self.table_ready_timeout).await?;
         }

@@ -12,8 +12,8 @@ pub use builder::{
     DEFAULT_TABLE_READY_TIMEOUT,
 };
 pub use store::{
-    DynamoStore, ATTR_EXPIRATION, ATTR_ID, ATTR_VALUE, MAX_ITEM_BYTES, MAX_KEY_BYTES,
-    MAX_VALUE_BYTES,
+    DynamoStore, ATTR_EXPIRATION, ATTR_ID, ATTR_OWNER_INDEX, ATTR_OWNER_KEY, ATTR_VALUE,
+    MAX_ITEM_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, OWNERS_EXPIRY_GRACE, OWNERS_TABLE_SUFFIX,
 };
 
 /// The DynamoDB client crate this store is built on, re-exported so that applications

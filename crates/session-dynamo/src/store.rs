@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
-use session_core::{SessionStore, SetupError, StoreError, StoredEntry};
+use session_core::{IndexEntry, SessionStore, SetupError, StoreError, StoredEntry};
 use tokio::task::JoinSet;
 
 use crate::builder::DynamoStoreBuilder;
@@ -24,6 +24,23 @@ pub const ATTR_ID: &str = "id";
 pub const ATTR_VALUE: &str = "val";
 /// The expiry in Unix epoch seconds, type N; the table's TTL attribute.
 pub const ATTR_EXPIRATION: &str = "expiration";
+
+/// The suffix of the owner index's table: `<table>_owners` (see
+/// [`DynamoStore::owners_table_name`]).
+pub const OWNERS_TABLE_SUFFIX: &str = "_owners";
+/// The owner index table's partition key: the index name (`SESSION_KEY_PREFIX` + `owner:`
+/// + the owner), type S.
+pub const ATTR_OWNER_INDEX: &str = "index";
+/// The owner index table's sort key: the session key, type S.
+pub const ATTR_OWNER_KEY: &str = "key";
+/// How long past its session's expiry an owner index item is kept: its `expiration` (the
+/// owners table's TTL attribute) is the session's `expires_at` plus this. A session's
+/// expiry is set by the write that follows its index entry, so it can outlast the entry's
+/// `expires_at` by the time that write took, and an expiry extension refreshes the entry
+/// only after it extended the session.
+pub const OWNERS_EXPIRY_GRACE: Duration = Duration::from_secs(60);
+/// DynamoDB's limit for a sort key value (UTF-8 bytes).
+const MAX_SORT_KEY_BYTES: usize = 1024;
 
 /// DynamoDB's item size limit: 400 KB, attribute names and values together.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -55,6 +72,10 @@ const PROBE_KEY: &str = "session-dynamo start-up check";
 pub struct DynamoStore {
     client: Client,
     table: String,
+    owners_table: String,
+    /// Whether the owners table exists (created with the table; with `table_exists`, found
+    /// at start-up).
+    owner_index: bool,
     max_value_bytes: usize,
 }
 
@@ -92,8 +113,10 @@ impl DynamoStore {
 
     pub(crate) fn new(client: Client, table: String, max_value_bytes: usize) -> DynamoStore {
         DynamoStore {
+            owners_table: owners_table_name(&table),
             client,
             table,
+            owner_index: false,
             max_value_bytes,
         }
     }
@@ -106,6 +129,13 @@ impl DynamoStore {
     /// The table name.
     pub fn table_name(&self) -> &str {
         &self.table
+    }
+
+    /// The owner index's table: `<table>_owners` (the table name cut to 248 characters
+    /// first when it is longer), partition key `index` (S), sort key
+    /// `key` (S), TTL on `expiration` (see the README's "Owner index").
+    pub fn owners_table_name(&self) -> &str {
+        &self.owners_table
     }
 
     /// The largest value a write ([`create`](SessionStore::create),
@@ -130,40 +160,91 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Creates the table if missing, waits until it is ACTIVE, enables TTL on `expiration`.
-    pub(crate) async fn ensure_table(&self, ready_timeout: Duration) -> Result<(), StoreError> {
-        let definition = AttributeDefinition::builder()
-            .attribute_name(ATTR_ID)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(StoreError::backend)?;
-        let key = KeySchemaElement::builder()
-            .attribute_name(ATTR_ID)
-            .key_type(KeyType::Hash)
-            .build()
-            .map_err(StoreError::backend)?;
-        let created = self
+    /// With `table_exists`: reads one item of the owners table, and keeps the owner index
+    /// only when that works. A deployment that created only Flask's table works as before,
+    /// without an owner index (a warning says how to add one).
+    pub(crate) async fn probe_owner_index(&mut self) {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.owners_table)
+            .key(ATTR_OWNER_INDEX, AttributeValue::S(PROBE_KEY.to_owned()))
+            .key(ATTR_OWNER_KEY, AttributeValue::S(PROBE_KEY.to_owned()))
+            .projection_expression("#k")
+            .expression_attribute_names("#k", ATTR_OWNER_KEY)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.owners_table, e));
+        if let Err(error) = &found {
+            tracing::warn!(
+                %error,
+                table = %self.owners_table,
+                "no owner index table: sessions cannot be listed or revoked per owner (create \
+                 it with partition key `index` (S), sort key `key` (S) and TTL on \
+                 `expiration`, or start once without table_exists)"
+            );
+        }
+        self.owner_index = found.is_ok();
+    }
+
+    /// Creates the table and the owner index's table if missing, waits until each is
+    /// ACTIVE, enables TTL on `expiration` on each.
+    pub(crate) async fn ensure_table(&mut self, ready_timeout: Duration) -> Result<(), StoreError> {
+        self.ensure_one_table(&self.table, &[(ATTR_ID, KeyType::Hash)], ready_timeout)
+            .await?;
+        self.ensure_one_table(
+            &self.owners_table,
+            &[
+                (ATTR_OWNER_INDEX, KeyType::Hash),
+                (ATTR_OWNER_KEY, KeyType::Range),
+            ],
+            ready_timeout,
+        )
+        .await?;
+        self.owner_index = true;
+        Ok(())
+    }
+
+    /// Creates `table` with string `keys` if missing, waits until it is ACTIVE, enables
+    /// TTL on `expiration`.
+    async fn ensure_one_table(
+        &self,
+        table: &str,
+        keys: &[(&str, KeyType)],
+        ready_timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let mut create = self
             .client
             .create_table()
-            .table_name(&self.table)
-            .attribute_definitions(definition)
-            .key_schema(key)
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest);
+        for (name, key_type) in keys {
+            let definition = AttributeDefinition::builder()
+                .attribute_name(*name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(StoreError::backend)?;
+            let key = KeySchemaElement::builder()
+                .attribute_name(*name)
+                .key_type(key_type.clone())
+                .build()
+                .map_err(StoreError::backend)?;
+            create = create.attribute_definitions(definition).key_schema(key);
+        }
+        let created = create.send().await;
         match created {
-            Ok(_) => tracing::info!(table = %self.table, "created the session table"),
+            Ok(_) => tracing::info!(%table, "created the table"),
             Err(error)
                 if error
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_in_use_exception()) => {}
             Err(error) => {
                 let denied = error_code(&error).contains("AccessDenied");
-                let mut mapped = store_error("CreateTable", &self.table, error);
+                let mut mapped = store_error("CreateTable", table, error);
                 if denied {
                     mapped = StoreError::backend(DynamoError::new(
                         "CreateTable",
-                        &self.table,
+                        table,
                         format!(
                             "{mapped}; without the dynamodb:CreateTable permission, create the \
                              table yourself and set table_exists(true)"
@@ -173,20 +254,24 @@ impl DynamoStore {
                 return Err(mapped);
             }
         }
-        self.wait_until_active(ready_timeout).await?;
-        self.enable_ttl().await
+        self.wait_until_active(table, ready_timeout).await?;
+        self.enable_ttl(table).await
     }
 
-    async fn wait_until_active(&self, ready_timeout: Duration) -> Result<(), StoreError> {
+    async fn wait_until_active(
+        &self,
+        table: &str,
+        ready_timeout: Duration,
+    ) -> Result<(), StoreError> {
         let deadline = Instant::now() + ready_timeout;
         loop {
             let described = self
                 .client
                 .describe_table()
-                .table_name(&self.table)
+                .table_name(table)
                 .send()
                 .await
-                .map_err(|e| store_error("DescribeTable", &self.table, e))?;
+                .map_err(|e| store_error("DescribeTable", table, e))?;
             let status = described.table().and_then(|t| t.table_status());
             if status == Some(&TableStatus::Active) {
                 return Ok(());
@@ -194,7 +279,7 @@ impl DynamoStore {
             if Instant::now() >= deadline {
                 return Err(StoreError::unavailable(DynamoError::new(
                     "DescribeTable",
-                    &self.table,
+                    table,
                     format!("the table is not ACTIVE after {ready_timeout:?} (status {status:?})"),
                 )));
             }
@@ -202,7 +287,7 @@ impl DynamoStore {
         }
     }
 
-    async fn enable_ttl(&self) -> Result<(), StoreError> {
+    async fn enable_ttl(&self, table: &str) -> Result<(), StoreError> {
         let specification = TimeToLiveSpecification::builder()
             .enabled(true)
             .attribute_name(ATTR_EXPIRATION)
@@ -211,7 +296,7 @@ impl DynamoStore {
         let result = self
             .client
             .update_time_to_live()
-            .table_name(&self.table)
+            .table_name(table)
             .time_to_live_specification(specification)
             .send()
             .await;
@@ -223,14 +308,14 @@ impl DynamoStore {
                 let message = error.message().unwrap_or_default();
                 if !message.contains("already enabled") {
                     tracing::warn!(
-                        table = %self.table,
+                        %table,
                         message,
                         "TTL on `expiration` not enabled; expired sessions are still never served"
                     );
                 }
                 Ok(())
             }
-            Err(error) => Err(store_error("UpdateTimeToLive", &self.table, error)),
+            Err(error) => Err(store_error("UpdateTimeToLive", table, error)),
         }
     }
 
@@ -268,6 +353,14 @@ impl DynamoStore {
             Err(error) => Err(store_error("DeleteItem", &table, error)),
         }
     }
+}
+
+/// `<table>_owners`, the table name cut (it is ASCII) so that the whole fits DynamoDB's
+/// 255 characters, as session-sql does with its owners table.
+fn owners_table_name(table: &str) -> String {
+    let room = 255 - OWNERS_TABLE_SUFFIX.len();
+    let cut = table.get(..table.len().min(room)).unwrap_or(table);
+    format!("{cut}{OWNERS_TABLE_SUFFIX}")
 }
 
 /// Keys DynamoDB accepts as a partition key value.
@@ -658,6 +751,165 @@ impl SessionStore for DynamoStore {
             }
         }
     }
+
+    /// Whether the owners table exists: created at start-up, or found there with
+    /// `table_exists`.
+    fn owner_index(&self) -> bool {
+        self.owner_index
+    }
+
+    /// One `PutItem` on `(index, key)`, replacing any earlier entry whole; `expiration`
+    /// (the owners table's TTL attribute) is [`OWNERS_EXPIRY_GRACE`] after `expires_at`.
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.check_owners(index, Some(&entry.key))?;
+        let number = |n: u64| AttributeValue::N(n.to_string());
+        let expiration = entry
+            .expires_at
+            .saturating_add(OWNERS_EXPIRY_GRACE.as_secs());
+        self.client
+            .put_item()
+            .table_name(&self.owners_table)
+            .item(ATTR_OWNER_INDEX, AttributeValue::S(index.to_owned()))
+            .item(ATTR_OWNER_KEY, AttributeValue::S(entry.key.clone()))
+            .item(ATTR_CREATED, number(entry.created))
+            .item(ATTR_LAST_SEEN, number(entry.last_seen))
+            .item(ATTR_EXPIRES_AT, number(entry.expires_at))
+            .item(ATTR_EXPIRATION, number(expiration))
+            .send()
+            .await
+            .map_err(|e| owners_error("PutItem", &self.owners_table, e))?;
+        Ok(())
+    }
+
+    /// One `DeleteItem`; a missing entry is fine.
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.check_owners(index, Some(key))?;
+        self.client
+            .delete_item()
+            .table_name(&self.owners_table)
+            .key(ATTR_OWNER_INDEX, AttributeValue::S(index.to_owned()))
+            .key(ATTR_OWNER_KEY, AttributeValue::S(key.to_owned()))
+            .send()
+            .await
+            .map_err(|e| owners_error("DeleteItem", &self.owners_table, e))?;
+        Ok(())
+    }
+
+    /// A `Query` on the partition `index`, every page, leaving out items whose
+    /// `expiration` has passed (DynamoDB's TTL deletes them only within days). Items that
+    /// do not read as an entry are skipped with a warning, never an error.
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.check_owners(index, None)?;
+        let mut entries = Vec::new();
+        let mut start_key: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.owners_table)
+                .key_condition_expression("#i = :i")
+                .filter_expression("#exp > :now")
+                .expression_attribute_names("#i", ATTR_OWNER_INDEX)
+                .expression_attribute_names("#exp", ATTR_EXPIRATION)
+                .expression_attribute_values(":i", AttributeValue::S(index.to_owned()))
+                .expression_attribute_values(":now", now_number())
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| owners_error("Query", &self.owners_table, e))?;
+            for item in page.items() {
+                match index_entry_of(item) {
+                    Some(entry) => entries.push(entry),
+                    None => tracing::warn!(
+                        table = %self.owners_table,
+                        "owner index item that is no entry skipped"
+                    ),
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => return Ok(entries),
+            }
+        }
+    }
+}
+
+/// The owner index item's times, type N, Unix seconds.
+const ATTR_CREATED: &str = "created";
+const ATTR_LAST_SEEN: &str = "last_seen";
+const ATTR_EXPIRES_AT: &str = "expires_at";
+
+impl DynamoStore {
+    /// The owner index is there, and `index` and `key` fit its key attributes.
+    fn check_owners(&self, index: &str, key: Option<&str>) -> Result<(), StoreError> {
+        if !self.owner_index {
+            return Err(StoreError::Unsupported(format!(
+                "the owner index table {} was not found at start-up (with table_exists, \
+                 create it: partition key `index` (S), sort key `key` (S), TTL on \
+                 `expiration`)",
+                self.owners_table
+            )));
+        }
+        if !is_storable(index) {
+            return Err(StoreError::InvalidKey(format!(
+                "owner index names are 1 to {MAX_KEY_BYTES} bytes in DynamoDB, this one has {}",
+                index.len()
+            )));
+        }
+        if let Some(key) = key.filter(|key| key.is_empty() || key.len() > MAX_SORT_KEY_BYTES) {
+            return Err(StoreError::InvalidKey(format!(
+                "session keys in the owner index are 1 to {MAX_SORT_KEY_BYTES} bytes (a \
+                 DynamoDB sort key), this one has {}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// [`store_error`] for the owners table, saying what the table must look like when it is
+/// missing (deleted after start-up).
+fn owners_error<E>(
+    operation: &'static str,
+    table: &str,
+    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let missing = error_code(&error) == "ResourceNotFoundException";
+    let mapped = store_error(operation, table, error);
+    if missing {
+        StoreError::backend(DynamoError::new(
+            operation,
+            table,
+            format!(
+                "{mapped}; the owner index table needs partition key `index` (S), sort key \
+                 `key` (S) and TTL on `expiration`"
+            ),
+        ))
+    } else {
+        mapped
+    }
+}
+
+/// An owner index item as an entry; `None` when it is not one.
+fn index_entry_of(item: &HashMap<String, AttributeValue>) -> Option<IndexEntry> {
+    let number = |name: &str| match item.get(name)? {
+        AttributeValue::N(n) => n.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    let key = match item.get(ATTR_OWNER_KEY)? {
+        AttributeValue::S(key) => key.clone(),
+        _ => return None,
+    };
+    Some(IndexEntry {
+        key,
+        created: number(ATTR_CREATED)?,
+        last_seen: number(ATTR_LAST_SEEN)?,
+        expires_at: number(ATTR_EXPIRES_AT)?,
+    })
 }
 
 /// Adds a finished conditional delete to the count, keeping the first error.

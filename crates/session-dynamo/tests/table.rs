@@ -35,9 +35,21 @@ async fn table_names(client: &Client) -> Vec<String> {
     }
 }
 
-/// CreateTable, DescribeTable until ACTIVE (once on an emulator, where tables are ACTIVE at
-/// once; a few times on AWS), UpdateTimeToLive.
+/// For the sessions table, then for the owner index's table: CreateTable, DescribeTable
+/// until ACTIVE (once on an emulator, where tables are ACTIVE at once; a few times on AWS),
+/// UpdateTimeToLive.
 fn assert_start_up_calls(operations: &[String]) {
+    let second = operations
+        .iter()
+        .skip(1)
+        .position(|op| op == "CreateTable")
+        .map(|at| at + 1)
+        .unwrap_or_else(|| panic!("one CreateTable only: {operations:?}"));
+    assert_one_table_start_up(&operations[..second]);
+    assert_one_table_start_up(&operations[second..]);
+}
+
+fn assert_one_table_start_up(operations: &[String]) {
     let polls = operations.len().saturating_sub(2);
     assert!(
         operations.len() >= 3
@@ -77,6 +89,40 @@ async fn start_up_creates_the_table_and_enables_ttl_on_expiration() {
         ttl.time_to_live_status()
     );
     assert_eq!(ttl.attribute_name(), Some("expiration"));
+    let owners_ttl = client
+        .describe_time_to_live()
+        .table_name(format!("{table}_owners"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        owners_ttl
+            .time_to_live_description()
+            .and_then(|d| d.attribute_name()),
+        Some("expiration")
+    );
+    assert_eq!(store.owners_table_name(), format!("{table}_owners"));
+    let owners = client
+        .describe_table()
+        .table_name(store.owners_table_name())
+        .send()
+        .await
+        .unwrap();
+    let owners_keys: Vec<(String, KeyType)> = owners
+        .table()
+        .expect("owners table description")
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name().to_owned(), k.key_type().clone()))
+        .collect();
+    assert_eq!(
+        owners_keys,
+        [
+            ("index".to_owned(), KeyType::Hash),
+            ("key".to_owned(), KeyType::Range)
+        ]
+    );
+    assert!(store.owner_index());
 
     let described = client
         .describe_table()
@@ -115,12 +161,9 @@ async fn start_up_creates_the_table_and_enables_ttl_on_expiration() {
         .unwrap();
     assert_eq!(store.load("k").await.unwrap().unwrap().value, b"v");
 
-    client
-        .delete_table()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap();
+    for name in [table.clone(), format!("{table}_owners")] {
+        client.delete_table().table_name(name).send().await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -150,7 +193,9 @@ async fn table_exists_mode_reads_one_item_at_start_and_creates_nothing() {
     let store = DynamoStore::from_client(recorder.attach(&client), existing.table_name(), true)
         .await
         .expect("the table exists");
-    assert_eq!(recorder.operations(), ["GetItem"]);
+    // One read of the sessions table, one of the owner index's.
+    assert_eq!(recorder.operations(), ["GetItem", "GetItem"]);
+    assert!(store.owner_index());
     let key = format!("{}k", session_core::testkit::unique_prefix("exists"));
     store
         .put(&key, b"v", std::time::Duration::from_secs(60))

@@ -125,9 +125,12 @@ impl FileStoreBuilder {
         }
         let dir = Root::new(dir, self.file_mode);
         dir.prepare()?;
+        let owners =
+            crate::owners::Owners::new(dir.join(crate::owners::OWNERS_DIR), self.file_mode);
         Ok(FileStore {
             inner: Arc::new(Inner {
                 dir,
+                owners,
                 lock_timeout: self.lock_timeout,
             }),
         })

@@ -7,13 +7,14 @@ mod error;
 mod lock;
 mod modes;
 mod ops;
+mod owners;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{SessionStore, SetupError, StoreError, StoredEntry};
+use session_core::{IndexEntry, SessionStore, SetupError, StoreError, StoredEntry};
 
 pub use crate::builder::FileStoreBuilder;
 use crate::lock::{lock_keys_exclusive, lock_shard, shard_of, Mode};
@@ -62,6 +63,8 @@ pub struct FileStore {
 #[derive(Debug)]
 struct Inner {
     dir: modes::Root,
+    /// The owner index, in `<dir>/owners-v1` (see `owners.rs`).
+    owners: owners::Owners,
     lock_timeout: Duration,
 }
 
@@ -228,7 +231,8 @@ impl SessionStore for FileStore {
     }
 
     /// Removes every expired entry with its content file and returns how many. Entries
-    /// this store did not write (no expiry in their metadata) count as expired.
+    /// this store did not write (no expiry in their metadata) count as expired. Owner
+    /// index entries expired for over a minute are removed too (not counted).
     async fn cleanup(&self) -> Result<u64, StoreError> {
         self.run(|inner| {
             let now = ops::now_ms();
@@ -243,6 +247,10 @@ impl SessionStore for FileStore {
                 if ops::remove_if_expired(&inner.dir, &key, now)? {
                     removed += 1;
                 }
+            }
+            // Owner index entries are not sessions: pruned, not counted.
+            if let Err(error) = inner.owners.cleanup(now / 1000) {
+                tracing::warn!(%error, "owner index not cleaned up");
             }
             Ok(removed)
         })
@@ -268,6 +276,31 @@ impl SessionStore for FileStore {
             ))
         })
         .await
+    }
+
+    /// The owner index is kept: one small file per entry under `<dir>/owners-v1`, written
+    /// by an atomic rename, so no lock is taken (see the README's "Owner index").
+    fn owner_index(&self) -> bool {
+        true
+    }
+
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        let (index, entry) = (index.to_owned(), entry.clone());
+        self.run(move |inner| inner.owners.put(&index, &entry))
+            .await
+    }
+
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        let (index, key) = (index.to_owned(), key.to_owned());
+        self.run(move |inner| inner.owners.remove(&index, &key))
+            .await
+    }
+
+    /// Entries expired for over a minute are left out (and removed), as are corrupt files.
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let index = index.to_owned();
+        self.run(move |inner| inner.owners.list(&index, ops::now_ms() / 1000))
+            .await
     }
 }
 

@@ -8,7 +8,7 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, IndexModel};
-use session_core::{ScanPage, SessionStore, SetupError, StoreError, StoredEntry};
+use session_core::{IndexEntry, ScanPage, SessionStore, SetupError, StoreError, StoredEntry};
 
 use crate::builder::MongoStoreBuilder;
 use crate::error::{error_code, is_duplicate_key, map_error};
@@ -35,6 +35,20 @@ pub const EXPIRATION_INDEX: &str = "expiration_1";
 /// The name of the unique index on `id`.
 pub const ID_INDEX: &str = "id_1";
 
+/// The suffix of the owner index's collection: `<collection>_owners` (see
+/// [`MongoStore::owners_collection`]).
+pub const OWNERS_COLLECTION_SUFFIX: &str = "_owners";
+
+/// The name of the owner index's unique index on `(index, key)`.
+pub const OWNERS_KEY_INDEX: &str = "index_1_key_1";
+
+/// How long past its session's expiry an owner index document is kept (its `expiration`
+/// date, which the TTL index `expiration_1` of the owners collection acts on): a session's
+/// expiry is set by the write that follows its index entry, so it can outlast the entry's
+/// `expires_at` by the time that write took, and an expiry extension refreshes the entry
+/// only after it extended the session.
+pub const OWNERS_EXPIRY_GRACE: Duration = Duration::from_secs(60);
+
 // Index option conflicts: an index of that name or key pattern exists with other options.
 const INDEX_OPTIONS_CONFLICT: i32 = 85;
 const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
@@ -58,6 +72,7 @@ const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
 pub struct MongoStore {
     client: Client,
     collection: Collection<Document>,
+    owners: Collection<Document>,
     operation_timeout: Duration,
 }
 
@@ -67,9 +82,14 @@ impl MongoStore {
         collection: Collection<Document>,
         operation_timeout: Duration,
     ) -> MongoStore {
+        let namespace = collection.namespace();
+        let owners = client
+            .database(&namespace.db)
+            .collection(&format!("{}{OWNERS_COLLECTION_SUFFIX}", namespace.coll));
         MongoStore {
             client,
             collection,
+            owners,
             operation_timeout,
         }
     }
@@ -97,6 +117,13 @@ impl MongoStore {
         &self.collection
     }
 
+    /// The collection of the owner index: `<collection>_owners` in the same database, one
+    /// document `{index, key, created, last_seen, expires_at, expiration}` per entry (see
+    /// the README's "Owner index"). Flask-Session never reads it.
+    pub fn owners_collection(&self) -> &Collection<Document> {
+        &self.owners
+    }
+
     /// Creates the store's indexes if they are missing (idempotent; [`connect`] runs it
     /// unless told to skip):
     ///
@@ -104,6 +131,13 @@ impl MongoStore {
     ///   index Flask-Session creates, so either side may create it first;
     /// - `id_1`: `{id: 1}`, unique. Flask-Session creates no index on `id`; this one makes
     ///   lookups fast and `create` atomic, and Flask-Session works with it unchanged.
+    ///
+    /// And on the owner index's collection ([`owners_collection`](Self::owners_collection)):
+    ///
+    /// - `index_1_key_1`: `{index: 1, key: 1}`, unique: one entry per session and owner,
+    ///   and the listing of one owner is an index scan;
+    /// - `expiration_1`: `{expiration: 1}` with `expireAfterSeconds: 0`: entries go
+    ///   [`OWNERS_EXPIRY_GRACE`] after their session's expiry.
     ///
     /// Fails with [`StoreError::Backend`] naming the conflict when an index of the same name
     /// or keys exists with other options (for example a non-unique index on `id`), or when
@@ -129,13 +163,35 @@ impl MongoStore {
                     .build(),
             )
             .build();
-        for (index, name) in [(expiration, EXPIRATION_INDEX), (id, ID_INDEX)] {
+        let owners_expiration = IndexModel::builder()
+            .keys(doc! { "expiration": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(EXPIRATION_INDEX.to_owned())
+                    .expire_after(Duration::ZERO)
+                    .build(),
+            )
+            .build();
+        let owners_key = IndexModel::builder()
+            .keys(doc! { "index": 1, "key": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(OWNERS_KEY_INDEX.to_owned())
+                    .unique(true)
+                    .build(),
+            )
+            .build();
+        for (collection, index, name) in [
+            (&self.collection, expiration, EXPIRATION_INDEX),
+            (&self.collection, id, ID_INDEX),
+            (&self.owners, owners_expiration, EXPIRATION_INDEX),
+            (&self.owners, owners_key, OWNERS_KEY_INDEX),
+        ] {
             let result =
-                tokio::time::timeout(self.operation_timeout, self.collection.create_index(index))
-                    .await;
+                tokio::time::timeout(self.operation_timeout, collection.create_index(index)).await;
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(index_error(name, error)),
+                Ok(Err(error)) => return Err(index_error(collection.name(), name, error)),
                 Err(_) => return Err(self.timed_out()),
             }
         }
@@ -171,10 +227,13 @@ impl MongoStore {
     }
 }
 
-fn index_error(name: &str, error: mongodb::error::Error) -> StoreError {
+fn index_error(collection: &str, name: &str, error: mongodb::error::Error) -> StoreError {
     let hint = match error_code(&error) {
         Some(INDEX_OPTIONS_CONFLICT | INDEX_KEY_SPECS_CONFLICT) => {
-            if name == ID_INDEX {
+            if name == OWNERS_KEY_INDEX {
+                "an index on `index, key` exists with other options (not unique?); drop it \
+                 so the store can create a unique one"
+            } else if name == ID_INDEX {
                 "an index on `id` exists with other options (not unique?); drop it so the \
                  store can create a unique one, or make it unique yourself and use \
                  skip_index_creation"
@@ -190,7 +249,9 @@ fn index_error(name: &str, error: mongodb::error::Error) -> StoreError {
         }
         _ => return map_error(error),
     };
-    StoreError::backend(format!("cannot create index {name}: {hint} ({error})"))
+    StoreError::backend(format!(
+        "cannot create index {name} on {collection}: {hint} ({error})"
+    ))
 }
 
 fn check_key(key: &str) -> Result<(), StoreError> {
@@ -362,7 +423,11 @@ impl SessionStore for MongoStore {
         // The TTL monitor does this about once a minute; cleanup does it now, and does it
         // at all where the TTL index was skipped.
         let filter = doc! { "expiration": { "$lte": DateTime::now() } };
-        let result = self.run(self.collection.delete_many(filter)).await?;
+        let result = self
+            .run(self.collection.delete_many(filter.clone()))
+            .await?;
+        // Owner index entries past their grace go too (not counted: they are not sessions).
+        self.run(self.owners.delete_many(filter)).await?;
         Ok(result.deleted_count)
     }
 
@@ -404,6 +469,105 @@ impl SessionStore for MongoStore {
             .flatten();
         Ok(ScanPage { keys, next })
     }
+
+    /// The owner index is kept, in [`owners_collection`](MongoStore::owners_collection).
+    fn owner_index(&self) -> bool {
+        true
+    }
+
+    /// One upsert on `(index, key)`; the document's `expiration` (for the TTL index) is
+    /// [`OWNERS_EXPIRY_GRACE`] after `entry.expires_at`.
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        check_key(index)?;
+        check_key(&entry.key)?;
+        let filter = doc! { "index": index, "key": &entry.key };
+        let expiration = owners_expiration(entry.expires_at);
+        let update = doc! { "$set": {
+            "created": seconds(entry.created),
+            "last_seen": seconds(entry.last_seen),
+            "expires_at": seconds(entry.expires_at),
+            "expiration": expiration,
+        } };
+        // Two upserts of one new entry at once: one inserts, the other hits the unique
+        // index; then the entry exists and a second attempt updates it.
+        for attempt in 0..2 {
+            let result = tokio::time::timeout(
+                self.operation_timeout,
+                self.owners
+                    .update_one(filter.clone(), update.clone())
+                    .upsert(true),
+            )
+            .await;
+            match result {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(error)) if attempt == 0 && is_duplicate_key(&error) => {}
+                Ok(Err(error)) => return Err(map_error(error)),
+                Err(_) => return Err(self.timed_out()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        check_key(index)?;
+        check_key(key)?;
+        // Every copy: without the unique index (skip_index_creation), racing upserts may
+        // have made two.
+        self.run(self.owners.delete_many(doc! { "index": index, "key": key }))
+            .await?;
+        Ok(())
+    }
+
+    /// The index's documents whose `expiration` is still ahead (the TTL monitor runs about
+    /// once a minute, so the filter does not rely on it). Documents that do not read as an
+    /// entry (a field missing or of another type) are skipped with a warning.
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        check_key(index)?;
+        let filter = doc! { "index": index, "expiration": { "$gt": DateTime::now() } };
+        let mut found = self
+            .run(self.owners.find(filter).projection(doc! {
+                "_id": 0, "key": 1, "created": 1, "last_seen": 1, "expires_at": 1,
+            }))
+            .await?;
+        let mut entries = Vec::new();
+        while self.run(found.advance()).await? {
+            match found.deserialize_current().ok().as_ref().and_then(entry_of) {
+                Some(entry) => entries.push(entry),
+                None => tracing::warn!("owner index document that is no entry skipped"),
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// Unix seconds as a BSON integer (saturating at `i64::MAX`).
+fn seconds(at: u64) -> i64 {
+    i64::try_from(at).unwrap_or(i64::MAX)
+}
+
+/// The `expiration` date of an owner index entry whose session expires at `expires_at`.
+fn owners_expiration(expires_at: u64) -> DateTime {
+    let at = seconds(expires_at)
+        .saturating_add(OWNERS_EXPIRY_GRACE.as_secs() as i64)
+        .saturating_mul(1000);
+    DateTime::from_millis(at)
+}
+
+/// An owner index document as an entry; `None` when it is not one.
+fn entry_of(document: &Document) -> Option<IndexEntry> {
+    let number = |field: &str| -> Option<u64> {
+        match document.get(field)? {
+            Bson::Int64(n) => u64::try_from(*n).ok(),
+            Bson::Int32(n) => u64::try_from(*n).ok(),
+            _ => None,
+        }
+    };
+    Some(IndexEntry {
+        key: document.get_str("key").ok()?.to_owned(),
+        created: number("created")?,
+        last_seen: number("last_seen")?,
+        expires_at: number("expires_at")?,
+    })
 }
 
 #[cfg(test)]
@@ -450,6 +614,36 @@ mod tests {
             check_key(&"k".repeat(MAX_KEY_BYTES + 1)),
             Err(StoreError::InvalidKey(_))
         ));
+    }
+
+    #[test]
+    fn owner_documents_read_back_and_bad_ones_are_none() {
+        let good =
+            doc! { "key": "session:a", "created": 1_i64, "last_seen": 2_i32, "expires_at": 3_i64 };
+        assert_eq!(
+            entry_of(&good),
+            Some(IndexEntry {
+                key: "session:a".to_owned(),
+                created: 1,
+                last_seen: 2,
+                expires_at: 3
+            })
+        );
+        for bad in [
+            doc! { "created": 1_i64, "last_seen": 2_i64, "expires_at": 3_i64 },
+            doc! { "key": 5, "created": 1_i64, "last_seen": 2_i64, "expires_at": 3_i64 },
+            doc! { "key": "k", "created": -1_i64, "last_seen": 2_i64, "expires_at": 3_i64 },
+            doc! { "key": "k", "created": "1", "last_seen": 2_i64, "expires_at": 3_i64 },
+            doc! { "key": "k", "created": 1_i64, "last_seen": 2_i64 },
+        ] {
+            assert_eq!(entry_of(&bad), None, "{bad}");
+        }
+        assert_eq!(
+            owners_expiration(u64::MAX).timestamp_millis(),
+            i64::MAX,
+            "saturates"
+        );
+        assert_eq!(owners_expiration(10).timestamp_millis(), 70_000);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rmpv::Value;
 use session_cachelib::{CachelibStore, CachelibStoreBuilder};
-use session_core::{SessionStore, StoreError, StoredEntry};
+use session_core::{IndexEntry, SessionStore, StoreError, StoredEntry};
 use tempfile::TempDir;
 
 /// A [`CachelibStore`] in a fresh temporary directory that is removed when the store (and
@@ -102,6 +102,18 @@ impl SessionStore for TempStore {
     async fn cleanup(&self) -> Result<u64, StoreError> {
         self.store.cleanup().await
     }
+    fn owner_index(&self) -> bool {
+        self.store.owner_index()
+    }
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.store.index_put(index, entry).await
+    }
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.store.index_remove(index, key).await
+    }
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.store.index_list(index).await
+    }
 }
 
 /// Runs a store's checks on session maps: every value `v` goes in as the msgpack map
@@ -179,6 +191,18 @@ impl<S: SessionStore> SessionStore for AsSessions<S> {
     }
     async fn cleanup(&self) -> Result<u64, StoreError> {
         self.0.cleanup().await
+    }
+    fn owner_index(&self) -> bool {
+        self.0.owner_index()
+    }
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.0.index_put(index, entry).await
+    }
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.0.index_remove(index, key).await
+    }
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.0.index_list(index).await
     }
 }
 

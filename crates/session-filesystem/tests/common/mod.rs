@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use session_core::{SessionStore, StoreError, StoredEntry};
+use session_core::{IndexEntry, SessionStore, StoreError, StoredEntry};
 use session_filesystem::FileStore;
 use tempfile::TempDir;
 
@@ -68,6 +68,18 @@ impl SessionStore for TempStore {
     }
     async fn cleanup(&self) -> Result<u64, StoreError> {
         self.store.cleanup().await
+    }
+    fn owner_index(&self) -> bool {
+        self.store.owner_index()
+    }
+    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.store.index_put(index, entry).await
+    }
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.store.index_remove(index, key).await
+    }
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.store.index_list(index).await
     }
 }
 
