@@ -47,7 +47,7 @@ pub trait Backend: Send + Sync + 'static {
     /// and `POST /logout-everywhere` work; without one they answer `501` with the store's
     /// explanation. The one place the suite decides it: the owner scenarios also check that
     /// the store says the same (`SessionStore::owner_index`), so a store that gains an
-    /// index fails them until its backend here says `true`.
+    /// index fails them until its backend here says `true`. Memcached cannot list keys.
     const OWNER_INDEX: bool = false;
 
     /// A fresh store.
@@ -103,6 +103,8 @@ impl Backend for Memory {
 pub struct Filesystem;
 
 impl Backend for Filesystem {
+    const OWNER_INDEX: bool = true;
+
     async fn open() -> BackendStore {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
         let path = dir.path().join("flask_session");
@@ -124,6 +126,8 @@ impl Backend for Filesystem {
 pub struct Cachelib;
 
 impl Backend for Cachelib {
+    const OWNER_INDEX: bool = true;
+
     const KEEPS_F32: bool = false;
 
     async fn open() -> BackendStore {
@@ -216,6 +220,8 @@ impl Backend for Postgres {
 pub struct MongoDb;
 
 impl Backend for MongoDb {
+    const OWNER_INDEX: bool = true;
+
     async fn open() -> BackendStore {
         let vars = [
             ("SESSION_TYPE", "mongodb".into()),
@@ -237,6 +243,8 @@ impl Backend for MongoDb {
 pub struct DynamoDb;
 
 impl Backend for DynamoDb {
+    const OWNER_INDEX: bool = true;
+
     async fn open() -> BackendStore {
         let vars = [
             ("SESSION_TYPE", "dynamodb".into()),

@@ -5,9 +5,13 @@
 mod error;
 mod files;
 mod lock;
-mod owners;
 pub mod pickle;
 mod transcode;
+
+/// The owner index's directory in the session directory. It ends in cachelib's
+/// transaction suffix ([`files::TEMP_SUFFIX`]), which cachelib's `_list_dir` skips: Flask's
+/// cache never counts, prunes or clears it, and this store's own listings skip it.
+const OWNERS_DIR: &str = "owners-v1.__wz_cache";
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,7 +112,7 @@ pub struct CachelibStore {
 struct Inner {
     layout: Layout,
     /// The owner index, in `<dir>/owners-v1.__wz_cache` (see `owners.rs`).
-    owners: owners::Owners,
+    owners: session_core::file_index::FileOwnerIndex,
     lock_timeout: Duration,
 }
 
@@ -250,7 +254,8 @@ impl CachelibStoreBuilder {
             let _lock = lock::lock(&layout.dir, self.lock_timeout)?;
             layout.recount()?;
         }
-        let owners = owners::Owners::new(layout.dir.join(owners::OWNERS_DIR), self.mode);
+        let owners =
+            session_core::file_index::FileOwnerIndex::new(layout.dir.join(OWNERS_DIR), self.mode);
         Ok(CachelibStore {
             inner: Arc::new(Inner {
                 layout,

@@ -7,6 +7,7 @@ mod config;
 mod cookie;
 mod data;
 mod error;
+pub mod file_index;
 mod file_mode;
 mod format;
 mod group_commit;

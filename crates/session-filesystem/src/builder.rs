@@ -125,8 +125,10 @@ impl FileStoreBuilder {
         }
         let dir = Root::new(dir, self.file_mode);
         dir.prepare()?;
-        let owners =
-            crate::owners::Owners::new(dir.join(crate::owners::OWNERS_DIR), self.file_mode);
+        let owners = session_core::file_index::FileOwnerIndex::new(
+            dir.join(crate::OWNERS_DIR),
+            self.file_mode,
+        );
         Ok(FileStore {
             inner: Arc::new(Inner {
                 dir,

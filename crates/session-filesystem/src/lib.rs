@@ -7,7 +7,9 @@ mod error;
 mod lock;
 mod modes;
 mod ops;
-mod owners;
+
+/// The owner index's directory under the store's directory (docs/owners.md).
+const OWNERS_DIR: &str = "owners-v1";
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,7 +66,7 @@ pub struct FileStore {
 struct Inner {
     dir: modes::Root,
     /// The owner index, in `<dir>/owners-v1` (see `owners.rs`).
-    owners: owners::Owners,
+    owners: session_core::file_index::FileOwnerIndex,
     lock_timeout: Duration,
 }
 

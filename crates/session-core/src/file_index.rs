@@ -1,14 +1,11 @@
-//! The owner index (`docs/owners.md`) as one small file per entry.
+//! The owner index (`docs/owners.md`) for stores that keep sessions in a directory
+//! (session-filesystem, session-cachelib): one small file per entry, in a directory the
+//! store names.
 //!
-//! The same code as session-filesystem's `owners.rs` (kept in step by hand: core's public
-//! API has no file helpers), with the directory named for cachelib.
-//!
-//! Layout, under the owners directory (`<dir>/owners-v1.__wz_cache` for this store: the
-//! suffix is cachelib's transaction suffix, so Flask's `FileSystemCache` skips the
-//! directory when it counts, prunes and clears, see the crate README):
+//! Layout, under that directory:
 //!
 //! ```text
-//! owners-v1/<sha256 hex of the index name>/<sha256 hex of the session key>
+//! <sha256 hex of the index name>/<sha256 hex of the session key>
 //! ```
 //!
 //! Each file holds one line, `v1 <created> <last_seen> <expires_at> <key>` (Unix seconds,
@@ -27,7 +24,7 @@
 //!   expiry by more than [`EXPIRED_GRACE`] are skipped and removed; temporary files older
 //!   than [`STALE_TEMP_AGE`] (a writer that died mid-write) are removed.
 //!
-//! Directories are created with [`session_core::dir_mode`] of the file mode (`0o700` for
+//! Directories are created with [`dir_mode`](crate::dir_mode) of the file mode (`0o700` for
 //! `0o600`), files get the file mode, whatever the umask.
 
 use std::fs;
@@ -35,15 +32,9 @@ use std::io::{self, ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use session_core::{IndexEntry, StoreError};
 use sha2::Digest as _;
 
-use crate::error::io_error;
-
-/// The owners directory's name in the session directory. It ends in cachelib's
-/// transaction suffix ([`crate::files::TEMP_SUFFIX`]), which cachelib's `_list_dir` skips:
-/// Flask's cache never counts, prunes or clears it, and this store's own listings skip it.
-pub(crate) const OWNERS_DIR: &str = "owners-v1.__wz_cache";
+use crate::{IndexEntry, StoreError};
 
 /// The first word of every entry file.
 const VERSION: &str = "v1";
@@ -52,7 +43,7 @@ const VERSION: &str = "v1";
 /// set by the write that follows its index entry, so it can outlast the entry's
 /// `expires_at` by the time that write took, and an expiry extension refreshes the entry
 /// only after it extended the session.
-pub(crate) const EXPIRED_GRACE: u64 = 60;
+pub const EXPIRED_GRACE: u64 = 60;
 
 /// Temporary files older than this were left by a writer that died mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -63,18 +54,20 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// How many times a put recreates its directory when a concurrent remove took it away.
 const PUT_ATTEMPTS: u32 = 8;
 
-/// One directory of owner indexes, and the mode of the files written there.
+/// One directory of owner indexes, and the mode of the files written there. Its calls
+/// block (plain file I/O); a store calls them as it calls its other file operations.
 #[derive(Debug)]
-pub(crate) struct Owners {
+pub struct FileOwnerIndex {
     dir: PathBuf,
     file_mode: u32,
 }
 
-impl Owners {
+impl FileOwnerIndex {
     /// The owner indexes under `dir` (created when first written), with files of
     /// `file_mode`.
-    pub(crate) fn new(dir: PathBuf, file_mode: u32) -> Owners {
-        Owners { dir, file_mode }
+    /// The indexes under `dir` (created on the first put), files with `file_mode`.
+    pub fn new(dir: PathBuf, file_mode: u32) -> FileOwnerIndex {
+        FileOwnerIndex { dir, file_mode }
     }
 
     fn index_dir(&self, index: &str) -> PathBuf {
@@ -82,7 +75,8 @@ impl Owners {
     }
 
     /// Records `entry` in `index`, replacing any entry of the same key.
-    pub(crate) fn put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+    /// [`SessionStore::index_put`](crate::SessionStore::index_put).
+    pub fn put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
         let dir = self.index_dir(index);
         let target = dir.join(digest(&entry.key));
         let line = format!(
@@ -114,7 +108,8 @@ impl Owners {
 
     /// Removes `key` from `index`; a missing entry is not an error. The index's directory
     /// goes with its last entry.
-    pub(crate) fn remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+    /// [`SessionStore::index_remove`](crate::SessionStore::index_remove).
+    pub fn remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
         let dir = self.index_dir(index);
         match fs::remove_file(dir.join(digest(key))) {
             Ok(()) => {}
@@ -128,13 +123,16 @@ impl Owners {
 
     /// The entries of `index` at `now` (Unix seconds), pruning what is corrupt, long
     /// expired or left over.
-    pub(crate) fn list(&self, index: &str, now: u64) -> Result<Vec<IndexEntry>, StoreError> {
+    /// [`SessionStore::index_list`](crate::SessionStore::index_list), as of `now` (Unix
+    /// seconds): long-expired and corrupt entries are left out and removed.
+    pub fn list(&self, index: &str, now: u64) -> Result<Vec<IndexEntry>, StoreError> {
         list_dir(&self.index_dir(index), now)
     }
 
     /// Prunes every index as a listing would, and removes the directories left empty (the
     /// store's `cleanup`, for owners nobody lists).
-    pub(crate) fn cleanup(&self, now: u64) -> Result<(), StoreError> {
+    /// Removes long-expired and corrupt entries of every index, for the store's cleanup.
+    pub fn cleanup(&self, now: u64) -> Result<(), StoreError> {
         let indexes = match fs::read_dir(&self.dir) {
             Ok(indexes) => indexes,
             Err(error) if error.kind() == ErrorKind::NotFound => return Ok(()),
@@ -153,7 +151,7 @@ impl Owners {
 
     /// Creates the owners directory and `dir` in it, private.
     fn create_dirs(&self, dir: &Path) -> io::Result<()> {
-        let mode = session_core::dir_mode(self.file_mode);
+        let mode = crate::dir_mode(self.file_mode);
         for dir in [&self.dir, dir] {
             let mut builder = fs::DirBuilder::new();
             #[cfg(unix)]
@@ -197,6 +195,33 @@ impl Owners {
 
 /// The entries in the index directory `dir`, pruning what is corrupt, long expired or
 /// left over.
+/// A file operation's error as a [`StoreError`]: `Unavailable` for the kinds that mean the
+/// storage did not answer (a network filesystem gone away, a wait cut short),
+/// `Backend` for a refusal (permissions, a full disk).
+pub fn io_error(error: io::Error) -> StoreError {
+    if is_unavailable(error.kind()) {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::backend(error)
+    }
+}
+
+/// Whether an I/O error of `kind` means "the storage did not answer" rather than "the
+/// storage refused".
+pub fn is_unavailable(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::TimedOut
+            | ErrorKind::Interrupted
+            | ErrorKind::WouldBlock
+            | ErrorKind::NotConnected
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+    )
+}
+
 fn list_dir(dir: &Path, now: u64) -> Result<Vec<IndexEntry>, StoreError> {
     let names = match fs::read_dir(dir) {
         Ok(names) => names,
@@ -320,7 +345,7 @@ mod tests {
     #[test]
     fn corrupt_and_long_expired_entries_are_skipped_and_removed() {
         let temp = tempfile::tempdir().unwrap();
-        let owners = Owners::new(temp.path().join("owners"), 0o600);
+        let owners = FileOwnerIndex::new(temp.path().join("owners"), 0o600);
         let now = 1_000_000;
         owners.put("i", &entry("live", now + 10)).unwrap();
         owners.put("i", &entry("just-expired", now - 1)).unwrap();
@@ -357,7 +382,7 @@ mod tests {
     fn files_and_directories_get_the_store_modes_whatever_the_umask() {
         use std::os::unix::fs::PermissionsExt as _;
         let temp = tempfile::tempdir().unwrap();
-        let owners = Owners::new(temp.path().join("owners"), 0o640);
+        let owners = FileOwnerIndex::new(temp.path().join("owners"), 0o640);
         owners.put("i", &entry("k", 10)).unwrap();
         let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&temp.path().join("owners")), 0o750);
@@ -368,7 +393,7 @@ mod tests {
     #[test]
     fn puts_racing_removals_of_the_last_entry_never_fail() {
         let temp = tempfile::tempdir().unwrap();
-        let owners = std::sync::Arc::new(Owners::new(temp.path().join("owners"), 0o600));
+        let owners = std::sync::Arc::new(FileOwnerIndex::new(temp.path().join("owners"), 0o600));
         // Each thread's removal of its own entry may empty and remove the shared directory
         // while the other thread is putting: the put must recreate it and succeed.
         let threads: Vec<_> = ["a", "b"]
@@ -395,7 +420,7 @@ mod tests {
     #[test]
     fn the_last_removal_removes_the_directory_and_a_put_recreates_it() {
         let temp = tempfile::tempdir().unwrap();
-        let owners = Owners::new(temp.path().join("owners"), 0o600);
+        let owners = FileOwnerIndex::new(temp.path().join("owners"), 0o600);
         owners.put("i", &entry("k", 10)).unwrap();
         owners.remove("i", "k").unwrap();
         owners.remove("i", "k").unwrap();
