@@ -267,7 +267,14 @@ def pickled(sid):
     cache = file_cache(threshold=0)
     path = cache._get_filename(PREFIX + sid)
     entries = list(cache._list_dir())
-    temp_files = [n for n in os.listdir(cache._path) if n.endswith(cache._fs_transaction_suffix)]
+    # cachelib's leftover temporary files are regular files; the owner index's directory
+    # (`owners-v1.__wz_cache`) shares their suffix so that cachelib skips it, and is not one.
+    temp_files = [
+        n
+        for n in os.listdir(cache._path)
+        if n.endswith(cache._fs_transaction_suffix)
+        and os.path.isfile(os.path.join(cache._path, n))
+    ]
     shape = {
         "format": "pickle",
         "count": cache.get(cache._fs_count_file),

@@ -116,7 +116,7 @@ return 0
 /// KEYS[1] = an owner's index (a hash: session key -> "created last_seen expires_at", Unix
 /// seconds); ARGV = session key, entry, seconds the entry must live. Writes the field and
 /// extends the hash's expiry to the entry's if that is later, so the index lives as long
-/// as its longest session and no longer.
+/// as its longest-lived entry and no longer.
 const INDEX_PUT: &str = r#"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3])

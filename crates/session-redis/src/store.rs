@@ -48,8 +48,9 @@ pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 /// - The owner index (`docs/owners.md`) is one hash per owner beside Flask-Session's keys,
 ///   under the name core gives it (`SESSION_KEY_PREFIX` + `owner:` + the owner, e.g.
 ///   `session:owner:42`): one field per session key, valued `"created last_seen
-///   expires_at"` (Unix seconds). It expires with its longest session; listing drops the
-///   fields past their expiry. Every index command touches that one key, so it works in
+///   expires_at"` (Unix seconds). It expires with the last of its entries (core sets each
+///   entry's expiry [`LAST_SEEN_RESOLUTION`](session_core::LAST_SEEN_RESOLUTION) past its
+///   session's); listing drops the fields past their expiry. Every index command touches that one key, so it works in
 ///   Redis Cluster; a Flask reader never looks at it.
 ///
 /// TTLs are whole seconds (Flask-Session's `int(lifetime.total_seconds())`), at least 1.
