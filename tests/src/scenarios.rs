@@ -963,6 +963,34 @@ fn secrets(cookies: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Two users of the owner scenarios: ann logged in from three cookie jars, bob from one.
+/// Their names are unique to the test, since a shared server keeps one index per owner.
+struct Users {
+    ann: String,
+    jars: [String; 3],
+    bob: String,
+    bobs: String,
+}
+
+impl Users {
+    async fn log_in<A: Adapter>(h: &Harness<A>) -> Users {
+        let ann = crate::flask::unique("ann");
+        let bob = crate::flask::unique("bob");
+        let jars = [
+            login_jar(h, &ann).await,
+            login_jar(h, &ann).await,
+            login_jar(h, &ann).await,
+        ];
+        let bobs = login_jar(h, &bob).await;
+        Users {
+            ann,
+            jars,
+            bob,
+            bobs,
+        }
+    }
+}
+
 /// `GET /sessions` from `cookie`: `200`, `Cache-Control: no-store`, the listed sessions.
 async fn list_sessions<A: Adapter>(h: &Harness<A>, cookie: &str) -> Vec<serde_json::Value> {
     let reply = h.get("/sessions", Some(cookie)).await;
@@ -1005,15 +1033,9 @@ pub async fn sessions_lists_the_users_sessions<A: Adapter, B: Backend>() {
         }
     }
 
-    // Owners unique to this test: the index of a shared server is per owner.
-    let ann = crate::flask::unique("ann");
-    let bob = crate::flask::unique("bob");
-    let jars = [
-        login_jar(&h, &ann).await,
-        login_jar(&h, &ann).await,
-        login_jar(&h, &ann).await,
-    ];
-    let bobs = login_jar(&h, &bob).await;
+    let Users {
+        ann, jars, bobs, ..
+    } = Users::log_in(&h).await;
     if !B::OWNER_INDEX {
         assert_owner_routes_unsupported(&h, &jars[0], &ann).await;
         return;
@@ -1080,14 +1102,12 @@ pub async fn sessions_lists_the_users_sessions<A: Adapter, B: Backend>() {
 pub async fn logout_everywhere_ends_the_other_sessions<A: Adapter, B: Backend>() {
     let h = Harness::<A>::start::<B>(|config| config).await;
     assert_owner_index_decision::<A, B>(&h);
-    let ann = crate::flask::unique("ann");
-    let bob = crate::flask::unique("bob");
-    let jars = [
-        login_jar(&h, &ann).await,
-        login_jar(&h, &ann).await,
-        login_jar(&h, &ann).await,
-    ];
-    let bobs = login_jar(&h, &bob).await;
+    let Users {
+        ann,
+        jars,
+        bob,
+        bobs,
+    } = Users::log_in(&h).await;
     if !B::OWNER_INDEX {
         assert_owner_routes_unsupported(&h, &jars[1], &ann).await;
         for jar in &jars {

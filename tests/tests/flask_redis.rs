@@ -3,11 +3,14 @@
 //! Needs Redis (`cargo xtask services up redis`) and the Flask venv (`FLASK_PYTHON`, set by
 //! `cargo xtask test`).
 
-use session_core::Signer;
+use std::sync::Arc;
+
+use session_core::{SessionStore, Signer};
 use session_tests::any_store;
 use session_tests::flask::{run, rust_app, rust_app_from_vars, unique, Interop, Invalidations};
 
-async fn interop() -> Interop {
+/// The test Redis's URL (REDIS_URL) and the store the Rust app uses on it.
+async fn redis_store() -> (String, Arc<dyn SessionStore>) {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let store = any_store(
         &[
@@ -17,6 +20,11 @@ async fn interop() -> Interop {
         "redis",
     )
     .await;
+    (url, store)
+}
+
+async fn interop() -> Interop {
+    let (url, store) = redis_store().await;
     let prefix = format!("{}:", unique("interop"));
     Interop {
         invalidations: Invalidations::of(&*store),
@@ -43,15 +51,7 @@ async fn a_rust_session_is_read_and_changed_by_flask() {
 /// Both apps configured by the same Flask-Session options (`options`, e.g.
 /// `SESSION_SERIALIZATION_FORMAT=json`), the Rust one through `SessionConfig::from_lookup`.
 async fn interop_with(options: &[(&'static str, &str)]) -> Interop {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let store = any_store(
-        &[
-            ("SESSION_TYPE", "redis".into()),
-            ("SESSION_REDIS_URL", url.clone()),
-        ],
-        "redis",
-    )
-    .await;
+    let (url, store) = redis_store().await;
     let mut shared = vec![("SESSION_KEY_PREFIX", format!("{}:", unique("interop")))];
     shared.extend(
         options
@@ -114,15 +114,7 @@ async fn a_cookie_signed_with_a_fallback_key_is_accepted_and_re_signed_with_the_
     const OLD: &str = "rotation-old-key-A";
     const NEW: &str = "rotation-new-key-B";
     const OTHER: &str = "rotation-unknown-key-C";
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let store = any_store(
-        &[
-            ("SESSION_TYPE", "redis".into()),
-            ("SESSION_REDIS_URL", url.clone()),
-        ],
-        "redis",
-    )
-    .await;
+    let (url, store) = redis_store().await;
     let prefix = format!("{}:", unique("rotation"));
     let flask_with = |key: &str, fallbacks: &str| {
         vec![

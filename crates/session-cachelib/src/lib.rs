@@ -301,14 +301,7 @@ impl CachelibStore {
         F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let work = move || work(&inner);
-        match tokio::runtime::Handle::try_current() {
-            // The task finishes even if the caller's future is dropped, so an operation is
-            // never cut off halfway.
-            Ok(runtime) => runtime.spawn_blocking(work).await.map_err(join_error)?,
-            // No Tokio runtime (another executor): do the work here rather than panic.
-            Err(_) => work(),
-        }
+        session_core::file_index::run_blocking("cachelib store", move || work(&inner)).await
     }
 
     /// Runs `work` under the directory lock, with the time it started.
@@ -322,14 +315,6 @@ impl CachelibStore {
             work(&inner.layout, now())
         })
         .await
-    }
-}
-
-fn join_error(error: tokio::task::JoinError) -> StoreError {
-    if error.is_panic() {
-        StoreError::backend("cachelib store operation panicked")
-    } else {
-        StoreError::unavailable("cachelib store operation cancelled: the runtime is shutting down")
     }
 }
 
@@ -519,22 +504,16 @@ impl SessionStore for CachelibStore {
     }
 
     async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
-        let (index, entry) = (index.to_owned(), entry.clone());
-        self.run(move |inner| inner.owners.put(&index, &entry))
-            .await
+        self.inner.owners.index_put(index, entry).await
     }
 
     async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
-        let (index, key) = (index.to_owned(), key.to_owned());
-        self.run(move |inner| inner.owners.remove(&index, &key))
-            .await
+        self.inner.owners.index_remove(index, key).await
     }
 
     /// Entries expired for over a minute are left out (and removed), as are corrupt files.
     async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        let index = index.to_owned();
-        self.run(move |inner| inner.owners.list(&index, now() as u64))
-            .await
+        self.inner.owners.index_list(index).await
     }
 }
 

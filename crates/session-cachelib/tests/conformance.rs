@@ -14,13 +14,13 @@ fn options() -> session_core::testkit::Options {
 
 mod raw_values {
     use super::*;
-    session_core::store_conformance_tests!(async { common::TempStore::new() }, options());
+    session_core::store_conformance_tests!(async { common::temp_store() }, options());
 }
 
 mod session_maps {
     use super::*;
     session_core::store_conformance_tests!(
-        async { common::AsSessions(common::TempStore::new()) },
+        async { common::AsSessions(common::temp_store()) },
         options()
     );
 }

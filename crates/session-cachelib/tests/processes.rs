@@ -51,7 +51,7 @@ async fn work(store: CachelibStore) {
 }
 
 async fn coordinate() {
-    let temp = common::TempStore::new();
+    let temp = common::temp_store();
     temp.store.put(KEY, &common::counter(0), TTL).await.unwrap();
     let exe = std::env::current_exe().expect("path of the test binary");
     let workers: Vec<_> = (0..WORKERS)
@@ -88,8 +88,8 @@ async fn coordinate() {
     let total = temp.store.load(KEY).await.unwrap().expect("counter").value;
     assert_eq!(common::counter_of(&total), WORKERS * INCREMENTS);
     // Still a dict pickle Flask can read, and only the session and count files are left.
-    let (_, payload) = temp.file(KEY).expect("the session file");
+    let (_, payload) = common::file(&temp, KEY).expect("the session file");
     assert!(payload.starts_with(b"\x80\x05"), "{payload:?}");
-    assert_eq!(temp.names().len(), 2, "{:?}", temp.names());
+    assert_eq!(common::names(&temp).len(), 2, "{:?}", common::names(&temp));
     assert_eq!(temp.store.count().await.unwrap(), 1);
 }

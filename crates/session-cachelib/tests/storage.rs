@@ -44,7 +44,7 @@ fn mode_of(path: &std::path::Path) -> u32 {
 
 #[tokio::test]
 async fn a_session_is_one_file_named_by_the_sha256_of_its_key() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     let before = unix_now();
     assert!(temp
         .store
@@ -57,7 +57,7 @@ async fn a_session_is_one_file_named_by_the_sha256_of_its_key() {
         // hashlib.sha256(b"session:abc").hexdigest()
         "a29d803b477eb42083ebd25596356c45c98474d5c0dacb79829833ca2176e85b"
     );
-    let (expires, payload) = temp.file("session:abc").unwrap();
+    let (expires, payload) = common::file(&temp, "session:abc").unwrap();
     let expires = u64::from(expires);
     assert!(
         expires >= before + 300 && expires <= unix_now() + 301,
@@ -74,7 +74,7 @@ async fn a_session_is_one_file_named_by_the_sha256_of_its_key() {
     );
     // The session file, the count file, nothing else (no lock or temporary files).
     assert_eq!(
-        temp.names(),
+        common::names(&temp),
         [
             "79bc207ee04a581ab2348ca1f3494e64cd0ec36128735b8c6bc85ddd8fe1938c",
             "a29d803b477eb42083ebd25596356c45c98474d5c0dacb79829833ca2176e85b",
@@ -91,13 +91,13 @@ async fn a_session_is_one_file_named_by_the_sha256_of_its_key() {
 
 #[tokio::test]
 async fn md5_names_for_older_cachelib() {
-    let temp = TempStore::with(|b| b.file_name_hash(FileNameHash::Md5));
+    let temp = common::temp_store_with(|b| b.file_name_hash(FileNameHash::Md5));
     temp.store
         .create("session:abc", &session("ann"), TTL)
         .await
         .unwrap();
     assert_eq!(
-        temp.names(),
+        common::names(&temp),
         [
             // hashlib.md5(b"__wz_cache_count"), hashlib.md5(b"session:abc")
             "2029240f6d1128be89ddc32729463129",
@@ -109,13 +109,13 @@ async fn md5_names_for_older_cachelib() {
 #[cfg(unix)]
 #[tokio::test]
 async fn files_get_the_configured_mode_and_the_directory_stays_private() {
-    let default = TempStore::new();
+    let default = common::temp_store();
     default.store.create("k", &session("a"), TTL).await.unwrap();
     assert_eq!(mode_of(&default.store.file_path("k")), 0o600);
     assert_eq!(mode_of(&count_path(&default)), 0o600);
     assert_eq!(mode_of(default.dir()), 0o700);
 
-    let shared = TempStore::with(|b| b.mode(0o640));
+    let shared = common::temp_store_with(|b| b.mode(0o640));
     shared.store.create("k", &session("a"), TTL).await.unwrap();
     assert_eq!(mode_of(&shared.store.file_path("k")), 0o640);
     // Every rewrite keeps it.
@@ -125,7 +125,7 @@ async fn files_get_the_configured_mode_and_the_directory_stays_private() {
 
 #[tokio::test]
 async fn the_count_file_follows_creates_and_deletes_like_cachelib() {
-    let temp = TempStore::with(|b| b.threshold(10));
+    let temp = common::temp_store_with(|b| b.threshold(10));
     assert_eq!(std::fs::read(count_path(&temp)).unwrap(), count_file(0));
     for key in ["a", "b", "c"] {
         temp.store.create(key, &counter(0), TTL).await.unwrap();
@@ -157,7 +157,12 @@ async fn the_count_file_follows_creates_and_deletes_like_cachelib() {
         .unwrap());
     assert_eq!(temp.store.count().await.unwrap(), 1);
     // Writing over an expired file is an overwrite (cachelib checks that a file exists).
-    temp.plant("old", 1, &pickle::dumps(&Value::Map(vec![])).unwrap());
+    common::plant(
+        &temp,
+        "old",
+        1,
+        &pickle::dumps(&Value::Map(vec![])).unwrap(),
+    );
     assert!(temp.store.create("old", &counter(0), TTL).await.unwrap());
     assert_eq!(temp.store.count().await.unwrap(), 1);
     assert_eq!(std::fs::read(count_path(&temp)).unwrap(), count_file(1));
@@ -165,18 +170,18 @@ async fn the_count_file_follows_creates_and_deletes_like_cachelib() {
 
 #[tokio::test]
 async fn no_count_file_without_a_threshold() {
-    let temp = TempStore::with(|b| b.threshold(0));
+    let temp = common::temp_store_with(|b| b.threshold(0));
     for key in ["a", "b", "c"] {
         temp.store.create(key, &counter(0), TTL).await.unwrap();
     }
     temp.store.delete("a").await.unwrap();
     assert!(!count_path(&temp).exists());
-    assert_eq!(temp.names().len(), 2);
+    assert_eq!(common::names(&temp).len(), 2);
 }
 
 #[tokio::test]
 async fn opening_recounts_every_name_as_cachelib_does() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.store.create("a", &counter(0), TTL).await.unwrap();
     // A stray file and a folder count as entries for cachelib; temporary files do not.
     std::fs::write(temp.dir().join("stray"), b"x").unwrap();
@@ -189,7 +194,7 @@ async fn opening_recounts_every_name_as_cachelib_does() {
 
 #[tokio::test]
 async fn pruning_removes_expired_then_soonest_expiring_entries() {
-    let temp = TempStore::with(|b| b.threshold(3));
+    let temp = common::temp_store_with(|b| b.threshold(3));
     let hours = |n: u64| Duration::from_secs(n * 3600);
     temp.store.create("a", &counter(0), hours(1)).await.unwrap();
     temp.store.create("b", &counter(0), hours(3)).await.unwrap();
@@ -207,7 +212,12 @@ async fn pruning_removes_expired_then_soonest_expiring_entries() {
     assert_eq!(temp.store.count().await.unwrap(), 4);
 
     // An expired file goes before any live one, whatever its place in the order.
-    temp.plant("gone", 1, &pickle::dumps(&Value::Map(vec![])).unwrap());
+    common::plant(
+        &temp,
+        "gone",
+        1,
+        &pickle::dumps(&Value::Map(vec![])).unwrap(),
+    );
     std::fs::write(count_path(&temp), count_file(5)).unwrap();
     temp.store.create("f", &counter(0), hours(6)).await.unwrap();
     assert!(!present("gone"));
@@ -220,7 +230,12 @@ async fn pruning_removes_expired_then_soonest_expiring_entries() {
 
     // cachelib's quirk: an entry that never expires (0) sorts first and goes first. (A
     // count of 4 where there are 5 files: one removal gets it back to the threshold.)
-    temp.plant("forever", 0, &pickle::dumps(&Value::Map(vec![])).unwrap());
+    common::plant(
+        &temp,
+        "forever",
+        0,
+        &pickle::dumps(&Value::Map(vec![])).unwrap(),
+    );
     std::fs::write(count_path(&temp), count_file(4)).unwrap();
     temp.store.create("g", &counter(0), hours(7)).await.unwrap();
     assert!(!present("forever"));
@@ -229,7 +244,7 @@ async fn pruning_removes_expired_then_soonest_expiring_entries() {
 
 #[tokio::test]
 async fn json_and_msgpack_sessions_are_the_same_dict_on_disk() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     let json = br#"{"user":"ann","n":1}"#;
     let msgpack_bytes = msgpack(&Value::Map(vec![
         (Value::from("user"), Value::from("ann")),
@@ -241,8 +256,8 @@ async fn json_and_msgpack_sessions_are_the_same_dict_on_disk() {
         .await
         .unwrap();
     assert_eq!(
-        temp.file("json").unwrap().1,
-        temp.file("msgpack").unwrap().1
+        common::file(&temp, "json").unwrap().1,
+        common::file(&temp, "msgpack").unwrap().1
     );
     // Loads give msgpack, whatever was written.
     let loaded = temp.store.load("json").await.unwrap().unwrap().value;
@@ -262,12 +277,12 @@ async fn json_and_msgpack_sessions_are_the_same_dict_on_disk() {
 
 #[tokio::test]
 async fn bytes_that_are_not_a_session_are_kept_behind_a_pickled_none() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.store
         .create("raw", b"\xc1 not a session", TTL)
         .await
         .unwrap();
-    let (_, payload) = temp.file("raw").unwrap();
+    let (_, payload) = common::file(&temp, "raw").unwrap();
     // Python's pickle.load stops after `None`: Flask-Session sees no session.
     assert_eq!(payload, b"\x80\x05N.\xc1 not a session");
     let loaded = temp.store.load("raw").await.unwrap().unwrap();
@@ -276,11 +291,11 @@ async fn bytes_that_are_not_a_session_are_kept_behind_a_pickled_none() {
 
 #[tokio::test]
 async fn a_pickle_python_wrote_reads_as_msgpack_and_survives_a_write() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     // pickle.dumps({"_permanent": True, "user": "ann",
     //   "_flashes": [("message", "Welcome back")], "tags": {3}, "big": 2**100}, 5)
     let python = hex("8005956b000000000000007d94288c0a5f7065726d616e656e7494888c0475736572948c03616e6e948c085f666c6173686573945d948c076d657373616765948c0c57656c636f6d65206261636b948694618c0474616773948f94284b03908c03626967948a0d00000000000000000000000010752e");
-    temp.plant("session:py", u32::MAX, &python);
+    common::plant(&temp, "session:py", u32::MAX, &python);
     let loaded = temp.store.load("session:py").await.unwrap().unwrap().value;
     let Value::Map(entries) = rmpv::decode::read_value(&mut loaded.as_slice()).unwrap() else {
         panic!("not a map");
@@ -306,16 +321,16 @@ async fn a_pickle_python_wrote_reads_as_msgpack_and_survives_a_write() {
         )
         .await
         .unwrap());
-    let (_, payload) = temp.file("session:py").unwrap();
+    let (_, payload) = common::file(&temp, "session:py").unwrap();
     assert_eq!(pickle::loads(&payload).unwrap(), Value::Map(changed));
 }
 
 #[tokio::test]
 async fn files_this_store_cannot_read_are_no_session_but_not_overwritten() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     // pickle.dumps({"m": markupsafe.Markup("<b>x</b>")}, 5): a class this store does not read.
     let foreign = hex("8005952f000000000000007d948c016d948c0a6d61726b757073616665948c064d61726b75709493948c083c623e783c2f623e9485948194732e");
-    temp.plant("session:markup", u32::MAX, &foreign);
+    common::plant(&temp, "session:markup", u32::MAX, &foreign);
     assert_eq!(temp.store.load("session:markup").await.unwrap(), None);
     assert!(
         !temp
@@ -327,7 +342,7 @@ async fn files_this_store_cannot_read_are_no_session_but_not_overwritten() {
     );
     // Touch looks at the expiry only; the payload stays as Flask wrote it.
     assert!(temp.store.touch("session:markup", TTL).await.unwrap());
-    assert_eq!(temp.file("session:markup").unwrap().1, foreign);
+    assert_eq!(common::file(&temp, "session:markup").unwrap().1, foreign);
     // Deleting it (a logout through Rust) works.
     temp.store.delete("session:markup").await.unwrap();
     assert!(!temp.store.file_path("session:markup").exists());
@@ -348,10 +363,20 @@ async fn files_this_store_cannot_read_are_no_session_but_not_overwritten() {
 
 #[tokio::test]
 async fn cleanup_removes_expired_files_and_stale_temporary_files() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.store.create("live", &counter(0), TTL).await.unwrap();
-    temp.plant("expired", 1, &pickle::dumps(&Value::Map(vec![])).unwrap());
-    temp.plant("never", 0, &pickle::dumps(&Value::Map(vec![])).unwrap());
+    common::plant(
+        &temp,
+        "expired",
+        1,
+        &pickle::dumps(&Value::Map(vec![])).unwrap(),
+    );
+    common::plant(
+        &temp,
+        "never",
+        0,
+        &pickle::dumps(&Value::Map(vec![])).unwrap(),
+    );
     std::fs::write(count_path(&temp), count_file(3)).unwrap();
     let stale = temp.dir().join("tmpstale000.__wz_cache");
     let fresh = temp.dir().join("tmpfresh000.__wz_cache");
@@ -379,8 +404,13 @@ async fn cleanup_removes_expired_files_and_stale_temporary_files() {
 
 #[tokio::test]
 async fn entries_that_never_expire_load_with_no_expiry() {
-    let temp = TempStore::new();
-    temp.plant("session:k", 0, &pickle::dumps(&Value::Map(vec![])).unwrap());
+    let temp = common::temp_store();
+    common::plant(
+        &temp,
+        "session:k",
+        0,
+        &pickle::dumps(&Value::Map(vec![])).unwrap(),
+    );
     let entry = temp.store.load("session:k").await.unwrap().unwrap();
     assert_eq!(entry.expires_at, None);
 }

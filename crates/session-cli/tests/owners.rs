@@ -3,54 +3,12 @@
 //! `cargo xtask services up redis postgres`), on sessions an application's manager wrote;
 //! plus memcached's one-line refusal (it keeps no owner index).
 
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::{json, Value};
+use common::{fails, ok, ok_json};
+use serde_json::json;
 use session_any::AnyStore;
 use session_core::{SessionConfig, SessionId, SessionManager};
-
-/// Runs the binary with exactly `vars` as its environment.
-fn run(vars: &[(&str, String)], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_session-cli"))
-        .env_clear()
-        .envs(vars.iter().map(|(name, value)| (*name, value)))
-        .args(args)
-        .output()
-        .expect("run session-cli")
-}
-
-/// Stdout of a run that must succeed (and write nothing to stderr).
-fn ok(vars: &[(&str, String)], args: &[&str]) -> String {
-    let output = run(vars, args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{args:?} failed: {stderr}");
-    assert!(stderr.is_empty(), "{args:?} wrote to stderr: {stderr:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The JSON of a run with `--json` that must succeed.
-fn ok_json(vars: &[(&str, String)], args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let stdout = ok(vars, &all);
-    assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{stdout:?}: {e}"))
-}
-
-/// The one-line error of a run that must fail (not a panic).
-fn fails(vars: &[(&str, String)], args: &[&str]) -> String {
-    let output = run(vars, args);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "{args:?} succeeded: {stderr}");
-    assert_ne!(output.status.code(), Some(101), "panicked: {stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "not one line: {stderr}"
-    );
-    assert!(stderr.starts_with("session-cli: error: "), "{stderr}");
-    stderr
-}
 
 /// The application's manager on the store and options `vars` configure, without its
 /// session cache: the CLI ends sessions from another process, and this test checks the

@@ -54,20 +54,41 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// How many times a put recreates its directory when a concurrent remove took it away.
 const PUT_ATTEMPTS: u32 = 8;
 
-/// One directory of owner indexes, and the mode of the files written there. Its calls
-/// block (plain file I/O); a store calls them as it calls its other file operations.
-#[derive(Debug)]
+/// One directory of owner indexes, and the mode of the files written there. `put`,
+/// `remove`, `list` and `cleanup` block (plain file I/O); the `index_*` methods run them
+/// off the async threads and are what a store's [`SessionStore`](crate::SessionStore)
+/// methods of the same names call.
+#[derive(Clone, Debug)]
 pub struct FileOwnerIndex {
     dir: PathBuf,
     file_mode: u32,
 }
 
 impl FileOwnerIndex {
-    /// The owner indexes under `dir` (created when first written), with files of
-    /// `file_mode`.
-    /// The indexes under `dir` (created on the first put), files with `file_mode`.
+    /// The owner indexes under `dir` (created on the first put), with files of `file_mode`.
     pub fn new(dir: PathBuf, file_mode: u32) -> FileOwnerIndex {
         FileOwnerIndex { dir, file_mode }
+    }
+
+    /// [`put`](Self::put) on the blocking pool.
+    pub async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        let (this, index, entry) = (self.clone(), index.to_owned(), entry.clone());
+        run_blocking("owner index", move || this.put(&index, &entry)).await
+    }
+
+    /// [`remove`](Self::remove) on the blocking pool.
+    pub async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        let (this, index, key) = (self.clone(), index.to_owned(), key.to_owned());
+        run_blocking("owner index", move || this.remove(&index, &key)).await
+    }
+
+    /// [`list`](Self::list) as of now, on the blocking pool.
+    pub async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let (this, index) = (self.clone(), index.to_owned());
+        run_blocking("owner index", move || {
+            this.list(&index, crate::owner::unix_now())
+        })
+        .await
     }
 
     fn index_dir(&self, index: &str) -> PathBuf {
@@ -131,7 +152,6 @@ impl FileOwnerIndex {
 
     /// Prunes every index as a listing would, and removes the directories left empty (the
     /// store's `cleanup`, for owners nobody lists).
-    /// Removes long-expired and corrupt entries of every index, for the store's cleanup.
     pub fn cleanup(&self, now: u64) -> Result<(), StoreError> {
         let indexes = match fs::read_dir(&self.dir) {
             Ok(indexes) => indexes,
@@ -195,6 +215,29 @@ impl FileOwnerIndex {
 
 /// The entries in the index directory `dir`, pruning what is corrupt, long expired or
 /// left over.
+/// Runs blocking file work of `what` (named in errors, e.g. "file store") on Tokio's
+/// blocking pool. The work finishes even if the caller's future is dropped, so a file
+/// operation is never cut off halfway; without a Tokio runtime (another executor) it runs
+/// on the caller's thread rather than panic.
+pub async fn run_blocking<T, F>(what: &'static str, work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.spawn_blocking(work).await.map_err(|error| {
+            if error.is_panic() {
+                StoreError::backend(format!("{what} operation panicked"))
+            } else {
+                StoreError::unavailable(format!(
+                    "{what} operation cancelled: the runtime is shutting down"
+                ))
+            }
+        })?,
+        Err(_) => work(),
+    }
+}
+
 /// A file operation's error as a [`StoreError`]: `Unavailable` for the kinds that mean the
 /// storage did not answer (a network filesystem gone away, a wait cut short),
 /// `Backend` for a refusal (permissions, a full disk).

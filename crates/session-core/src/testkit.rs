@@ -1335,3 +1335,94 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
         self.inner.count(prefix).await
     }
 }
+
+/// A store together with something that must live exactly as long as it, such as the
+/// temporary directory of a file store: dropped after the store (fields drop in order).
+/// Every [`SessionStore`] method goes to `store`, the defaulted ones too, so a test
+/// through the wrapper sees everything the store can do. Derefs to the store.
+pub struct Guarded<S, G> {
+    /// The store under test.
+    pub store: S,
+    /// What the store needs (dropped after it).
+    pub guard: G,
+}
+
+impl<S, G> std::ops::Deref for Guarded<S, G> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.store
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore, G: Send + Sync + 'static> SessionStore for Guarded<S, G> {
+    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        self.store.load(key).await
+    }
+    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        self.store.create(key, value, ttl).await
+    }
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.store.compare_and_set(key, expected, value, ttl).await
+    }
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.store.touch(key, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete(key).await
+    }
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        self.store.compare_and_delete(key, expected).await
+    }
+    async fn rotate(
+        &self,
+        old_key: &str,
+        expected: &[u8],
+        new_key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .rotate(old_key, expected, new_key, value, ttl)
+            .await
+    }
+    async fn cleanup(&self) -> Result<u64, StoreError> {
+        self.store.cleanup().await
+    }
+    fn invalidations(&self) -> Option<crate::InvalidationFeed> {
+        self.store.invalidations()
+    }
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        self.store.check_key(key)
+    }
+    fn owner_index(&self) -> bool {
+        self.store.owner_index()
+    }
+    async fn index_put(&self, index: &str, entry: &crate::IndexEntry) -> Result<(), StoreError> {
+        self.store.index_put(index, entry).await
+    }
+    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        self.store.index_remove(index, key).await
+    }
+    async fn index_list(&self, index: &str) -> Result<Vec<crate::IndexEntry>, StoreError> {
+        self.store.index_list(index).await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<crate::ScanPage, StoreError> {
+        self.store.scan(prefix, cursor, limit).await
+    }
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.store.count(prefix).await
+    }
+}

@@ -13,7 +13,7 @@ const TTL: Duration = Duration::from_secs(300);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_handles_on_one_directory_lose_no_increment() {
-    let temp = common::TempStore::new();
+    let temp = common::temp_store();
     // Two independent opens of the same directory, as two parts of an app might do.
     let first: Arc<dyn SessionStore> = Arc::new(FileStore::open(temp.dir()).unwrap());
     let second: Arc<dyn SessionStore> = Arc::new(FileStore::open(temp.dir()).unwrap());
@@ -48,7 +48,7 @@ async fn two_handles_on_one_directory_lose_no_increment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_from_two_handles_have_one_winner() {
-    let temp = common::TempStore::new();
+    let temp = common::temp_store();
     let handles = [
         FileStore::open(temp.dir()).unwrap(),
         FileStore::open(temp.dir()).unwrap(),
@@ -76,7 +76,7 @@ async fn rotations_racing_writes_keep_exactly_one_copy() {
     // Each round: one task rotates old → new while another increments the old key. Either
     // the rotation sees the value it expects and moves it (then the increment finds nothing
     // to change), or the increment wins and the rotation refuses. Never both, never neither.
-    let temp = common::TempStore::new();
+    let temp = common::temp_store();
     let store = FileStore::open(temp.dir()).unwrap();
     let other = FileStore::open(temp.dir()).unwrap();
     for round in 0..20 {

@@ -3,7 +3,7 @@
 mod common;
 
 session_core::store_conformance_tests!(
-    async { common::TempStore::new() },
+    async { common::temp_store() },
     session_core::testkit::Options {
         cleanup_removes_expired: true,
         ..Default::default()

@@ -29,7 +29,7 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test]
 async fn owned_sessions_have_private_index_files_removed_with_the_sessions() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     let config = SessionConfig::builder().build().unwrap();
     let manager = SessionManager::new(temp.store.clone(), config);
     for _ in 0..2 {
@@ -58,7 +58,7 @@ async fn owned_sessions_have_private_index_files_removed_with_the_sessions() {
 
 #[tokio::test]
 async fn cleanup_prunes_long_expired_entries_of_owners_nobody_lists() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     let now = now();
     let entry = |key: &str, expires_at: u64| IndexEntry {
         key: key.to_owned(),
@@ -99,7 +99,7 @@ async fn cleanup_prunes_long_expired_entries_of_owners_nobody_lists() {
 
 #[tokio::test]
 async fn corrupt_index_files_are_skipped_and_the_owner_still_listed() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     let config = SessionConfig::builder().build().unwrap();
     let manager = SessionManager::new(temp.store.clone(), config);
     let session = manager.open(None);

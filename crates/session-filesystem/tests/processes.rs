@@ -50,7 +50,7 @@ async fn work(store: FileStore) {
 }
 
 async fn coordinate() {
-    let temp = common::TempStore::new();
+    let temp = common::temp_store();
     temp.store.put(KEY, b"0", TTL).await.unwrap();
     let exe = std::env::current_exe().expect("path of the test binary");
     let workers: Vec<_> = (0..WORKERS)

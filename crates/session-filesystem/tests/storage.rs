@@ -33,7 +33,7 @@ async fn wait_until_expired(store: &dyn SessionStore, keys: &[String]) {
 
 #[tokio::test]
 async fn identical_data_under_two_keys_survives_deleting_one() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.put("session:a", b"same bytes", TTL).await.unwrap();
     temp.put("session:b", b"same bytes", TTL).await.unwrap();
     assert_eq!(
@@ -65,7 +65,7 @@ async fn identical_data_under_two_keys_survives_deleting_one() {
 
 #[tokio::test]
 async fn overwrites_touches_and_deletes_leave_no_files_behind() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     for i in 0..100 {
         let data = if i % 2 == 0 {
             b"even".to_vec()
@@ -104,7 +104,7 @@ async fn overwrites_touches_and_deletes_leave_no_files_behind() {
 
 #[tokio::test]
 async fn touch_rewrites_only_the_expiry() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.put("session:k", b"v", SHORT).await.unwrap();
     let before = content_files(&temp.store);
     let written = std::fs::metadata(&before[0]).unwrap().modified().unwrap();
@@ -127,7 +127,7 @@ async fn touch_rewrites_only_the_expiry() {
 
 #[tokio::test]
 async fn cleanup_removes_expired_entries_and_their_files_and_keeps_live_ones() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     let expiring: Vec<String> = (0..5).map(|i| format!("session:expiring{i}")).collect();
     let live: Vec<String> = (0..3).map(|i| format!("session:live{i}")).collect();
     for key in &expiring {
@@ -163,13 +163,13 @@ async fn cleanup_removes_expired_entries_and_their_files_and_keeps_live_ones() {
 
 #[tokio::test]
 async fn cleanup_of_an_empty_or_new_directory_is_zero() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     assert_eq!(temp.cleanup().await.unwrap(), 0);
 }
 
 #[tokio::test]
 async fn expired_entries_report_their_expiry_and_vanish_from_every_operation() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.put("session:k", b"v", SHORT).await.unwrap();
     let entry = temp.load("session:k").await.unwrap().unwrap();
     let expires_at = entry.expires_at.expect("the file store knows the expiry");
@@ -202,7 +202,7 @@ async fn expired_entries_report_their_expiry_and_vanish_from_every_operation() {
 
 #[tokio::test]
 async fn huge_ttls_do_not_overflow() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.put("session:forever", b"v", Duration::MAX)
         .await
         .unwrap();
@@ -225,7 +225,7 @@ async fn huge_ttls_do_not_overflow() {
 
 /// Saves one entry and returns the store with the path of its only content file.
 async fn one_entry() -> (TempStore, std::path::PathBuf) {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.put("session:k", b"precious data", TTL).await.unwrap();
     let files = content_files(&temp.store);
     assert_eq!(files.len(), 1);
@@ -341,7 +341,7 @@ async fn garbage_appended_to_an_index_bucket_does_not_hide_later_writes() {
 
 #[tokio::test]
 async fn truncated_index_bucket_falls_back_to_missing() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     temp.put("session:k", b"first", TTL).await.unwrap();
     temp.put("session:k", b"second", TTL).await.unwrap();
     // Cut the newest index line in half: the older line points at content removed by the
@@ -359,7 +359,7 @@ async fn truncated_index_bucket_falls_back_to_missing() {
 
 #[tokio::test]
 async fn entries_written_by_other_cacache_users_are_not_sessions() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     // A valid cacache entry without this store's header or expiry metadata.
     cacache::write_sync(temp.dir(), "session:foreign", b"raw").unwrap();
     assert_eq!(value(&temp, "session:foreign").await, None);
@@ -379,7 +379,7 @@ async fn entries_written_by_other_cacache_users_are_not_sessions() {
 
 #[tokio::test]
 async fn an_unusable_lock_folder_is_a_backend_error() {
-    let temp = TempStore::new();
+    let temp = common::temp_store();
     let locks = temp.dir().join("locks");
     std::fs::remove_dir_all(&locks).unwrap();
     std::fs::write(&locks, b"a file where the lock folder belongs").unwrap();

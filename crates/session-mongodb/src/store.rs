@@ -145,47 +145,37 @@ impl MongoStore {
     ///
     /// [`connect`]: MongoStoreBuilder::connect
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let expiration = IndexModel::builder()
-            .keys(doc! { "expiration": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(EXPIRATION_INDEX.to_owned())
-                    .expire_after(Duration::ZERO)
-                    .build(),
-            )
-            .build();
-        let id = IndexModel::builder()
-            .keys(doc! { "id": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(ID_INDEX.to_owned())
-                    .unique(true)
-                    .build(),
-            )
-            .build();
-        let owners_expiration = IndexModel::builder()
-            .keys(doc! { "expiration": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(EXPIRATION_INDEX.to_owned())
-                    .expire_after(Duration::ZERO)
-                    .build(),
-            )
-            .build();
-        let owners_key = IndexModel::builder()
-            .keys(doc! { "index": 1, "key": 1 })
-            .options(
-                IndexOptions::builder()
-                    .name(OWNERS_KEY_INDEX.to_owned())
-                    .unique(true)
-                    .build(),
-            )
-            .build();
+        // The expiration index is a TTL index: a document goes at the date in its field.
+        let expiration = || {
+            let options = IndexOptions::builder()
+                .name(EXPIRATION_INDEX.to_owned())
+                .expire_after(Duration::ZERO)
+                .build();
+            IndexModel::builder()
+                .keys(doc! { "expiration": 1 })
+                .options(options)
+                .build()
+        };
+        let unique = |keys, name: &str| {
+            let options = IndexOptions::builder()
+                .name(name.to_owned())
+                .unique(true)
+                .build();
+            IndexModel::builder().keys(keys).options(options).build()
+        };
         for (collection, index, name) in [
-            (&self.collection, expiration, EXPIRATION_INDEX),
-            (&self.collection, id, ID_INDEX),
-            (&self.owners, owners_expiration, EXPIRATION_INDEX),
-            (&self.owners, owners_key, OWNERS_KEY_INDEX),
+            (&self.collection, expiration(), EXPIRATION_INDEX),
+            (
+                &self.collection,
+                unique(doc! { "id": 1 }, ID_INDEX),
+                ID_INDEX,
+            ),
+            (&self.owners, expiration(), EXPIRATION_INDEX),
+            (
+                &self.owners,
+                unique(doc! { "index": 1, "key": 1 }, OWNERS_KEY_INDEX),
+                OWNERS_KEY_INDEX,
+            ),
         ] {
             let result =
                 tokio::time::timeout(self.operation_timeout, collection.create_index(index)).await;

@@ -1,119 +1,57 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rmpv::Value;
 use session_cachelib::{CachelibStore, CachelibStoreBuilder};
+use session_core::testkit::Guarded;
 use session_core::{IndexEntry, SessionStore, StoreError, StoredEntry};
 use tempfile::TempDir;
 
-/// A [`CachelibStore`] in a fresh temporary directory that is removed when the store (and
-/// so the test holding it) is dropped.
-pub struct TempStore {
-    pub store: CachelibStore,
-    // Dropped after `store`: fields drop in declaration order.
-    pub temp: TempDir,
+/// A [`CachelibStore`] in a fresh temporary directory, removed when the store (and so the
+/// test holding it) is dropped. Derefs to the store.
+pub type TempStore = Guarded<CachelibStore, TempDir>;
+
+pub fn temp_store() -> TempStore {
+    temp_store_with(|builder| builder)
 }
 
-impl TempStore {
-    pub fn new() -> TempStore {
-        TempStore::with(|builder| builder)
-    }
-
-    /// A store built by `configure` from a builder already pointed at a fresh directory.
-    pub fn with(configure: impl FnOnce(CachelibStoreBuilder) -> CachelibStoreBuilder) -> TempStore {
-        let temp = tempfile::tempdir().expect("temporary directory");
-        let builder = CachelibStore::builder().dir(temp.path().join("flask_session"));
-        let store = configure(builder).build().expect("open store");
-        TempStore { store, temp }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.store.dir()
-    }
-
-    /// Names in the store's directory, sorted.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.dir())
-            .expect("listing the store")
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// Writes a cache file directly, as another cachelib writer (Flask) would.
-    pub fn plant(&self, key: &str, expires: u32, payload: &[u8]) -> PathBuf {
-        let path = self.store.file_path(key);
-        let mut bytes = expires.to_ne_bytes().to_vec();
-        bytes.extend_from_slice(payload);
-        std::fs::write(&path, bytes).expect("planting a cache file");
-        path
-    }
-
-    /// The expiry header and payload of `key`'s file.
-    pub fn file(&self, key: &str) -> Option<(u32, Vec<u8>)> {
-        let bytes = std::fs::read(self.store.file_path(key)).ok()?;
-        let expires = u32::from_ne_bytes(bytes[..4].try_into().unwrap());
-        Some((expires, bytes[4..].to_vec()))
-    }
+/// A store built by `configure` from a builder already pointed at a fresh directory.
+pub fn temp_store_with(
+    configure: impl FnOnce(CachelibStoreBuilder) -> CachelibStoreBuilder,
+) -> TempStore {
+    let guard = tempfile::tempdir().expect("temporary directory");
+    let builder = CachelibStore::builder().dir(guard.path().join("flask_session"));
+    let store = configure(builder).build().expect("open store");
+    Guarded { store, guard }
 }
 
-#[session_core::async_trait]
-impl SessionStore for TempStore {
-    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
-        self.store.load(key).await
-    }
-    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
-        self.store.create(key, value, ttl).await
-    }
-    async fn compare_and_set(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.store.compare_and_set(key, expected, value, ttl).await
-    }
-    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.store.touch(key, ttl).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.delete(key).await
-    }
-    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.store.compare_and_delete(key, expected).await
-    }
-    async fn rotate(
-        &self,
-        old_key: &str,
-        expected: &[u8],
-        new_key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.store
-            .rotate(old_key, expected, new_key, value, ttl)
-            .await
-    }
-    async fn cleanup(&self) -> Result<u64, StoreError> {
-        self.store.cleanup().await
-    }
-    fn owner_index(&self) -> bool {
-        self.store.owner_index()
-    }
-    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
-        self.store.index_put(index, entry).await
-    }
-    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
-        self.store.index_remove(index, key).await
-    }
-    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        self.store.index_list(index).await
-    }
+/// Names in the store's directory, sorted.
+pub fn names(store: &CachelibStore) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store.dir())
+        .expect("listing the store")
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes a cache file directly, as another cachelib writer (Flask) would.
+pub fn plant(store: &CachelibStore, key: &str, expires: u32, payload: &[u8]) -> PathBuf {
+    let path = store.file_path(key);
+    let mut bytes = expires.to_ne_bytes().to_vec();
+    bytes.extend_from_slice(payload);
+    std::fs::write(&path, bytes).expect("planting a cache file");
+    path
+}
+
+/// The expiry header and payload of `key`'s file.
+pub fn file(store: &CachelibStore, key: &str) -> Option<(u32, Vec<u8>)> {
+    let bytes = std::fs::read(store.file_path(key)).ok()?;
+    let expires = u32::from_ne_bytes(bytes[..4].try_into().unwrap());
+    Some((expires, bytes[4..].to_vec()))
 }
 
 /// Runs a store's checks on session maps: every value `v` goes in as the msgpack map
