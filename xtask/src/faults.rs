@@ -1,15 +1,18 @@
 //! `cargo xtask faults`: the example app under load while its store fails.
 //!
 //! Every row starts a private server (its own data directory and free port under
-//! `/var/tmp/sessions-faults`, never the shared services other work uses), the example app
-//! on it with a short `SESSION_STORE_TIMEOUT`, and concurrent clients that log in and
-//! increment counters. Then one fault: the server is killed (`kill -9` of its process
-//! group) and restarted, stalled (`SIGSTOP`, then `SIGCONT`), or slowed (a proxy in this
-//! process adds a delay to every chunk it forwards). The row passes when every response
-//! is 200 or 503 within the timeout plus a margin, the first 200 comes within 2 s of the
-//! server's return, no counter lost an acknowledged increment (acknowledged <= final <=
-//! attempted), and the app's log holds no panic. The table goes to
-//! `reliability/results/latest.md`; the exit status is non-zero when a row fails.
+//! `/var/tmp/sessions-faults`, never the shared services other work uses): Redis,
+//! PostgreSQL, MariaDB, memcached, or the MongoDB (mongoeco) and DynamoDB (moto) emulators
+//! in their venvs. Then the example app on it with a short `SESSION_STORE_TIMEOUT`, and
+//! concurrent clients that log in and increment counters. Then one fault: the server is
+//! killed (`kill -9` of its process group) and restarted, stalled (`SIGSTOP`, then
+//! `SIGCONT`), or slowed (a proxy in this process adds a delay to every chunk it
+//! forwards). The row passes when every response is 200 or 503 within the timeout plus a
+//! margin, the first 200 comes within 2 s of the server's return, no counter lost an
+//! acknowledged increment (acknowledged <= final <= attempted; after a kill only on a
+//! server that keeps its data, see `Backend::durable`), and the app's log holds no
+//! panic. The table goes to `reliability/results/latest.md`; the exit status is non-zero
+//! when a row fails.
 //!
 //! The machinery (servers, proxy, HTTP client, the app process) is shared with
 //! `cargo xtask soak` ([`crate::soak`]).
@@ -26,7 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::context::Context;
+use crate::context::{is_root, Context};
+use crate::probe;
+use crate::process::find_program;
+use crate::venv::{self, VenvSpec};
 
 /// `SESSION_STORE_TIMEOUT` of the app under test: short, so a row takes seconds.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,7 +51,12 @@ pub const WORK_DIR: &str = "/var/tmp/sessions-faults";
 pub enum Backend {
     Redis,
     Postgres,
+    Mariadb,
     Memcached,
+    /// The mongoeco emulator (`scripts/mongoeco_server.py`); Debian has no mongod.
+    Mongodb,
+    /// The moto emulator (`scripts/moto_server.py`).
+    Dynamodb,
 }
 
 impl Backend {
@@ -53,15 +64,46 @@ impl Backend {
         match self {
             Backend::Redis => "Redis",
             Backend::Postgres => "PostgreSQL",
+            Backend::Mariadb => "MariaDB",
             Backend::Memcached => "Memcached",
+            Backend::Mongodb => "MongoDB (mongoeco)",
+            Backend::Dynamodb => "DynamoDB (moto)",
         }
     }
 
-    /// Whether a restarted server still holds what was acknowledged (Redis runs with an
-    /// fsync'd append-only file here, PostgreSQL commits to its WAL; memcached keeps
-    /// nothing).
+    /// A name for files and directories.
+    fn slug(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
+
+    /// Whether a restarted server still holds what was acknowledged, after a `kill -9` of
+    /// the process (not of the machine: the operating system's page cache survives). Redis
+    /// runs with an fsync'd append-only file here, PostgreSQL commits to its WAL, MariaDB
+    /// writes InnoDB's redo log at every commit, mongoeco keeps its data in SQLite and moto's
+    /// launcher writes its tables to a file before each answer; memcached keeps nothing.
     fn durable(self) -> bool {
         self != Backend::Memcached
+    }
+
+    /// An emulated server's Python venv and launcher (relative to the workspace root).
+    fn emulator(self) -> Option<(&'static VenvSpec, &'static str)> {
+        match self {
+            Backend::Mongodb => Some((&venv::MONGOECO, "scripts/mongoeco_server.py")),
+            Backend::Dynamodb => Some((&venv::MOTO, "scripts/moto_server.py")),
+            _ => None,
+        }
+    }
+
+    /// Whether a server on `port` answers its protocol's simplest request.
+    fn answers(self, port: u16) -> bool {
+        match self {
+            Backend::Redis => probe::redis_ping(port),
+            Backend::Postgres => probe::postgres_accepting(port),
+            Backend::Mariadb => probe::mysql_greeting(port),
+            Backend::Memcached => probe::memcached_version(port).is_some(),
+            Backend::Mongodb => probe::mongodb_ping(port),
+            Backend::Dynamodb => probe::dynamodb_list_tables(port),
+        }
     }
 
     /// The example's environment for a server (or proxy) on `port`.
@@ -78,9 +120,34 @@ impl Backend {
                     format!("postgres://sessions@127.0.0.1:{port}/postgres"),
                 ),
             ],
+            Backend::Mariadb => vec![
+                ("SESSION_TYPE", "sqlalchemy".into()),
+                (
+                    "SESSION_SQL_URL",
+                    format!("mysql://sessions@127.0.0.1:{port}/sessions"),
+                ),
+            ],
             Backend::Memcached => vec![
                 ("SESSION_TYPE", "memcached".into()),
                 ("SESSION_MEMCACHED_SERVERS", format!("127.0.0.1:{port}")),
+            ],
+            Backend::Mongodb => vec![
+                ("SESSION_TYPE", "mongodb".into()),
+                (
+                    "SESSION_MONGODB_URL",
+                    format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+                ),
+            ],
+            // The emulator checks no signature; dummy credentials as `services env` gives.
+            Backend::Dynamodb => vec![
+                ("SESSION_TYPE", "dynamodb".into()),
+                (
+                    "SESSION_DYNAMODB_ENDPOINT",
+                    format!("http://127.0.0.1:{port}"),
+                ),
+                ("AWS_REGION", "us-east-1".into()),
+                ("AWS_ACCESS_KEY_ID", "dummy".into()),
+                ("AWS_SECRET_ACCESS_KEY", "dummy".into()),
             ],
         }
     }
@@ -112,21 +179,33 @@ pub struct Server {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// The venv's python of an emulated server, and the launcher it runs.
+    emulator: Option<(PathBuf, PathBuf)>,
 }
 
 impl Server {
-    pub fn start(backend: Backend, root: &Path) -> Result<Server, String> {
+    pub fn start(ctx: &Context, backend: Backend, root: &Path) -> Result<Server, String> {
         let port = free_port()?;
-        let dir = root.join(format!("{}-{port}", backend.name().to_lowercase()));
+        let dir = root.join(format!("{}-{port}", backend.slug()));
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        if backend == Backend::Postgres {
-            init_postgres(&dir)?;
+        match backend {
+            Backend::Postgres => init_postgres(&dir)?,
+            Backend::Mariadb => init_mariadb(&dir)?,
+            _ => {}
         }
+        // A fresh machine gets the venv here, as `cargo xtask services up` would build it.
+        let emulator = match backend.emulator() {
+            Some((spec, launcher)) => {
+                Some((venv::ensure(ctx, spec)?, ctx.workspace_root.join(launcher)))
+            }
+            None => None,
+        };
         let mut server = Server {
             backend,
             port,
             dir,
             child: None,
+            emulator,
         };
         server.spawn()?;
         Ok(server)
@@ -163,6 +242,41 @@ impl Server {
                 command.uid(uid).gid(gid);
                 command
             }
+            Backend::Mariadb => {
+                let mut command = Command::new(mariadb_bin("mariadbd")?);
+                // No option file: nothing of the shared server's configuration applies.
+                command.arg("--no-defaults").args(mariadb_user());
+                command.args(mariadb_files(&self.dir));
+                command.arg(format!("--port={port}"));
+                command.arg(format!(
+                    "--init-file={}",
+                    self.dir.join("init.sql").display()
+                ));
+                // The redo log reaches the operating system at every commit: an
+                // acknowledged write survives a kill -9 of the server, as with PostgreSQL's
+                // fsync=off above.
+                command.args([
+                    "--bind-address=127.0.0.1",
+                    "--skip-name-resolve",
+                    "--innodb-flush-log-at-trx-commit=2",
+                    "--innodb-buffer-pool-size=64M",
+                ]);
+                command
+            }
+            // Both launchers keep their data in memory unless given a file: mongoeco then
+            // keeps it in SQLite, moto's launcher pickles its tables before each answer.
+            Backend::Mongodb => {
+                let mut command = self.emulator_command()?;
+                command.args(["--host", "127.0.0.1", "--port", &port, "--sqlite"]);
+                command.arg(self.dir.join("mongoeco.sqlite"));
+                command
+            }
+            Backend::Dynamodb => {
+                let mut command = self.emulator_command()?;
+                command.args(["-H", "127.0.0.1", "-p", &port, "--state"]);
+                command.arg(self.dir.join("moto.pickle"));
+                command
+            }
         };
         let err = log
             .try_clone()
@@ -177,7 +291,7 @@ impl Server {
             .map_err(|e| format!("cannot start {}: {e}", self.backend.name()))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.answers() {
+        while !self.backend.answers(self.port) {
             if Instant::now() > deadline {
                 return Err(format!(
                     "{} on port {} did not answer within 30 s (log {})",
@@ -191,22 +305,15 @@ impl Server {
         Ok(())
     }
 
-    /// Whether the server answers its protocol's simplest request.
-    fn answers(&self) -> bool {
-        match self.backend {
-            Backend::Redis => {
-                exchange(self.port, b"PING\r\n").is_some_and(|r| r.starts_with("+PONG"))
-            }
-            Backend::Memcached => {
-                exchange(self.port, b"version\r\n").is_some_and(|r| r.starts_with("VERSION"))
-            }
-            Backend::Postgres => postgres_bin("pg_isready").is_ok_and(|bin| {
-                Command::new(bin)
-                    .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                    .status()
-                    .is_ok_and(|status| status.success())
-            }),
-        }
+    /// The emulator's launcher in its venv's python, without arguments yet.
+    fn emulator_command(&self) -> Result<Command, String> {
+        let (python, launcher) = self
+            .emulator
+            .as_ref()
+            .ok_or_else(|| format!("{} has no emulator", self.backend.name()))?;
+        let mut command = Command::new(python);
+        command.arg(launcher);
+        Ok(command)
     }
 
     /// Sends `signal` (`KILL`, `STOP`, `CONT`) to every process of the server: its process
@@ -317,16 +424,48 @@ fn init_postgres(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// One request-reply on a fresh connection, with a short deadline.
-fn exchange(port: u16, request: &[u8]) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .ok()?;
-    stream.write_all(request).ok()?;
-    let mut buffer = [0u8; 64];
-    let read = stream.read(&mut buffer).ok()?;
-    Some(String::from_utf8_lossy(&buffer[..read]).into_owned())
+fn mariadb_bin(name: &str) -> Result<PathBuf, String> {
+    find_program(name).ok_or_else(|| format!("MariaDB's {name} is not installed"))
+}
+
+/// mariadbd refuses to run as root unless told to.
+fn mariadb_user() -> Option<&'static str> {
+    is_root().then_some("--user=root")
+}
+
+/// Where a private MariaDB keeps its data, socket and pid file: all in `dir`.
+fn mariadb_files(dir: &Path) -> [String; 3] {
+    [
+        format!("--datadir={}", dir.join("data").display()),
+        format!("--socket={}", dir.join("mysqld.sock").display()),
+        format!("--pid-file={}", dir.join("mariadbd.pid").display()),
+    ]
+}
+
+/// A throwaway data directory, and the SQL mariadbd runs at each start (`--init-file`):
+/// database `sessions` and user `sessions` without a password, from 127.0.0.1 only.
+fn init_mariadb(dir: &Path) -> Result<(), String> {
+    let init = "CREATE DATABASE IF NOT EXISTS sessions;\n\
+                CREATE USER IF NOT EXISTS 'sessions'@'127.0.0.1';\n\
+                GRANT ALL PRIVILEGES ON sessions.* TO 'sessions'@'127.0.0.1';\n";
+    let init_file = dir.join("init.sql");
+    fs::write(&init_file, init)
+        .map_err(|e| format!("cannot write {}: {e}", init_file.display()))?;
+    let output = Command::new(mariadb_bin("mariadb-install-db")?)
+        .arg("--no-defaults")
+        .args(mariadb_user())
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .args(["--skip-test-db", "--auth-root-authentication-method=socket"])
+        .output()
+        .map_err(|e| format!("cannot run mariadb-install-db: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
 }
 
 pub fn free_port() -> Result<u16, String> {
@@ -753,18 +892,14 @@ fn run_row(
     fault: Fault,
 ) -> Result<Row, String> {
     ctx.log(format!("faults: {} / {}", backend.name(), fault.describe()));
-    let mut server = Server::start(backend, root)?;
+    let mut server = Server::start(ctx, backend, root)?;
     let proxy = Proxy::start(server.port)?;
     let store_port = if fault == Fault::Latency {
         proxy.port
     } else {
         server.port
     };
-    let log = root.join(format!(
-        "app-{}-{:?}.log",
-        backend.name().to_lowercase(),
-        fault
-    ));
+    let log = root.join(format!("app-{}-{fault:?}.log", backend.slug()));
     let app = App::start(binary, &backend.app_env(store_port), log)?;
     let sessions: Vec<Arc<Session>> = (0..SESSIONS)
         .map(|n| login(app.port, &format!("user{n}")).map(Arc::new))
@@ -842,7 +977,8 @@ fn run_row(
         Ok(summary)
     } else if !backend.durable() && fault == Fault::Kill {
         Ok(format!(
-            "n/a: memcached keeps nothing across a restart ({summary})"
+            "n/a: {} keeps nothing across a restart ({summary})",
+            backend.name()
         ))
     } else {
         Err(format!("{summary}: {}", broken.join("; ")))
@@ -975,7 +1111,14 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
         )
     } else {
         (
-            &[Backend::Redis, Backend::Postgres, Backend::Memcached],
+            &[
+                Backend::Redis,
+                Backend::Postgres,
+                Backend::Mariadb,
+                Backend::Memcached,
+                Backend::Mongodb,
+                Backend::Dynamodb,
+            ],
             &[Fault::Kill, Fault::Stall, Fault::Latency],
         )
     };
@@ -1005,8 +1148,8 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     let mut text = table(&rows, &commit, &date, command);
     let _ = writeln!(
         text,
-        "\nRun time: {:.0} s. Not in this matrix yet: MariaDB, Redis Cluster failover, Sentinel, \
-         MongoDB and DynamoDB emulators; packet loss (`tc netem` in a network namespace).",
+        "\nRun time: {:.0} s. Not in this matrix yet: Redis Cluster failover, Sentinel; packet \
+         loss (`tc netem` in a network namespace).",
         started.elapsed().as_secs_f64()
     );
     // The quick run (CI) keeps its own file, so it never replaces the published matrix.

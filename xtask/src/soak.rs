@@ -133,7 +133,7 @@ fn soak(
         backend.name(),
         duration.as_secs_f64() / 60.0
     ));
-    let server = Server::start(backend, root)?;
+    let server = Server::start(ctx, backend, root)?;
     let name = backend.name().to_lowercase();
     let apps = [
         App::start(
