@@ -3,15 +3,18 @@
 //! Every row starts a private server (its own data directory and free port under
 //! `/var/tmp/sessions-faults`, never the shared services other work uses): Redis,
 //! PostgreSQL, MariaDB, memcached, or the MongoDB (mongoeco) and DynamoDB (moto) emulators
-//! in their venvs. Then the example app on it with a short `SESSION_STORE_TIMEOUT`, and
-//! concurrent clients that log in and increment counters. Then one fault: the server is
-//! killed (`kill -9` of its process group) and restarted, stalled (`SIGSTOP`, then
-//! `SIGCONT`), or slowed (a proxy in this process adds a delay to every chunk it
-//! forwards). The row passes when every response is 200 or 503 within the timeout plus a
-//! margin, the first 200 comes within 2 s of the server's return, no counter lost an
-//! acknowledged increment (acknowledged <= final <= attempted; after a kill only on a
-//! server that keeps its data, see `Backend::durable`), and the app's log holds no
-//! panic. The table goes to `reliability/results/latest.md`; the exit status is non-zero
+//! in their venvs, or a replicated Redis: a Cluster of 3 masters and 3 replicas, or a
+//! master and a replica watched by 3 sentinels. Then the example app on it with a short
+//! `SESSION_STORE_TIMEOUT`, and concurrent clients that log in and increment counters.
+//! Then one fault: the server is killed (`kill -9` of its process group) and restarted,
+//! stalled (`SIGSTOP`, then `SIGCONT`), or slowed (a proxy in this process adds a delay to
+//! every chunk it forwards); a replicated Redis loses a master to `kill -9` for good and
+//! fails over. The row passes when every response is 200 or 503 within the timeout plus a
+//! margin, the first 200 comes within 2 s of the server's return (after a failover: every
+//! session has its 200s back within the failure detection time + 3 s of the kill), no
+//! counter lost an acknowledged increment (acknowledged <= final <= attempted; after a
+//! kill only on a server that keeps its data, see `Backend::durable`), and the app's log
+//! holds no panic. The table goes to `reliability/results/latest.md`; the exit status is non-zero
 //! when a row fails.
 //!
 //! The machinery (servers, proxy, HTTP client, the app process) is shared with
@@ -32,6 +35,7 @@ use std::time::{Duration, Instant};
 use crate::context::{is_root, Context};
 use crate::probe;
 use crate::process::find_program;
+use crate::redis_topology;
 use crate::venv::{self, VenvSpec};
 
 /// `SESSION_STORE_TIMEOUT` of the app under test: short, so a row takes seconds.
@@ -40,6 +44,17 @@ pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MARGIN: Duration = Duration::from_secs(3);
 /// The first 200 must come this soon after the server is back.
 const RECOVERY_TARGET: Duration = Duration::from_secs(2);
+/// Redis Cluster's `cluster-node-timeout` in the failover row: a master that has not
+/// answered its peers for this long is failed, and its replica takes over.
+const CLUSTER_NODE_TIMEOUT: Duration = Duration::from_millis(2000);
+/// The Sentinel row's `down-after-milliseconds` and `failover-timeout`, and the name the
+/// sentinels know the master by.
+const SENTINEL_DOWN_AFTER: Duration = Duration::from_millis(1000);
+const SENTINEL_FAILOVER_TIMEOUT: Duration = Duration::from_millis(3000);
+const SENTINEL_NAME: &str = "faults";
+/// After a failover every session must succeed again within the failure detection time
+/// (node timeout, down-after) plus this.
+const FAILOVER_MARGIN: Duration = Duration::from_secs(3);
 /// Sessions under load in each row, and client threads per session.
 const SESSIONS: usize = 6;
 const THREADS_PER_SESSION: usize = 2;
@@ -57,6 +72,10 @@ pub enum Backend {
     Mongodb,
     /// The moto emulator (`scripts/moto_server.py`).
     Dynamodb,
+    /// Redis Cluster: 3 masters with one replica each.
+    RedisCluster,
+    /// A Redis master and one replica, watched by 3 sentinels (quorum 2).
+    RedisSentinel,
 }
 
 impl Backend {
@@ -68,6 +87,45 @@ impl Backend {
             Backend::Memcached => "Memcached",
             Backend::Mongodb => "MongoDB (mongoeco)",
             Backend::Dynamodb => "DynamoDB (moto)",
+            Backend::RedisCluster => "Redis Cluster (3 masters + 3 replicas)",
+            Backend::RedisSentinel => "Redis Sentinel (master + replica, 3 sentinels)",
+        }
+    }
+
+    /// Every backend, in the order of the matrix.
+    const ALL: [Backend; 8] = [
+        Backend::Redis,
+        Backend::Postgres,
+        Backend::Mariadb,
+        Backend::Memcached,
+        Backend::Mongodb,
+        Backend::Dynamodb,
+        Backend::RedisCluster,
+        Backend::RedisSentinel,
+    ];
+
+    /// The faults of the full matrix: a replicated backend loses its master for good, the
+    /// others lose, stall or slow down their one server.
+    fn faults(self) -> &'static [Fault] {
+        match self {
+            Backend::Redis
+            | Backend::Postgres
+            | Backend::Mariadb
+            | Backend::Memcached
+            | Backend::Mongodb
+            | Backend::Dynamodb => &[Fault::Kill, Fault::Stall, Fault::Latency],
+            Backend::RedisCluster | Backend::RedisSentinel => &[Fault::Failover],
+        }
+    }
+
+    /// How long the replicated backends take to notice that their master is gone, by
+    /// their configuration: the recovery target of a failover is this plus
+    /// [`FAILOVER_MARGIN`].
+    fn failure_detection(self) -> Option<Duration> {
+        match self {
+            Backend::RedisCluster => Some(CLUSTER_NODE_TIMEOUT),
+            Backend::RedisSentinel => Some(SENTINEL_DOWN_AFTER),
+            _ => None,
         }
     }
 
@@ -103,11 +161,19 @@ impl Backend {
             Backend::Memcached => probe::memcached_version(port).is_some(),
             Backend::Mongodb => probe::mongodb_ping(port),
             Backend::Dynamodb => probe::dynamodb_list_tables(port),
+            Backend::RedisCluster => probe::redis_cluster_ok(port),
+            Backend::RedisSentinel => probe::sentinel_master_address(port, SENTINEL_NAME).is_some(),
         }
     }
 
-    /// The example's environment for a server (or proxy) on `port`.
-    pub fn app_env(self, port: u16) -> Vec<(&'static str, String)> {
+    /// The example's environment for a server (or proxy) on `ports[0]`; a Cluster's other
+    /// nodes, or the other sentinels, on the rest of `ports` (see [`Server::app_ports`]).
+    pub fn app_env(self, ports: &[u16]) -> Vec<(&'static str, String)> {
+        let (port, more) = ports.split_first().expect("at least one port");
+        let nodes: String = more
+            .iter()
+            .map(|port| format!("&node=127.0.0.1:{port}"))
+            .collect();
         match self {
             Backend::Redis => vec![
                 ("SESSION_TYPE", "redis".into()),
@@ -149,6 +215,25 @@ impl Backend {
                 ("AWS_ACCESS_KEY_ID", "dummy".into()),
                 ("AWS_SECRET_ACCESS_KEY", "dummy".into()),
             ],
+            Backend::RedisCluster => vec![
+                ("SESSION_TYPE", "redis".into()),
+                (
+                    "SESSION_REDIS_URL",
+                    format!(
+                        "redis-cluster://127.0.0.1:{port}?{}",
+                        nodes.trim_start_matches('&')
+                    ),
+                ),
+            ],
+            Backend::RedisSentinel => vec![
+                ("SESSION_TYPE", "redis".into()),
+                (
+                    "SESSION_REDIS_URL",
+                    format!(
+                        "redis-sentinel://127.0.0.1:{port}?sentinelServiceName={SENTINEL_NAME}{nodes}"
+                    ),
+                ),
+            ],
         }
     }
 }
@@ -158,6 +243,8 @@ enum Fault {
     Kill,
     Stall,
     Latency,
+    /// `kill -9` of a master of a replicated backend, not restarted: a replica takes over.
+    Failover,
 }
 
 impl Fault {
@@ -166,6 +253,7 @@ impl Fault {
             Fault::Kill => "kill -9, restart after 3 s",
             Fault::Stall => "SIGSTOP 4 s, SIGCONT",
             Fault::Latency => "+300 ms per chunk, 5 s",
+            Fault::Failover => "kill -9 of a master, no restart",
         }
     }
 }
@@ -173,14 +261,117 @@ impl Fault {
 // ------------------------------------------------------------------------------ servers
 
 /// A server of `backend` in a directory of its own, in a process group of its own so that
-/// a signal reaches every process of it (PostgreSQL's backends too).
+/// a signal reaches every process of it (PostgreSQL's backends too). A replicated backend
+/// is a group of `redis-server` processes ([`Node`]s), each in its own process group.
 pub struct Server {
     pub backend: Backend,
+    /// The server's port; a Cluster's first node, the Sentinel row's first sentinel.
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
     /// The venv's python of an emulated server, and the launcher it runs.
     emulator: Option<(PathBuf, PathBuf)>,
+    /// The processes of a replicated backend; empty for the others.
+    nodes: Vec<Node>,
+    /// The ports the app is given ([`Backend::app_env`]) when it is more than `port`.
+    app_ports: Vec<u16>,
+}
+
+/// One process of a replicated backend: a Cluster node, the Sentinel row's master, replica
+/// or one of its sentinels.
+struct Node {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal_group(&child, "KILL");
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `signal` to the process group led by `child`.
+fn signal_group(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{}", child.id()))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Starts `command` in a process group of its own, its output appended to `log`.
+fn launch(mut command: Command, log: &Path) -> Result<Child, String> {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("cannot share the server log: {e}"))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))
+}
+
+/// Waits up to 30 s for `ready`.
+fn wait_for(what: &str, log: &Path, ready: impl Fn() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what} not ready within 30 s (log {})",
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// `redis-server` on `port` with its data in `dir`: an append-only file fsync'd on every
+/// write, so that what a server acknowledged survives a `kill -9` of it.
+fn redis_server(port: u16, dir: &Path) -> Command {
+    let mut command = Command::new("redis-server");
+    command.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+    ]);
+    command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]);
+    command.arg(dir);
+    command
+}
+
+/// The role line and replication link of `INFO replication`: `true` for a master with
+/// `replicas` connected replicas, or a replica whose link to its master is up.
+fn replication_ok(port: u16, replicas: usize) -> bool {
+    let Some(info) = probe::redis_command(port, &["INFO", "replication"])
+        .ok()
+        .and_then(|reply| reply.text())
+    else {
+        return false;
+    };
+    match probe::info_field(&info, "role").as_deref() {
+        Some("master") => {
+            probe::info_field(&info, "connected_slaves").as_deref()
+                == Some(replicas.to_string().as_str())
+        }
+        Some("slave") => probe::info_field(&info, "master_link_status").as_deref() == Some("up"),
+        _ => false,
+    }
 }
 
 impl Server {
@@ -206,28 +397,19 @@ impl Server {
             dir,
             child: None,
             emulator,
+            nodes: Vec::new(),
+            app_ports: Vec::new(),
         };
         server.spawn()?;
         Ok(server)
     }
 
-    /// Starts the server process and waits until it answers.
+    /// Starts the server process and waits until it answers; a replicated backend's
+    /// processes, and waits until its replicas are in sync.
     pub fn spawn(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.with_extension("log"))
-            .map_err(|e| format!("cannot open the server log: {e}"))?;
-        let mut command = match self.backend {
-            Backend::Redis => {
-                let mut command = Command::new("redis-server");
-                command.args(["--bind", "127.0.0.1", "--port", &port, "--save", ""]);
-                // Acknowledged writes must survive kill -9: fsync'd append-only file.
-                command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]);
-                command.arg(&self.dir);
-                command
-            }
+        let command = match self.backend {
+            Backend::Redis => redis_server(self.port, &self.dir),
             Backend::Memcached => {
                 let mut command = Command::new("memcached");
                 command.args(["-l", "127.0.0.1", "-p", &port, "-U", "0", "-u", "nobody"]);
@@ -277,31 +459,183 @@ impl Server {
                 command.arg(self.dir.join("moto.pickle"));
                 command
             }
+            Backend::RedisCluster => return self.spawn_cluster(),
+            Backend::RedisSentinel => return self.spawn_sentinel(),
         };
-        let err = log
-            .try_clone()
-            .map_err(|e| format!("cannot share the server log: {e}"))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .process_group(0);
-        let child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.backend.name()))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.backend.answers(self.port) {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} on port {} did not answer within 30 s (log {})",
-                    self.backend.name(),
-                    self.port,
-                    self.dir.with_extension("log").display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let log = self.dir.with_extension("log");
+        self.child = Some(launch(command, &log)?);
+        let (backend, port) = (self.backend, self.port);
+        wait_for(&format!("{} on port {port}", backend.name()), &log, || {
+            backend.answers(port)
+        })
+    }
+
+    /// Starts one more process of a replicated backend, on `port`, logging to
+    /// `NAME-PORT.log` in the server's directory, and waits for `ready`.
+    fn spawn_node(
+        &mut self,
+        what: &str,
+        port: u16,
+        command: Command,
+        ready: impl Fn() -> bool,
+    ) -> Result<(), String> {
+        let log = self.dir.join(format!("{what}-{port}.log"));
+        let child = launch(command, &log)?;
+        self.nodes.push(Node {
+            port,
+            child: Some(child),
+        });
+        wait_for(&format!("{what} on port {port}"), &log, ready)
+    }
+
+    /// Six cluster nodes (the first on `port`), made a cluster of 3 masters with one
+    /// replica each by `redis-cli --cluster create`; ready when every node sees all slots
+    /// served and every replica is in sync.
+    fn spawn_cluster(&mut self) -> Result<(), String> {
+        let mut ports = vec![self.port];
+        ports.extend(free_ports(11)?);
+        // The bus ports are given, not left at port + 10000, which may be past 65535.
+        let (ports, bus_ports) = (ports[..6].to_vec(), ports[6..].to_vec());
+        for (&port, &bus) in ports.iter().zip(&bus_ports) {
+            let dir = self.dir.join(format!("node-{port}"));
+            fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let mut command = redis_server(port, &dir);
+            command.args(redis_topology::cluster_node_args(CLUSTER_NODE_TIMEOUT));
+            command.args(["--cluster-port", &bus.to_string()]);
+            self.spawn_node("node", port, command, || probe::redis_ping(port))?;
         }
+        let output = crate::process::run(
+            "redis-cli --cluster create",
+            &mut redis_topology::cluster_create(&ports, 1)?,
+        )?;
+        let _ = fs::write(self.dir.join("cluster-create.log"), output);
+        wait_for(
+            "the cluster (all slots served, replicas in sync)",
+            &self.dir,
+            || redis_topology::cluster_ready(&ports) && ports.iter().all(|&p| replication_ok(p, 1)),
+        )?;
+        self.app_ports = ports;
+        Ok(())
+    }
+
+    /// A master and its replica, then 3 sentinels (the first on `port`) watching the
+    /// master as [`SENTINEL_NAME`] with quorum 2; ready when every sentinel reaches the
+    /// master and knows the replica and the other two sentinels.
+    fn spawn_sentinel(&mut self) -> Result<(), String> {
+        let ports = free_ports(4)?;
+        let (master, replica) = (ports[0], ports[1]);
+        let sentinels = [self.port, ports[2], ports[3]];
+        for (port, role) in [(master, "master"), (replica, "replica")] {
+            let dir = self.dir.join(format!("{role}-{port}"));
+            fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let mut command = redis_server(port, &dir);
+            if port == replica {
+                command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+            }
+            self.spawn_node(role, port, command, || probe::redis_ping(port))?;
+        }
+        wait_for("the replica (in sync)", &self.dir, || {
+            replication_ok(master, 1) && replication_ok(replica, 1)
+        })?;
+        for port in sentinels {
+            let dir = self.dir.join(format!("sentinel-{port}"));
+            fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let config = dir.join("sentinel.conf");
+            let text = redis_topology::Sentinel {
+                port,
+                dir: &dir,
+                name: SENTINEL_NAME,
+                master_port: master,
+                quorum: 2,
+                down_after: SENTINEL_DOWN_AFTER,
+                failover_timeout: SENTINEL_FAILOVER_TIMEOUT,
+            }
+            .config();
+            fs::write(&config, text)
+                .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+            let mut command = Command::new("redis-server");
+            command.arg(&config).arg("--sentinel");
+            self.spawn_node("sentinel", port, command, || {
+                probe::sentinel_watches(port, SENTINEL_NAME, master)
+            })?;
+        }
+        let field = |port, name| probe::sentinel_master_field(port, SENTINEL_NAME, name);
+        wait_for(
+            "the sentinels (each knowing the replica and the others)",
+            &self.dir,
+            || {
+                sentinels.iter().all(|&port| {
+                    field(port, "num-slaves").as_deref() == Some("1")
+                        && field(port, "num-other-sentinels").as_deref() == Some("2")
+                })
+            },
+        )?;
+        self.app_ports = sentinels.to_vec();
+        Ok(())
+    }
+
+    /// The ports the app is given: the server's, or a Cluster's nodes, or the sentinels.
+    pub fn app_ports(&self) -> Vec<u16> {
+        if self.app_ports.is_empty() {
+            vec![self.port]
+        } else {
+            self.app_ports.clone()
+        }
+    }
+
+    /// The master a failover row kills, and for each of `keys` (the sessions' store keys)
+    /// whether it lives on that master. In a Cluster, the master holding most of the keys.
+    fn master_to_kill(&self, keys: &[String]) -> Result<(u16, Vec<bool>), String> {
+        match self.backend {
+            Backend::RedisCluster => {
+                let masters = cluster_masters(self.port)?;
+                let mut holders = Vec::new();
+                for key in keys {
+                    let slot = match probe::redis_command(self.port, &["CLUSTER", "KEYSLOT", key]) {
+                        Ok(probe::Resp::Integer(slot)) => slot,
+                        other => return Err(format!("CLUSTER KEYSLOT {key}: {other:?}")),
+                    };
+                    let (port, _) = masters
+                        .iter()
+                        .find(|(_, slots)| slots.iter().any(|range| range.contains(&slot)))
+                        .ok_or_else(|| format!("no master serves slot {slot}"))?;
+                    // The key must be there, or the session is not where it is counted.
+                    if probe::redis_command(*port, &["EXISTS", key]).ok()
+                        != Some(probe::Resp::Integer(1))
+                    {
+                        return Err(format!("{key} is not on the master serving its slot"));
+                    }
+                    holders.push(*port);
+                }
+                let busiest = masters
+                    .iter()
+                    .map(|(port, _)| *port)
+                    .max_by_key(|port| holders.iter().filter(|&h| h == port).count())
+                    .ok_or("the cluster has no master")?;
+                Ok((busiest, holders.iter().map(|&h| h == busiest).collect()))
+            }
+            Backend::RedisSentinel => {
+                let (_, port) = probe::sentinel_master_address(self.port, SENTINEL_NAME)
+                    .ok_or("the sentinel names no master")?;
+                Ok((port, vec![true; keys.len()]))
+            }
+            _ => Err(format!(
+                "{} has no replica to fail over to",
+                self.backend.name()
+            )),
+        }
+    }
+
+    /// `kill -9` of the node on `port`, not restarted.
+    fn kill_node(&mut self, port: u16) -> Result<(), String> {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port == port)
+            .ok_or_else(|| format!("no node of ours on port {port}"))?
+            .kill();
         Ok(())
     }
 
@@ -320,6 +654,9 @@ impl Server {
     /// group, and the main process's children by id (each PostgreSQL backend calls
     /// `setsid`, so a group signal would miss them and leave the connections served).
     pub fn signal(&self, signal: &str) {
+        for child in self.nodes.iter().filter_map(|node| node.child.as_ref()) {
+            signal_group(child, signal);
+        }
         if let Some(child) = &self.child {
             let mut targets = vec![format!("-{}", child.id())];
             targets.extend(children_of(child.id()).iter().map(u32::to_string));
@@ -334,6 +671,9 @@ impl Server {
 
     /// `kill -9` of every process of the server, and waits for the main one.
     pub fn kill(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
         self.signal("KILL");
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
@@ -466,6 +806,59 @@ fn init_mariadb(dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `count` distinct free ports (held together while they are chosen).
+fn free_ports(count: usize) -> Result<Vec<u16>, String> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("no free port: {e}"))?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().map(|address| address.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+type SlotRange = std::ops::RangeInclusive<i64>;
+
+/// The masters of the cluster `port` belongs to, with the slot ranges each serves, from
+/// `CLUSTER NODES` (`ID HOST:PORT@BUS FLAGS MASTER PING PONG EPOCH LINK SLOT...`).
+fn cluster_masters(port: u16) -> Result<Vec<(u16, Vec<SlotRange>)>, String> {
+    let text = probe::redis_command(port, &["CLUSTER", "NODES"])
+        .ok()
+        .and_then(|reply| reply.text())
+        .ok_or("CLUSTER NODES gave no text")?;
+    parse_cluster_nodes(&text)
+}
+
+/// Masters with their slot ranges, from the text of `CLUSTER NODES`.
+fn parse_cluster_nodes(text: &str) -> Result<Vec<(u16, Vec<SlotRange>)>, String> {
+    let mut masters = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 8 || !fields[2].split(',').any(|flag| flag == "master") {
+            continue;
+        }
+        let node_port = fields[1]
+            .split(['@', ','])
+            .next()
+            .and_then(|address| address.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse().ok())
+            .ok_or_else(|| format!("CLUSTER NODES: no port in `{line}`"))?;
+        // Slots being migrated (`[...]`) are not served by this node yet.
+        let slots = fields[8..]
+            .iter()
+            .filter(|slot| !slot.starts_with('['))
+            .filter_map(|slot| {
+                let (low, high) = slot.split_once('-').unwrap_or((slot, slot));
+                Some(low.parse().ok()?..=high.parse().ok()?)
+            })
+            .collect();
+        masters.push((node_port, slots));
+    }
+    Ok(masters)
 }
 
 pub fn free_port() -> Result<u16, String> {
@@ -817,7 +1210,8 @@ pub fn final_counter(port: u16, session: &Session) -> Result<u64, String> {
 /// Client threads incrementing the counters of `sessions` until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
-    events: Arc<Mutex<Vec<Event>>>,
+    /// Each outcome with the index of its session in `sessions`.
+    events: Arc<Mutex<Vec<(usize, Event)>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -826,14 +1220,14 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
-        for session in sessions {
+        for (n, session) in sessions.iter().enumerate() {
             for _ in 0..THREADS_PER_SESSION {
                 let (stop, events, session) = (stop.clone(), events.clone(), session.clone());
                 threads.push(std::thread::spawn(move || {
                     while !stop.load(Ordering::SeqCst) {
                         let event = increment(port, &session);
                         let failed = event.status != Some(200);
-                        events.lock().unwrap().push(event);
+                        events.lock().unwrap().push((n, event));
                         if failed {
                             // Do not spin on a store that is down.
                             std::thread::sleep(Duration::from_millis(20));
@@ -849,7 +1243,7 @@ impl Load {
         }
     }
 
-    fn finish(self) -> Vec<Event> {
+    fn finish(self) -> Vec<(usize, Event)> {
         self.stop.store(true, Ordering::SeqCst);
         for thread in self.threads {
             let _ = thread.join();
@@ -870,18 +1264,75 @@ struct Row {
     other: Vec<String>,
     slowest: Duration,
     recovery: Option<Duration>,
+    /// What `recovery` must not exceed.
+    target: Duration,
     counters: Result<String, String>,
     panicked: bool,
+    /// What else the row saw, for the Fault column (a Cluster failover: which sessions
+    /// lived on the killed master and the errors of each group).
+    note: Option<String>,
 }
 
 impl Row {
-    fn passed(&self) -> bool {
-        self.other.is_empty()
-            && self.slowest <= STORE_TIMEOUT + MARGIN
-            && self.recovery.is_some_and(|r| r <= RECOVERY_TARGET)
-            && self.counters.is_ok()
-            && !self.panicked
+    /// The criteria the row misses; none when it passes.
+    fn failures(&self) -> Vec<&'static str> {
+        let mut failures = Vec::new();
+        if !self.other.is_empty() {
+            failures.push("answers other than 200/503");
+        }
+        if self.slowest > STORE_TIMEOUT + MARGIN {
+            failures.push("hang");
+        }
+        if self.recovery.is_none_or(|r| r > self.target) {
+            failures.push("recovery");
+        }
+        if self.counters.is_err() {
+            failures.push("counters");
+        }
+        if self.panicked {
+            failures.push("panic");
+        }
+        failures
     }
+
+    fn passed(&self) -> bool {
+        self.failures().is_empty()
+    }
+}
+
+/// The store key of the session whose cookie is `session=ID` (the example's defaults:
+/// prefix `session:`, ids not hashed; [`Server::master_to_kill`] checks the key exists).
+fn store_key(session: &Session) -> String {
+    let cookie = session.cookie();
+    format!(
+        "session:{}",
+        cookie.strip_prefix("session=").unwrap_or(&cookie)
+    )
+}
+
+/// The time from `from` until every session has a 200 again after its last failure that
+/// ended after `from` (a session without such a failure: its first 200 ending after
+/// `from`); `None` when a session has none.
+fn recovery_of_every_session(
+    events: &[(usize, Event)],
+    sessions: usize,
+    from: Instant,
+) -> Option<Duration> {
+    let mut slowest = Duration::ZERO;
+    for n in 0..sessions {
+        let mine = || events.iter().filter(move |(s, _)| *s == n).map(|(_, e)| e);
+        let last_failure = mine()
+            .filter(|event| event.status != Some(200) && event.end >= from)
+            .map(|event| event.end)
+            .max()
+            .unwrap_or(from);
+        let back = mine()
+            .filter(|event| event.status == Some(200) && event.end > last_failure)
+            .map(|event| event.end)
+            .min()?;
+        slowest = slowest.max(back - from);
+    }
+    Some(slowest)
 }
 
 fn run_row(
@@ -894,18 +1345,20 @@ fn run_row(
     ctx.log(format!("faults: {} / {}", backend.name(), fault.describe()));
     let mut server = Server::start(ctx, backend, root)?;
     let proxy = Proxy::start(server.port)?;
-    let store_port = if fault == Fault::Latency {
-        proxy.port
+    let store_ports = if fault == Fault::Latency {
+        vec![proxy.port]
     } else {
-        server.port
+        server.app_ports()
     };
     let log = root.join(format!("app-{}-{fault:?}.log", backend.slug()));
-    let app = App::start(binary, &backend.app_env(store_port), log)?;
+    let app = App::start(binary, &backend.app_env(&store_ports), log)?;
     let sessions: Vec<Arc<Session>> = (0..SESSIONS)
         .map(|n| login(app.port, &format!("user{n}")).map(Arc::new))
         .collect::<Result<_, _>>()?;
     let load = Load::start(app.port, &sessions);
     std::thread::sleep(Duration::from_secs(2));
+    // For a failover, which sessions lived on the killed master.
+    let mut on_victim = None;
     let back = match fault {
         Fault::Kill => {
             server.kill();
@@ -925,10 +1378,25 @@ fn run_row(
             proxy.delay_ms.store(0, Ordering::Relaxed);
             Instant::now()
         }
+        // Recovery counts from the kill: nothing comes back, a replica takes over.
+        Fault::Failover => {
+            let keys: Vec<String> = sessions.iter().map(|s| store_key(s)).collect();
+            let (victim, holds) = server.master_to_kill(&keys)?;
+            server.kill_node(victim)?;
+            let killed = Instant::now();
+            ctx.log(format!("faults: killed the master on port {victim}"));
+            on_victim = Some(holds);
+            std::thread::sleep(Duration::from_secs(10));
+            killed
+        }
     };
     std::thread::sleep(Duration::from_secs(5));
     let events = load.finish();
 
+    let target = match (fault, backend.failure_detection()) {
+        (Fault::Failover, Some(detection)) => detection + FAILOVER_MARGIN,
+        _ => RECOVERY_TARGET,
+    };
     let mut row = Row {
         backend,
         fault,
@@ -938,11 +1406,14 @@ fn run_row(
         other: Vec::new(),
         slowest: Duration::ZERO,
         recovery: None,
+        target,
         counters: Ok(String::new()),
         panicked: false,
+        note: None,
     };
     let mut others = std::collections::BTreeMap::<String, usize>::new();
-    for event in &events {
+    let mut errors = [0usize; SESSIONS];
+    for (n, event) in &events {
         row.slowest = row.slowest.max(event.end - event.start);
         match event.status {
             Some(200) => row.ok += 1,
@@ -950,17 +1421,37 @@ fn run_row(
             Some(status) => *others.entry(status.to_string()).or_default() += 1,
             None => *others.entry("no answer".into()).or_default() += 1,
         }
+        if event.status != Some(200) {
+            errors[*n] += 1;
+        }
     }
     row.other = others
         .into_iter()
         .map(|(what, count)| format!("{count}× {what}"))
         .collect();
-    row.recovery = events
-        .iter()
-        .filter(|event| event.status == Some(200) && event.start >= back)
-        .map(|event| event.end - back)
-        .min();
-    let (mut acknowledged, mut attempted, mut finals) = (0, 0, 0);
+    row.recovery = if fault == Fault::Failover {
+        recovery_of_every_session(&events, sessions.len(), back)
+    } else {
+        events
+            .iter()
+            .map(|(_, event)| event)
+            .filter(|event| event.status == Some(200) && event.start >= back)
+            .map(|event| event.end - back)
+            .min()
+    };
+    if let Some(holds) = on_victim.filter(|holds| holds.contains(&false)) {
+        let group = |on: bool| {
+            let members: Vec<usize> = (0..SESSIONS).filter(|&n| holds[n] == on).collect();
+            let failed: usize = members.iter().map(|&n| errors[n]).sum();
+            (members.len(), failed)
+        };
+        let ((hit, hit_errors), (spared, spared_errors)) = (group(true), group(false));
+        row.note = Some(format!(
+            "{hit} of {SESSIONS} sessions in its slots: {hit_errors} errors; the other {spared}: \
+             {spared_errors} errors"
+        ));
+    }
+    let (mut acknowledged, mut attempted, mut finals, mut lost) = (0, 0, 0, 0);
     let mut broken = Vec::new();
     for (n, session) in sessions.iter().enumerate() {
         let acked = session.acknowledged.load(Ordering::SeqCst);
@@ -968,6 +1459,7 @@ fn run_row(
         let last = final_counter(app.port, session)?;
         (acknowledged, attempted, finals) =
             (acknowledged + acked, attempted + tried, finals + last);
+        lost += acked.saturating_sub(last);
         if !(acked <= last && last <= tried) {
             broken.push(format!("session {n}: {acked} ≤ {last} ≤ {tried} fails"));
         }
@@ -979,6 +1471,11 @@ fn run_row(
         Ok(format!(
             "n/a: {} keeps nothing across a restart ({summary})",
             backend.name()
+        ))
+    } else if lost > 0 {
+        Err(format!(
+            "{summary}: {lost} acknowledged increments lost ({})",
+            broken.join("; ")
         ))
     } else {
         Err(format!("{summary}: {}", broken.join("; ")))
@@ -995,11 +1492,17 @@ fn table(rows: &[Row], commit: &str, date: &str, command: &str) -> String {
         "`{command}` at commit `{commit}`, {date}. The example app (axum) with \
          `SESSION_STORE_TIMEOUT={}`, {SESSIONS} sessions × {THREADS_PER_SESSION} client threads \
          incrementing counters (`POST /counter`); a hang is a response slower than the timeout \
-         + {} s; recovery is the time from the server's return to the first 200 (target ≤ {} s); \
-         counters are summed over the sessions: acknowledged ≤ final ≤ attempted.\n",
+         + {} s; recovery is the time from the server's return to the first 200 (target ≤ {} s), \
+         and after a failover the time from the kill until every session has a 200 again after \
+         its last error (target ≤ the failure detection time, node timeout {} s or \
+         down-after {} s, + {} s); counters are summed over the sessions: acknowledged ≤ final \
+         ≤ attempted.\n",
         STORE_TIMEOUT.as_secs(),
         MARGIN.as_secs(),
-        RECOVERY_TARGET.as_secs()
+        RECOVERY_TARGET.as_secs(),
+        CLUSTER_NODE_TIMEOUT.as_secs_f64(),
+        SENTINEL_DOWN_AFTER.as_secs_f64(),
+        FAILOVER_MARGIN.as_secs(),
     );
     let _ = writeln!(
         out,
@@ -1010,11 +1513,15 @@ fn table(rows: &[Row], commit: &str, date: &str, command: &str) -> String {
         let counters = match &row.counters {
             Ok(text) | Err(text) => text.clone(),
         };
+        let failures = row.failures();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} |",
             row.backend.name(),
             row.fault.describe(),
+            row.note
+                .as_ref()
+                .map_or(String::new(), |note| format!(" ({note})")),
             row.requests,
             row.ok,
             row.unavailable,
@@ -1028,7 +1535,11 @@ fn table(rows: &[Row], commit: &str, date: &str, command: &str) -> String {
                 .map_or("none".to_string(), |r| format!("{:.2}", r.as_secs_f64())),
             counters,
             if row.panicked { "yes" } else { "no" },
-            if row.passed() { "pass" } else { "**FAIL**" }
+            if failures.is_empty() {
+                "pass".to_string()
+            } else {
+                format!("**FAIL**: {}", failures.join(", "))
+            }
         );
     }
     out
@@ -1093,65 +1604,101 @@ pub fn work_dir(name: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
-    let quick = match args {
-        [] => false,
-        [flag] if flag == "--quick" => true,
-        _ => return Err("usage: cargo xtask faults [--quick]".into()),
+pub const USAGE: &str = "usage: cargo xtask faults [--quick] [--only NAME[,NAME...]]";
+
+/// The rows to run: `(backend, fault)` pairs, in the matrix's order. `only` keeps the
+/// backends whose name or slug contains one of its comma-separated words
+/// (case-insensitive: `redis` is every Redis row, `cluster` the Cluster's).
+fn plan(quick: bool, only: Option<&str>) -> Result<Vec<(Backend, Fault)>, String> {
+    let rows: Vec<(Backend, Fault)> = if quick {
+        [Backend::Redis, Backend::Postgres]
+            .into_iter()
+            .flat_map(|backend| [Fault::Kill, Fault::Stall].map(|fault| (backend, fault)))
+            .collect()
+    } else {
+        Backend::ALL
+            .into_iter()
+            .flat_map(|backend| backend.faults().iter().map(move |&fault| (backend, fault)))
+            .collect()
     };
+    let Some(only) = only else {
+        return Ok(rows);
+    };
+    let words: Vec<String> = only
+        .split(',')
+        .map(|word| word.trim().to_lowercase())
+        .filter(|word| !word.is_empty())
+        .collect();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|(backend, _)| {
+            let (name, slug) = (backend.name().to_lowercase(), backend.slug());
+            words
+                .iter()
+                .any(|word| name.contains(word.as_str()) || slug.contains(word.as_str()))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Err(format!(
+            "--only {only}: no row matches; the backends are {}",
+            Backend::ALL.map(Backend::slug).join(", ")
+        ));
+    }
+    Ok(rows)
+}
+
+pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
+    let (mut quick, mut only) = (false, None);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" => only = Some(rest.next().ok_or(USAGE)?.as_str()),
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let plan = plan(quick, only)?;
     let started = Instant::now();
     // The commit of the code that runs, not of whatever is checked out at the end.
     let (commit, date) = provenance(ctx);
     let binary = build_example(ctx)?;
     let root = work_dir("faults")?;
-    let (backends, faults): (&[Backend], &[Fault]) = if quick {
-        (
-            &[Backend::Redis, Backend::Postgres],
-            &[Fault::Kill, Fault::Stall],
-        )
-    } else {
-        (
-            &[
-                Backend::Redis,
-                Backend::Postgres,
-                Backend::Mariadb,
-                Backend::Memcached,
-                Backend::Mongodb,
-                Backend::Dynamodb,
-            ],
-            &[Fault::Kill, Fault::Stall, Fault::Latency],
-        )
-    };
     let mut rows = Vec::new();
-    for &backend in backends {
-        for &fault in faults {
-            let row = run_row(ctx, &binary, &root, backend, fault)?;
-            ctx.log(format!(
-                "faults: {} / {:?}: {} requests, {} × 200, {} × 503, other {:?}, recovery {:?}, {}",
-                backend.name(),
-                fault,
-                row.requests,
-                row.ok,
-                row.unavailable,
-                row.other,
-                row.recovery,
-                if row.passed() { "pass" } else { "FAIL" }
-            ));
-            rows.push(row);
-        }
+    for (backend, fault) in plan {
+        let row = run_row(ctx, &binary, &root, backend, fault)?;
+        ctx.log(format!(
+            "faults: {} / {:?}: {} requests, {} × 200, {} × 503, other {:?}, recovery {:?}, {}",
+            backend.name(),
+            fault,
+            row.requests,
+            row.ok,
+            row.unavailable,
+            row.other,
+            row.recovery,
+            if row.passed() { "pass" } else { "FAIL" }
+        ));
+        rows.push(row);
     }
-    let command = if quick {
-        "cargo xtask faults --quick"
-    } else {
-        "cargo xtask faults"
+    let command = match (quick, only) {
+        (_, Some(only)) => format!(
+            "cargo xtask faults{} --only {only}",
+            if quick { " --quick" } else { "" }
+        ),
+        (true, None) => "cargo xtask faults --quick".to_string(),
+        (false, None) => "cargo xtask faults".to_string(),
     };
-    let mut text = table(&rows, &commit, &date, command);
+    let mut text = table(&rows, &commit, &date, &command);
     let _ = writeln!(
         text,
-        "\nRun time: {:.0} s. Not in this matrix yet: Redis Cluster failover, Sentinel; packet \
-         loss (`tc netem` in a network namespace).",
+        "\nRun time: {:.0} s. Not in this matrix yet: packet loss (`tc netem` in a network \
+         namespace).",
         started.elapsed().as_secs_f64()
     );
+    print!("{text}");
+    // A run of some rows only is printed, never written: it would replace the matrix.
+    if only.is_some() {
+        return Ok(exit_code(&rows));
+    }
     // The quick run (CI) keeps its own file, so it never replaces the published matrix.
     let out = ctx.workspace_root.join(if quick {
         "reliability/results/quick.md"
@@ -1160,13 +1707,113 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     });
     fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
     fs::write(&out, &text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    print!("{text}");
     if !quick {
         publish(ctx)?;
     }
-    Ok(if rows.iter().all(Row::passed) {
+    Ok(exit_code(&rows))
+}
+
+fn exit_code(rows: &[Row]) -> ExitCode {
+    if rows.iter().all(Row::passed) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_full_matrix_ends_with_the_failover_rows_and_quick_has_none() {
+        let full = plan(false, None).unwrap();
+        assert_eq!(full.len(), 6 * 3 + 2);
+        assert_eq!(
+            full[18..],
+            [
+                (Backend::RedisCluster, Fault::Failover),
+                (Backend::RedisSentinel, Fault::Failover)
+            ]
+        );
+        let quick = plan(true, None).unwrap();
+        assert_eq!(quick.len(), 4);
+        assert!(quick.iter().all(|(_, fault)| *fault != Fault::Failover));
+    }
+
+    #[test]
+    fn only_picks_backends_by_name_or_slug() {
+        let rows = plan(false, Some("cluster,Sentinel")).unwrap();
+        assert_eq!(
+            rows,
+            [
+                (Backend::RedisCluster, Fault::Failover),
+                (Backend::RedisSentinel, Fault::Failover)
+            ]
+        );
+        assert_eq!(plan(false, Some("redis")).unwrap().len(), 3 + 2);
+        assert_eq!(plan(true, Some("postgres")).unwrap().len(), 2);
+        assert!(plan(false, Some("oracle")).is_err());
+    }
+
+    #[test]
+    fn cluster_and_sentinel_urls_name_every_node() {
+        let env = Backend::RedisCluster.app_env(&[7100, 7101, 7102]);
+        assert_eq!(
+            env[1].1,
+            "redis-cluster://127.0.0.1:7100?node=127.0.0.1:7101&node=127.0.0.1:7102"
+        );
+        let env = Backend::RedisSentinel.app_env(&[26400, 26401]);
+        assert_eq!(
+            env[1].1,
+            "redis-sentinel://127.0.0.1:26400?sentinelServiceName=faults&node=127.0.0.1:26401"
+        );
+        assert_eq!(
+            Backend::Redis.app_env(&[6400])[1].1,
+            "redis://127.0.0.1:6400"
+        );
+    }
+
+    #[test]
+    fn failover_recovery_waits_for_the_slowest_session() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let event = |start, end, status| Event {
+            start: at(start),
+            end: at(end),
+            status: Some(status),
+        };
+        let events = [
+            (0, event(900, 1100, 200)),
+            (0, event(1100, 1200, 200)),
+            (1, event(900, 1300, 503)),
+            (1, event(1300, 3000, 503)),
+            (1, event(3000, 3400, 200)),
+        ];
+        let from = at(1000);
+        assert_eq!(
+            recovery_of_every_session(&events, 2, from),
+            Some(Duration::from_millis(2400))
+        );
+        // A session that never succeeds again: no recovery.
+        assert_eq!(recovery_of_every_session(&events[..4], 2, from), None);
+    }
+
+    #[test]
+    fn cluster_nodes_lines_give_masters_and_their_slots() {
+        let text = "\
+a1 127.0.0.1:41000@41006,host master - 0 1 1 connected 0-5460\n\
+b2 127.0.0.1:41001@41007 myself,master - 0 0 2 connected 5461-10922 [5500->-a1]\n\
+c3 127.0.0.1:41002@41008 master,fail - 0 1 3 connected 10923 10924-16383\n\
+d4 127.0.0.1:41003@41009 slave a1 0 1 1 connected\n";
+        let masters = parse_cluster_nodes(text).unwrap();
+        assert_eq!(
+            masters,
+            [
+                (41000, vec![0..=5460]),
+                (41001, vec![5461..=10922]),
+                (41002, vec![10923..=10923, 10924..=16383]),
+            ]
+        );
+    }
 }

@@ -17,7 +17,7 @@
 //! cargo xtask compose-check               docker-compose.yml valid and in step with the native mode
 //! cargo xtask docs [--check-only]          the book: mdbook build + link, anchor and SUMMARY checks
 //! cargo xtask publish-check [--no-verify]   `cargo package` every published crate, verified
-//! cargo xtask faults [--quick]             the example under load while its store fails
+//! cargo xtask faults [--quick] [--only NAMES] the example under load while its store fails
 //! cargo xtask soak [--minutes M]           two example processes under a mixed load
 //! ```
 //!
@@ -36,6 +36,7 @@ mod native;
 mod probe;
 mod process;
 mod publish;
+mod redis_topology;
 mod service;
 mod services;
 mod soak;
@@ -77,8 +78,12 @@ commands:
                                 page missing from docs/SUMMARY.md
   publish-check [--no-verify]   `cargo package` every published crate in dependency order and
                                 build each from its archive; check README, CHANGELOG, licences
-  faults [--quick]              kill, stall and slow private store servers under the example app,
-                                write reliability/results/latest.md (--quick: Redis, PostgreSQL)
+  faults [--quick] [--only NAME[,NAME...]]
+                                kill, stall and slow private store servers under the example app,
+                                kill the master of a private Redis Cluster and Sentinel setup,
+                                write reliability/results/latest.md (--quick: Redis, PostgreSQL;
+                                --only: the backends whose name contains a NAME, e.g. cluster,
+                                sentinel, postgres; printed, no file written)
   soak [--minutes M]            two example processes per store (Redis, PostgreSQL) under a mixed
                                 load, write reliability/results/soak.md
 

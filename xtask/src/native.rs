@@ -4,11 +4,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::time::Duration;
 
 use crate::context::{is_root, Context};
 use crate::install::postgres_version;
 use crate::probe;
 use crate::process::{self, find_program, start_server, stop_tracked, tracked_pid, wait_until};
+use crate::redis_topology;
 use crate::service::{
     Service, CLUSTER_PORTS, HOST, SENTINEL_MASTER_NAME, SENTINEL_MASTER_PORT, SENTINEL_PORT,
     SQL_DATABASE, SQL_PASSWORD, SQL_USER,
@@ -177,7 +179,7 @@ fn start_redis_node(ctx: &Context, what: &str, port: u16, extra: &[&str]) -> Res
 /// Three masters on 7000-7002 holding all 16384 slots, no replicas.
 fn start_redis_cluster(ctx: &Context) -> Result<(), String> {
     let what = "redis-cluster";
-    if CLUSTER_PORTS.iter().all(|&p| probe::redis_cluster_ok(p)) {
+    if redis_topology::cluster_ready(&CLUSTER_PORTS) {
         ctx.log(format!(
             "{what}: already answering on {}",
             Service::RedisCluster.address()
@@ -201,29 +203,13 @@ fn start_redis_cluster(ctx: &Context) -> Result<(), String> {
                 .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
         }
     }
-    let node_timeout = "5000";
+    let node_args = redis_topology::cluster_node_args(Duration::from_secs(5));
+    let node_args: Vec<&str> = node_args.iter().map(String::as_str).collect();
     for port in CLUSTER_PORTS {
-        start_redis_node(
-            ctx,
-            what,
-            port,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                node_timeout,
-            ],
-        )?;
+        start_redis_node(ctx, what, port, &node_args)?;
     }
-    let redis_cli = program("redis-cli", what)?;
-    let mut create = Command::new(redis_cli);
-    create.arg("--cluster").arg("create");
-    for port in CLUSTER_PORTS {
-        create.arg(format!("{HOST}:{port}"));
-    }
-    create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+    let mut create =
+        redis_topology::cluster_create(&CLUSTER_PORTS, 0).map_err(|e| format!("{what}: {e}"))?;
     let output = process::run(&format!("{what}: redis-cli --cluster create"), &mut create)?;
     let _ = fs::write(ctx.run_dir.join("redis-cluster-create.log"), output);
     let log = log_file(ctx, "redis", CLUSTER_PORTS[0]);
@@ -232,7 +218,7 @@ fn start_redis_cluster(ctx: &Context) -> Result<(), String> {
         &format!("{what} (cluster_state:ok on every node)"),
         &log,
         None,
-        || CLUSTER_PORTS.iter().all(|&p| probe::redis_cluster_ok(p)),
+        || redis_topology::cluster_ready(&CLUSTER_PORTS),
     )?;
     ctx.log(format!(
         "{what}: cluster of 3 masters ready on {}",
@@ -268,16 +254,17 @@ fn start_redis_sentinel(ctx: &Context) -> Result<(), String> {
     ensure_port_free(what, port)?;
     let redis_server = program("redis-server", what)?;
     let dir = data_dir(ctx, &format!("sentinel-{port}"))?;
-    // The sentinel rewrites its config file, so it gets a fresh one each start.
     let config = dir.join("sentinel.conf");
-    let text = format!(
-        "bind {HOST}\nport {port}\ndaemonize no\nlogfile \"\"\ndir {dir}\n\
-         sentinel monitor {SENTINEL_MASTER_NAME} {HOST} {SENTINEL_MASTER_PORT} 1\n\
-         sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 5000\n\
-         sentinel failover-timeout {SENTINEL_MASTER_NAME} 60000\n\
-         sentinel parallel-syncs {SENTINEL_MASTER_NAME} 1\n",
-        dir = dir.display()
-    );
+    let text = redis_topology::Sentinel {
+        port,
+        dir: &dir,
+        name: SENTINEL_MASTER_NAME,
+        master_port: SENTINEL_MASTER_PORT,
+        quorum: 1,
+        down_after: Duration::from_secs(5),
+        failover_timeout: Duration::from_secs(60),
+    }
+    .config();
     fs::write(&config, text).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
     let log = log_file(ctx, "sentinel", port);
     let args = [config.as_os_str(), "--sentinel".as_ref()];

@@ -34,7 +34,7 @@ pub enum Resp {
 }
 
 impl Resp {
-    fn text(&self) -> Option<String> {
+    pub fn text(&self) -> Option<String> {
         match self {
             Resp::Simple(s) => Some(s.clone()),
             Resp::Bulk(Some(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
@@ -130,12 +130,9 @@ pub fn redis_cluster_ok(port: u16) -> bool {
     })
 }
 
-/// `SENTINEL get-master-addr-by-name mymaster`.
-pub fn sentinel_master_address(port: u16) -> Option<(String, u16)> {
-    let reply = redis_command(
-        port,
-        &["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER_NAME],
-    );
+/// `SENTINEL get-master-addr-by-name NAME`.
+pub fn sentinel_master_address(port: u16, name: &str) -> Option<(String, u16)> {
+    let reply = redis_command(port, &["SENTINEL", "get-master-addr-by-name", name]);
     let Ok(Resp::Array(Some(items))) = reply else {
         return None;
     };
@@ -145,26 +142,34 @@ pub fn sentinel_master_address(port: u16) -> Option<(String, u16)> {
     }
 }
 
-/// The `flags` the sentinel reports for its master (`master` when it reaches it).
-pub fn sentinel_master_flags(port: u16) -> Option<String> {
-    let reply = redis_command(port, &["SENTINEL", "master", SENTINEL_MASTER_NAME]);
+/// One field of `SENTINEL master NAME`: `flags` (`master` when the sentinel reaches it),
+/// `num-slaves`, `num-other-sentinels`, ...
+pub fn sentinel_master_field(port: u16, name: &str, field: &str) -> Option<String> {
+    let reply = redis_command(port, &["SENTINEL", "master", name]);
     let Ok(Resp::Array(Some(items))) = reply else {
         return None;
     };
     items
         .chunks(2)
-        .find(|pair| pair[0].text().as_deref() == Some("flags"))
+        .find(|pair| pair[0].text().as_deref() == Some(field))
         .and_then(|pair| pair.get(1)?.text())
 }
 
-/// The sentinel knows the master at 127.0.0.1:6380 and currently reaches it.
+/// The sentinel on `port` knows the master `name` at 127.0.0.1:`master_port` and currently
+/// reaches it.
+pub fn sentinel_watches(port: u16, name: &str, master_port: u16) -> bool {
+    let expected = (crate::service::HOST.to_string(), master_port);
+    sentinel_master_address(port, name).as_ref() == Some(&expected)
+        && sentinel_master_field(port, name, "flags").as_deref() == Some("master")
+}
+
+/// The shared sentinel knows its master at 127.0.0.1:6380 and currently reaches it.
 pub fn sentinel_ready(port: u16) -> bool {
-    let expected = (
-        crate::service::HOST.to_string(),
+    sentinel_watches(
+        port,
+        SENTINEL_MASTER_NAME,
         crate::service::SENTINEL_MASTER_PORT,
-    );
-    sentinel_master_address(port).as_ref() == Some(&expected)
-        && sentinel_master_flags(port).as_deref() == Some("master")
+    )
 }
 
 // -------------------------------------------------------------------------------- Memcached

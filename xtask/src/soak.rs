@@ -138,12 +138,12 @@ fn soak(
     let apps = [
         App::start(
             binary,
-            &backend.app_env(server.port),
+            &backend.app_env(&server.app_ports()),
             root.join(format!("app-{name}-1.log")),
         )?,
         App::start(
             binary,
-            &backend.app_env(server.port),
+            &backend.app_env(&server.app_ports()),
             root.join(format!("app-{name}-2.log")),
         )?,
     ];
