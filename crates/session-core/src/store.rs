@@ -273,77 +273,90 @@ pub async fn rotate_in_steps<S: SessionStore + ?Sized>(
     moved
 }
 
-#[async_trait]
-impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
-    async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
-        (**self).load(key).await
-    }
-    async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
-        (**self).create(key, value, ttl).await
-    }
-    async fn compare_and_set(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        (**self).compare_and_set(key, expected, value, ttl).await
-    }
-    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        (**self).touch(key, ttl).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        (**self).delete(key).await
-    }
-    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        (**self).compare_and_delete(key, expected).await
-    }
-    async fn rotate(
-        &self,
-        old_key: &str,
-        expected: &[u8],
-        new_key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        (**self)
-            .rotate(old_key, expected, new_key, value, ttl)
-            .await
-    }
-    async fn cleanup(&self) -> Result<u64, StoreError> {
-        (**self).cleanup().await
-    }
-    fn invalidations(&self) -> Option<InvalidationFeed> {
-        (**self).invalidations()
-    }
-    fn check_key(&self, key: &str) -> Result<(), StoreError> {
-        (**self).check_key(key)
-    }
-    fn owner_index(&self) -> bool {
-        (**self).owner_index()
-    }
-    async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
-        (**self).index_put(index, entry).await
-    }
-    async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
-        (**self).index_remove(index, key).await
-    }
-    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        (**self).index_list(index).await
-    }
-    async fn scan(
-        &self,
-        prefix: &str,
-        cursor: Option<String>,
-        limit: usize,
-    ) -> Result<ScanPage, StoreError> {
-        (**self).scan(prefix, cursor, limit).await
-    }
-    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        (**self).count(prefix).await
-    }
+/// Implements [`SessionStore`] for a type that derefs to a store, every method (defaulted
+/// ones too) going to `**self`: the one delegation `Arc<S>` and `testkit::Guarded` share, so
+/// a method added to the trait cannot be forgotten by either.
+macro_rules! impl_store_by_deref {
+    (impl<$($param:ident),*> for $ty:ty where $($bounds:tt)*) => {
+        #[async_trait::async_trait]
+        impl<$($param),*> $crate::SessionStore for $ty
+        where
+            $($bounds)*
+        {
+            async fn load(&self, key: &str) -> Result<Option<$crate::StoredEntry>, $crate::StoreError> {
+                (**self).load(key).await
+            }
+            async fn create(&self, key: &str, value: &[u8], ttl: ::std::time::Duration) -> Result<bool, $crate::StoreError> {
+                (**self).create(key, value, ttl).await
+            }
+            async fn compare_and_set(
+                &self,
+                key: &str,
+                expected: &[u8],
+                value: &[u8],
+                ttl: ::std::time::Duration,
+            ) -> Result<bool, $crate::StoreError> {
+                (**self).compare_and_set(key, expected, value, ttl).await
+            }
+            async fn touch(&self, key: &str, ttl: ::std::time::Duration) -> Result<bool, $crate::StoreError> {
+                (**self).touch(key, ttl).await
+            }
+            async fn delete(&self, key: &str) -> Result<(), $crate::StoreError> {
+                (**self).delete(key).await
+            }
+            async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, $crate::StoreError> {
+                (**self).compare_and_delete(key, expected).await
+            }
+            async fn rotate(
+                &self,
+                old_key: &str,
+                expected: &[u8],
+                new_key: &str,
+                value: &[u8],
+                ttl: ::std::time::Duration,
+            ) -> Result<bool, $crate::StoreError> {
+                (**self)
+                    .rotate(old_key, expected, new_key, value, ttl)
+                    .await
+            }
+            async fn cleanup(&self) -> Result<u64, $crate::StoreError> {
+                (**self).cleanup().await
+            }
+            fn invalidations(&self) -> Option<$crate::InvalidationFeed> {
+                (**self).invalidations()
+            }
+            fn check_key(&self, key: &str) -> Result<(), $crate::StoreError> {
+                (**self).check_key(key)
+            }
+            fn owner_index(&self) -> bool {
+                (**self).owner_index()
+            }
+            async fn index_put(&self, index: &str, entry: &$crate::IndexEntry) -> Result<(), $crate::StoreError> {
+                (**self).index_put(index, entry).await
+            }
+            async fn index_remove(&self, index: &str, key: &str) -> Result<(), $crate::StoreError> {
+                (**self).index_remove(index, key).await
+            }
+            async fn index_list(&self, index: &str) -> Result<Vec<$crate::IndexEntry>, $crate::StoreError> {
+                (**self).index_list(index).await
+            }
+            async fn scan(
+                &self,
+                prefix: &str,
+                cursor: Option<String>,
+                limit: usize,
+            ) -> Result<$crate::ScanPage, $crate::StoreError> {
+                (**self).scan(prefix, cursor, limit).await
+            }
+            async fn count(&self, prefix: &str) -> Result<u64, $crate::StoreError> {
+                (**self).count(prefix).await
+            }
+        }
+    };
 }
+pub(crate) use impl_store_by_deref;
+
+impl_store_by_deref!(impl<S> for Arc<S> where S: SessionStore + ?Sized);
 
 #[cfg(test)]
 mod scan_tests {
