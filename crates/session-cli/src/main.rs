@@ -143,6 +143,37 @@ mod tests {
     }
 
     #[test]
+    fn ids_handles_and_owners_may_begin_with_a_hyphen() {
+        // Session ids and handles are base64url: `-` is one of their 64 letters.
+        for arguments in [
+            &["show", "-Dch6DkSOVQ"][..],
+            &["show", "-Dch6DkSOVQ", "--json"][..],
+            &["--json", "show", "-Dch6DkSOVQ"][..],
+            &["show", "--json", "-Dch6DkSOVQ"][..],
+        ] {
+            let cli = parse(arguments);
+            assert!(
+                matches!(cli.command, Command::Show(ShowArgs { ref id }) if id == "-Dch6DkSOVQ"),
+                "{arguments:?}: {:?}",
+                cli.command
+            );
+        }
+        let cli = parse(&["delete", "--type", "redis", "--x-y"]);
+        assert!(matches!(cli.command, Command::Delete(DeleteArgs { ref id }) if id == "--x-y"));
+        let cli = parse(&["revoke", "--owner", "-ann", "--keep", "-Dch6", "--json"]);
+        assert!(cli.json);
+        let Command::Revoke(args) = cli.command else {
+            panic!("revoke")
+        };
+        assert_eq!(args.owner, "-ann");
+        assert_eq!(args.keep.as_deref(), Some("-Dch6"));
+        let cli = parse(&["sessions", "--owner", "-1"]);
+        assert!(
+            matches!(cli.command, Command::Sessions(SessionsArgs { ref owner }) if owner == "-1")
+        );
+    }
+
+    #[test]
     fn flags_override_the_variables_they_stand_for() {
         let cli = parse(&[
             "cleanup", "--type", "mongodb", "--table", "t", "--schema", "s",

@@ -10,6 +10,8 @@ use crate::target::Target;
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// The session id (the cookie's value; a signed `id.signature` is accepted).
+    // Ids are base64url and may begin with `-`.
+    #[arg(allow_hyphen_values = true)]
     pub id: String,
 }
 

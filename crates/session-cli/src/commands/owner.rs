@@ -15,7 +15,7 @@ use crate::target::{describe_store, Target};
 pub struct SessionsArgs {
     /// The owner: the value under the owner key (`_user_id` by default), as the application
     /// stores it.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub owner: String,
 }
 
@@ -23,11 +23,12 @@ pub struct SessionsArgs {
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
     /// The owner whose sessions end.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub owner: String,
 
     /// The handle (from `sessions --owner`) of a session to leave alone.
-    #[arg(long, value_name = "HANDLE")]
+    // Handles are base64url: one in 64 begins with `-`.
+    #[arg(long, value_name = "HANDLE", allow_hyphen_values = true)]
     pub keep: Option<String>,
 }
 
