@@ -354,6 +354,8 @@ macro_rules! impl_store_by_deref {
         }
     };
 }
+// testkit::Guarded is the other user.
+#[cfg(feature = "testkit")]
 pub(crate) use impl_store_by_deref;
 
 impl_store_by_deref!(impl<S> for Arc<S> where S: SessionStore + ?Sized);
