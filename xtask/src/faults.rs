@@ -5,17 +5,18 @@
 //! PostgreSQL, MariaDB, memcached, or the MongoDB (mongoeco) and DynamoDB (moto) emulators
 //! in their venvs, or a replicated Redis: a Cluster of 3 masters and 3 replicas, or a
 //! master and a replica watched by 3 sentinels. Then the example app on it with a short
-//! `SESSION_STORE_TIMEOUT`, and concurrent clients that log in and increment counters.
-//! Then one fault: the server is killed (`kill -9` of its process group) and restarted,
-//! stalled (`SIGSTOP`, then `SIGCONT`), or slowed (a proxy in this process adds a delay to
-//! every chunk it forwards); a replicated Redis loses a master to `kill -9` for good and
-//! fails over. The row passes when every response is 200 or 503 within the timeout plus a
-//! margin, the first 200 comes within 2 s of the server's return (after a failover: every
-//! session has its 200s back within the failure detection time + 3 s of the kill), no
-//! counter lost an acknowledged increment (acknowledged <= final <= attempted; after a
-//! kill only on a server that keeps its data, see `Backend::durable`), and the app's log
-//! holds no panic. The table goes to `reliability/results/latest.md`; the exit status is non-zero
-//! when a row fails.
+//! `SESSION_STORE_TIMEOUT`, and concurrent clients that log in and increment counters. Then
+//! one fault: the server is killed (`kill -9` of its process group) and restarted, stalled
+//! (`SIGSTOP`, then `SIGCONT`), slowed (a proxy in this process adds a delay to every chunk
+//! it forwards), or reached over a lossy link (a relay in a network namespace whose
+//! nftables rules drop packets at random, [`crate::netns`]); a replicated Redis loses a
+//! master to `kill -9` for good and fails over. The row passes when every response is 200
+//! or 503 within the timeout plus a margin, the first 200 comes within 2 s of the server's
+//! return (after a failover: every session has its 200s back within the failure detection
+//! time + 3 s of the kill), no counter lost an acknowledged increment (acknowledged <=
+//! final <= attempted; after a kill only on a server that keeps its data, see
+//! `Backend::durable`), and the app's log holds no panic. The table goes to
+//! `reliability/results/latest.md`; the exit status is non-zero when a row fails.
 //!
 //! The machinery (servers, proxy, HTTP client, the app process) is shared with
 //! `cargo xtask soak` ([`crate::soak`]).
@@ -33,6 +34,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::context::{is_root, Context};
+use crate::netns::LossyLink;
 use crate::probe;
 use crate::process::find_program;
 use crate::redis_topology;
@@ -55,6 +57,8 @@ const SENTINEL_NAME: &str = "faults";
 /// After a failover every session must succeed again within the failure detection time
 /// (node timeout, down-after) plus this.
 const FAILOVER_MARGIN: Duration = Duration::from_secs(3);
+/// The share of packets the loss rows drop, in each direction (see [`Fault::describe`]).
+const LOSS_PERCENT: u32 = 10;
 /// Sessions under load in each row, and client threads per session.
 const SESSIONS: usize = 6;
 const THREADS_PER_SESSION: usize = 2;
@@ -113,7 +117,7 @@ impl Backend {
             | Backend::Mariadb
             | Backend::Memcached
             | Backend::Mongodb
-            | Backend::Dynamodb => &[Fault::Kill, Fault::Stall, Fault::Latency],
+            | Backend::Dynamodb => &[Fault::Kill, Fault::Stall, Fault::Latency, Fault::Loss],
             Backend::RedisCluster | Backend::RedisSentinel => &[Fault::Failover],
         }
     }
@@ -169,48 +173,51 @@ impl Backend {
     /// The example's environment for a server (or proxy) on `ports[0]`; a Cluster's other
     /// nodes, or the other sentinels, on the rest of `ports` (see [`Server::app_ports`]).
     pub fn app_env(self, ports: &[u16]) -> Vec<(&'static str, String)> {
+        self.app_env_at("127.0.0.1", ports)
+    }
+
+    /// [`Backend::app_env`] for a server (or relay) listening on `host` rather than on
+    /// loopback.
+    pub fn app_env_at(self, host: &str, ports: &[u16]) -> Vec<(&'static str, String)> {
         let (port, more) = ports.split_first().expect("at least one port");
         let nodes: String = more
             .iter()
-            .map(|port| format!("&node=127.0.0.1:{port}"))
+            .map(|port| format!("&node={host}:{port}"))
             .collect();
         match self {
             Backend::Redis => vec![
                 ("SESSION_TYPE", "redis".into()),
-                ("SESSION_REDIS_URL", format!("redis://127.0.0.1:{port}")),
+                ("SESSION_REDIS_URL", format!("redis://{host}:{port}")),
             ],
             Backend::Postgres => vec![
                 ("SESSION_TYPE", "sqlalchemy".into()),
                 (
                     "SESSION_SQL_URL",
-                    format!("postgres://sessions@127.0.0.1:{port}/postgres"),
+                    format!("postgres://sessions@{host}:{port}/postgres"),
                 ),
             ],
             Backend::Mariadb => vec![
                 ("SESSION_TYPE", "sqlalchemy".into()),
                 (
                     "SESSION_SQL_URL",
-                    format!("mysql://sessions@127.0.0.1:{port}/sessions"),
+                    format!("mysql://sessions@{host}:{port}/sessions"),
                 ),
             ],
             Backend::Memcached => vec![
                 ("SESSION_TYPE", "memcached".into()),
-                ("SESSION_MEMCACHED_SERVERS", format!("127.0.0.1:{port}")),
+                ("SESSION_MEMCACHED_SERVERS", format!("{host}:{port}")),
             ],
             Backend::Mongodb => vec![
                 ("SESSION_TYPE", "mongodb".into()),
                 (
                     "SESSION_MONGODB_URL",
-                    format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+                    format!("mongodb://{host}:{port}/?directConnection=true"),
                 ),
             ],
             // The emulator checks no signature; dummy credentials as `services env` gives.
             Backend::Dynamodb => vec![
                 ("SESSION_TYPE", "dynamodb".into()),
-                (
-                    "SESSION_DYNAMODB_ENDPOINT",
-                    format!("http://127.0.0.1:{port}"),
-                ),
+                ("SESSION_DYNAMODB_ENDPOINT", format!("http://{host}:{port}")),
                 ("AWS_REGION", "us-east-1".into()),
                 ("AWS_ACCESS_KEY_ID", "dummy".into()),
                 ("AWS_SECRET_ACCESS_KEY", "dummy".into()),
@@ -220,7 +227,7 @@ impl Backend {
                 (
                     "SESSION_REDIS_URL",
                     format!(
-                        "redis-cluster://127.0.0.1:{port}?{}",
+                        "redis-cluster://{host}:{port}?{}",
                         nodes.trim_start_matches('&')
                     ),
                 ),
@@ -230,7 +237,7 @@ impl Backend {
                 (
                     "SESSION_REDIS_URL",
                     format!(
-                        "redis-sentinel://127.0.0.1:{port}?sentinelServiceName={SENTINEL_NAME}{nodes}"
+                        "redis-sentinel://{host}:{port}?sentinelServiceName={SENTINEL_NAME}{nodes}"
                     ),
                 ),
             ],
@@ -243,16 +250,39 @@ enum Fault {
     Kill,
     Stall,
     Latency,
+    /// [`LOSS_PERCENT`] of the packets between the app and the server dropped, each way
+    /// ([`crate::netns`]).
+    Loss,
     /// `kill -9` of a master of a replicated backend, not restarted: a replica takes over.
     Failover,
 }
 
 impl Fault {
+    const ALL: [Fault; 5] = [
+        Fault::Kill,
+        Fault::Stall,
+        Fault::Latency,
+        Fault::Loss,
+        Fault::Failover,
+    ];
+
+    /// The fault's word for `--only`.
+    fn slug(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Stall => "stall",
+            Fault::Latency => "latency",
+            Fault::Loss => "loss",
+            Fault::Failover => "failover",
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Fault::Kill => "kill -9, restart after 3 s",
             Fault::Stall => "SIGSTOP 4 s, SIGCONT",
             Fault::Latency => "+300 ms per chunk, 5 s",
+            Fault::Loss => "10 % of packets dropped each way, 5 s",
             Fault::Failover => "kill -9 of a master, no restart",
         }
     }
@@ -881,6 +911,11 @@ impl Proxy {
     pub fn start(upstream: u16) -> Result<Proxy, String> {
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| format!("proxy: cannot listen: {e}"))?;
+        Proxy::serve(listener, upstream)
+    }
+
+    /// Forwards every connection `listener` accepts to `127.0.0.1:upstream`.
+    pub fn serve(listener: TcpListener, upstream: u16) -> Result<Proxy, String> {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let delay_ms = Arc::new(AtomicU64::new(0));
         let delay = delay_ms.clone();
@@ -1345,13 +1380,22 @@ fn run_row(
     ctx.log(format!("faults: {} / {}", backend.name(), fault.describe()));
     let mut server = Server::start(ctx, backend, root)?;
     let proxy = Proxy::start(server.port)?;
-    let store_ports = if fault == Fault::Latency {
-        vec![proxy.port]
-    } else {
-        server.app_ports()
+    // The loss rows reach the server through a relay in a network namespace of their own.
+    let lossy = match fault {
+        Fault::Loss => {
+            let link = LossyLink::create(ctx)?;
+            let relay = Proxy::serve(link.listen()?, server.port)?;
+            Some((link, relay))
+        }
+        _ => None,
+    };
+    let env = match (&lossy, fault) {
+        (Some((link, relay)), _) => backend.app_env_at(&link.address(), &[relay.port]),
+        (None, Fault::Latency) => backend.app_env(&[proxy.port]),
+        (None, _) => backend.app_env(&server.app_ports()),
     };
     let log = root.join(format!("app-{}-{fault:?}.log", backend.slug()));
-    let app = App::start(binary, &backend.app_env(&store_ports), log)?;
+    let app = App::start(binary, &env, log)?;
     let sessions: Vec<Arc<Session>> = (0..SESSIONS)
         .map(|n| login(app.port, &format!("user{n}")).map(Arc::new))
         .collect::<Result<_, _>>()?;
@@ -1376,6 +1420,13 @@ fn run_row(
             proxy.delay_ms.store(300, Ordering::Relaxed);
             std::thread::sleep(Duration::from_secs(5));
             proxy.delay_ms.store(0, Ordering::Relaxed);
+            Instant::now()
+        }
+        Fault::Loss => {
+            let (link, _) = lossy.as_ref().expect("the loss row has its link");
+            link.set_loss(LOSS_PERCENT)?;
+            std::thread::sleep(Duration::from_secs(5));
+            link.set_loss(0)?;
             Instant::now()
         }
         // Recovery counts from the kill: nothing comes back, a replica takes over.
@@ -1604,11 +1655,16 @@ pub fn work_dir(name: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-pub const USAGE: &str = "usage: cargo xtask faults [--quick] [--only NAME[,NAME...]]";
+pub const USAGE: &str = "usage: cargo xtask faults [--quick] [--only NAME[,NAME...]]
 
-/// The rows to run: `(backend, fault)` pairs, in the matrix's order. `only` keeps the
-/// backends whose name or slug contains one of its comma-separated words
-/// (case-insensitive: `redis` is every Redis row, `cluster` the Cluster's).
+  --only   keep the rows whose backend or fault one of the words names: a word that is a
+           fault (kill, stall, latency, loss, failover) keeps those faults, any other word
+           the backends whose name contains it (`--only redis,loss`: Redis's loss row)";
+
+/// The rows to run: `(backend, fault)` pairs, in the matrix's order. `only`'s
+/// comma-separated words (case-insensitive) that name a fault ([`Fault::slug`]) keep
+/// those faults; the others keep the backends whose name or slug contains one of them
+/// (`redis` is every Redis row, `cluster` the Cluster's). A row stays when it passes both.
 fn plan(quick: bool, only: Option<&str>) -> Result<Vec<(Backend, Fault)>, String> {
     let rows: Vec<(Backend, Fault)> = if quick {
         [Backend::Redis, Backend::Postgres]
@@ -1629,19 +1685,26 @@ fn plan(quick: bool, only: Option<&str>) -> Result<Vec<(Backend, Fault)>, String
         .map(|word| word.trim().to_lowercase())
         .filter(|word| !word.is_empty())
         .collect();
+    let (faults, backends): (Vec<&String>, Vec<&String>) = words
+        .iter()
+        .partition(|word| Fault::ALL.iter().any(|fault| fault.slug() == word.as_str()));
     let rows: Vec<_> = rows
         .into_iter()
-        .filter(|(backend, _)| {
+        .filter(|(backend, fault)| {
             let (name, slug) = (backend.name().to_lowercase(), backend.slug());
-            words
-                .iter()
-                .any(|word| name.contains(word.as_str()) || slug.contains(word.as_str()))
+            let backend_kept = backends.is_empty()
+                || backends
+                    .iter()
+                    .any(|word| name.contains(word.as_str()) || slug.contains(word.as_str()));
+            let fault_kept = faults.is_empty() || faults.iter().any(|word| *word == fault.slug());
+            backend_kept && fault_kept
         })
         .collect();
     if rows.is_empty() {
         return Err(format!(
-            "--only {only}: no row matches; the backends are {}",
-            Backend::ALL.map(Backend::slug).join(", ")
+            "--only {only}: no row matches; the backends are {}, the faults {}",
+            Backend::ALL.map(Backend::slug).join(", "),
+            Fault::ALL.map(Fault::slug).join(", ")
         ));
     }
     Ok(rows)
@@ -1690,8 +1753,7 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     let mut text = table(&rows, &commit, &date, &command);
     let _ = writeln!(
         text,
-        "\nRun time: {:.0} s. Not in this matrix yet: packet loss (`tc netem` in a network \
-         namespace).",
+        "\nRun time: {:.0} s.",
         started.elapsed().as_secs_f64()
     );
     print!("{text}");
@@ -1728,9 +1790,9 @@ mod tests {
     #[test]
     fn the_full_matrix_ends_with_the_failover_rows_and_quick_has_none() {
         let full = plan(false, None).unwrap();
-        assert_eq!(full.len(), 6 * 3 + 2);
+        assert_eq!(full.len(), 6 * 4 + 2);
         assert_eq!(
-            full[18..],
+            full[24..],
             [
                 (Backend::RedisCluster, Fault::Failover),
                 (Backend::RedisSentinel, Fault::Failover)
@@ -1751,9 +1813,48 @@ mod tests {
                 (Backend::RedisSentinel, Fault::Failover)
             ]
         );
-        assert_eq!(plan(false, Some("redis")).unwrap().len(), 3 + 2);
+        assert_eq!(plan(false, Some("redis")).unwrap().len(), 4 + 2);
         assert_eq!(plan(true, Some("postgres")).unwrap().len(), 2);
         assert!(plan(false, Some("oracle")).is_err());
+    }
+
+    #[test]
+    fn only_picks_faults_by_their_word_and_combines_with_backends() {
+        let loss = plan(false, Some("loss")).unwrap();
+        assert_eq!(loss.len(), 6);
+        assert!(loss.iter().all(|(_, fault)| *fault == Fault::Loss));
+        assert_eq!(
+            plan(false, Some("Redis,loss")).unwrap(),
+            [(Backend::Redis, Fault::Loss)]
+        );
+        assert_eq!(
+            plan(false, Some("kill,stall,postgres")).unwrap(),
+            [
+                (Backend::Postgres, Fault::Kill),
+                (Backend::Postgres, Fault::Stall)
+            ]
+        );
+        // The quick run has no loss rows.
+        assert!(plan(true, Some("loss")).is_err());
+    }
+
+    #[test]
+    fn the_loss_rows_say_the_share_they_drop() {
+        assert!(Fault::Loss
+            .describe()
+            .starts_with(&format!("{LOSS_PERCENT} % ")));
+    }
+
+    #[test]
+    fn a_relayed_store_is_reached_at_the_relay_s_address() {
+        assert_eq!(
+            Backend::Redis.app_env_at("10.213.0.2", &[6400])[1].1,
+            "redis://10.213.0.2:6400"
+        );
+        assert_eq!(
+            Backend::Dynamodb.app_env_at("10.213.0.2", &[8000])[1].1,
+            "http://10.213.0.2:8000"
+        );
     }
 
     #[test]

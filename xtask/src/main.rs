@@ -33,6 +33,7 @@ mod faults;
 mod fuzz;
 mod install;
 mod native;
+mod netns;
 mod probe;
 mod process;
 mod publish;
