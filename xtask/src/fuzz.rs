@@ -92,7 +92,7 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
 
     ctx.log(format!("building {} fuzz target(s)", targets.len()));
     let mut build = cargo_fuzz(ctx, &fuzz_dir, "build");
-    build.args(BUILD_FLAGS);
+    build_options(&mut build);
     if let [only] = targets.as_slice() {
         build.arg(only);
     }
@@ -192,9 +192,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
-/// `cargo +nightly fuzz <subcommand>` at the workspace root on `fuzz_dir`, in the fuzz
-/// project's own target directory (`fuzz/target`): its sanitizer builds must not land in,
-/// or rebuild, the workspace's.
+/// `cargo +nightly fuzz <subcommand>` at the workspace root on `fuzz_dir`. Builds go to a
+/// directory of their own ([`build_options`]): sanitizer builds must not land in, or
+/// rebuild, the workspace's.
 fn cargo_fuzz(ctx: &Context, fuzz_dir: &Path, subcommand: &str) -> Command {
     // rustup's `cargo` proxy, not $CARGO (the stable cargo running xtask), so `+nightly`
     // works; and without the toolchain rustup chose for xtask.
@@ -206,6 +206,18 @@ fn cargo_fuzz(ctx: &Context, fuzz_dir: &Path, subcommand: &str) -> Command {
         .args([TOOLCHAIN, "fuzz", subcommand, "--fuzz-dir"])
         .arg(fuzz_dir);
     command
+}
+
+/// [`BUILD_FLAGS`], and the build directory: `$CARGO_TARGET_DIR/fuzz` when the variable is
+/// set (CI keeps its target directory between runs, not its checkout), else cargo-fuzz's
+/// own `fuzz/target`. Either way apart from the workspace's builds.
+fn build_options(command: &mut Command) {
+    command.args(BUILD_FLAGS);
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()) {
+        command
+            .arg("--target-dir")
+            .arg(PathBuf::from(dir).join("fuzz"));
+    }
 }
 
 fn ensure_cargo_fuzz(ctx: &Context) -> Result<(), String> {
@@ -286,8 +298,8 @@ fn run_target(
         .try_clone()
         .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
     let mut command = cargo_fuzz(ctx, fuzz_dir, "run");
+    build_options(&mut command);
     command
-        .args(BUILD_FLAGS)
         .arg(target)
         // The first corpus directory receives new inputs; the seeds stay as committed.
         .arg(&generated)

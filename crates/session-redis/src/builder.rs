@@ -33,8 +33,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest pause between reconnection attempts. After a lost connection the client retries
 /// forever, starting after 100 ms and doubling the pause up to this ceiling, so a
-/// restarted server is picked up within about this long.
-pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
+/// restarted server, or a Cluster replica promoted in place of a lost master, is picked up
+/// within about this long. Requests wait for the store meanwhile, and a refused
+/// connection attempt costs next to nothing, so the ceiling is short.
+pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 
 /// First pause between reconnection attempts.
 const RECONNECT_MIN_DELAY_MS: u32 = 100;
