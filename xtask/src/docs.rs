@@ -27,6 +27,30 @@ const NOT_IN_BOOK: &[&str] = &["SUMMARY.md", "README.md"];
 /// Subdirectory of the book output that receives images linked from outside docs/.
 const COPIED_DIR: &str = "repository-files";
 
+/// Replaces what stands between `<!-- results:NAME:begin -->` and `<!-- results:NAME:end -->`
+/// in the page `text` with the results file `results`, less its `# ` title (the page's
+/// section heading says it already). The commands that measure (`faults`, `soak`, `fuzz`)
+/// publish their tables into the docs this way.
+pub fn splice_results(text: &str, name: &str, results: &str) -> Result<String, String> {
+    let body = results
+        .split_once('\n')
+        .filter(|(first, _)| first.starts_with("# "))
+        .map_or(results, |(_, rest)| rest)
+        .trim();
+    let (begin, end) = (
+        format!("<!-- results:{name}:begin -->"),
+        format!("<!-- results:{name}:end -->"),
+    );
+    match (text.find(&begin), text.find(&end)) {
+        (Some(start), Some(stop)) if start < stop => Ok(format!(
+            "{}{begin}\n{body}\n{}",
+            &text[..start],
+            &text[stop..]
+        )),
+        _ => Err(format!("no {begin} ... {end} markers")),
+    }
+}
+
 pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     let mut check_only = false;
     for arg in args {
@@ -522,6 +546,19 @@ fn rewrite_outside_links(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_replace_what_stands_between_their_markers() {
+        let page = "intro\n<!-- results:fuzz:begin -->\nold\n<!-- results:fuzz:end -->\nafter\n";
+        let spliced = splice_results(page, "fuzz", "# Fuzzing results\n\nnew table\n").unwrap();
+        assert_eq!(
+            spliced,
+            "intro\n<!-- results:fuzz:begin -->\nnew table\n<!-- results:fuzz:end -->\nafter\n"
+        );
+        // Another name's markers, or none, are an error naming the markers.
+        let error = splice_results(page, "soak", "x").unwrap_err();
+        assert!(error.contains("results:soak:begin"), "{error}");
+    }
 
     #[test]
     fn the_book_sources_have_no_broken_link_and_no_unlisted_page() {

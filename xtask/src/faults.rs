@@ -1626,23 +1626,8 @@ pub fn publish(ctx: &Context) -> Result<(), String> {
         let Ok(results) = fs::read_to_string(&results) else {
             continue;
         };
-        // The result file's own title is the page's section heading already.
-        let body = results
-            .split_once('\n')
-            .filter(|(first, _)| first.starts_with("# "))
-            .map_or(results.as_str(), |(_, rest)| rest)
-            .trim();
-        let (begin, end) = (
-            format!("<!-- results:{name}:begin -->"),
-            format!("<!-- results:{name}:end -->"),
-        );
-        let (Some(start), Some(stop)) = (text.find(&begin), text.find(&end)) else {
-            return Err(format!(
-                "{} has no {begin} ... {end} markers",
-                page.display()
-            ));
-        };
-        text = format!("{}{begin}\n{body}\n{}", &text[..start], &text[stop..]);
+        text = crate::docs::splice_results(&text, name, &results)
+            .map_err(|e| format!("{}: {e}", page.display()))?;
     }
     fs::write(&page, text).map_err(|e| format!("cannot write {}: {e}", page.display()))
 }

@@ -151,14 +151,30 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
         let markdown = markdown(ctx, &options, &outcomes);
-        fs::write(&out, markdown).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        fs::write(&out, &markdown).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         println!("table written to {}", out.display());
+        // The published figures (every target, default file) go into the book too.
+        if options.out.is_none() && options.targets.is_empty() {
+            publish(ctx, &markdown)?;
+        }
     }
     Ok(if crashed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Copies the results table into docs/fuzzing.md, between its `results:fuzz` markers.
+fn publish(ctx: &Context, markdown: &str) -> Result<(), String> {
+    let page = ctx.workspace_root.join("docs/fuzzing.md");
+    let text =
+        fs::read_to_string(&page).map_err(|e| format!("cannot read {}: {e}", page.display()))?;
+    let text = crate::docs::splice_results(&text, "fuzz", markdown)
+        .map_err(|e| format!("{}: {e}", page.display()))?;
+    fs::write(&page, text).map_err(|e| format!("cannot write {}: {e}", page.display()))?;
+    println!("copied into {}", page.display());
+    Ok(())
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
