@@ -165,15 +165,18 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     })
 }
 
-/// Copies the results table into docs/fuzzing.md, between its `results:fuzz` markers.
+/// Copies the results table into docs/fuzzing.md and docs/reliability.md, between their
+/// `results:fuzz` markers.
 fn publish(ctx: &Context, markdown: &str) -> Result<(), String> {
-    let page = ctx.workspace_root.join("docs/fuzzing.md");
-    let text =
-        fs::read_to_string(&page).map_err(|e| format!("cannot read {}: {e}", page.display()))?;
-    let text = crate::docs::splice_results(&text, "fuzz", markdown)
-        .map_err(|e| format!("{}: {e}", page.display()))?;
-    fs::write(&page, text).map_err(|e| format!("cannot write {}: {e}", page.display()))?;
-    println!("copied into {}", page.display());
+    for page in ["docs/fuzzing.md", "docs/reliability.md"] {
+        let page = ctx.workspace_root.join(page);
+        let text = fs::read_to_string(&page)
+            .map_err(|e| format!("cannot read {}: {e}", page.display()))?;
+        let text = crate::docs::splice_results(&text, "fuzz", markdown)
+            .map_err(|e| format!("{}: {e}", page.display()))?;
+        fs::write(&page, text).map_err(|e| format!("cannot write {}: {e}", page.display()))?;
+        println!("copied into {}", page.display());
+    }
     Ok(())
 }
 
