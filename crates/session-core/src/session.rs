@@ -270,9 +270,18 @@ impl Session {
             .await
     }
 
-    /// A copy of all the session's data.
+    /// A copy of all the session's data. To read without copying, see
+    /// [`Session::snapshot`].
     pub async fn data(&self) -> Result<SessionData, SessionError> {
         self.with_loaded(|state| Ok(state.data().clone())).await
+    }
+
+    /// The session's data as it is now, shared instead of copied: a read-only view that
+    /// costs a reference count. Changes made afterwards (in this request or by the store's
+    /// other users) do not show in it: the session copies its data before the first write
+    /// while a snapshot is alive. Rendering a page from the session is the use.
+    pub async fn snapshot(&self) -> Result<Arc<SessionData>, SessionError> {
+        self.with_loaded(|state| Ok(state.shared_data())).await
     }
 
     /// True when the session holds nothing but (at most) the permanent flag.

@@ -1223,3 +1223,36 @@ async fn rotating_the_secret_key_logs_nobody_out() {
     let session = strict.open(Some(&signed_with_old));
     assert!(session.is_empty().await.unwrap());
 }
+
+#[tokio::test]
+async fn a_snapshot_shares_the_data_and_keeps_its_view_through_later_writes() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let reads = store.counts.total();
+    request(&manager, Some(&id), |s| async move {
+        let snapshot = s.snapshot().await.unwrap();
+        assert_eq!(*snapshot, s.data().await.unwrap());
+        assert_eq!(
+            snapshot.get("user").and_then(Value::as_str),
+            Some("ann"),
+            "{snapshot:?}"
+        );
+        // A second snapshot before any write is the same data, not a copy.
+        assert!(Arc::ptr_eq(&snapshot, &s.snapshot().await.unwrap()));
+        s.insert("user", "bob").await.unwrap();
+        // The write copied the data first: the snapshot still shows what it saw.
+        assert_eq!(snapshot.get("user").and_then(Value::as_str), Some("ann"));
+        let after = s.snapshot().await.unwrap();
+        assert_eq!(after.get("user").and_then(Value::as_str), Some("bob"));
+        assert!(!Arc::ptr_eq(&snapshot, &after));
+    })
+    .await
+    .unwrap();
+    assert!(store.counts.total() > reads, "the change was saved");
+    let stored = request(&manager, Some(&id), |s| async move {
+        let user = s.snapshot().await.unwrap().get("user").cloned();
+        assert_eq!(user.as_ref().and_then(Value::as_str), Some("bob"));
+    })
+    .await;
+    assert!(stored.is_ok());
+}

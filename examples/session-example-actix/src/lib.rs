@@ -182,7 +182,7 @@ impl ResponseError for AppError {
 /// `GET /`: the session as a JSON object, or as `key=value` lines when the client asks for
 /// `text/plain` first.
 async fn show(session: Session, request: HttpRequest) -> Result<HttpResponse, AppError> {
-    let data = session.data().await?;
+    let data = session.snapshot().await?;
     let json = if data.is_empty() {
         serde_json::Value::Object(serde_json::Map::new())
     } else {
