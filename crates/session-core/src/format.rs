@@ -167,14 +167,30 @@ fn json_to_value(value: serde_json::Value) -> Value {
 impl SessionData {
     /// The data as a JSON object for display, with the same conversions as the JSON format
     /// (binary as base64, timestamps as RFC 3339, non-string keys as text); other msgpack
-    /// extension types, which the JSON format cannot write, show as
-    /// `{"$ext": type, "base64": payload}`.
+    /// extension types, which the JSON format cannot write, and malformed timestamps show
+    /// as `{"$ext": type, "base64": payload}`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(JsonData {
+        serde_json::to_value(self.json_view()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The display form of [`SessionData::to_json`], serialized straight from the data:
+    /// `axum::Json(data.json_view())` writes the response body without building a
+    /// `serde_json::Value` first.
+    pub fn json_view(&self) -> JsonView<'_> {
+        JsonView(JsonData {
             data: self,
             show_ext: true,
         })
-        .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Session data serialized for display, as [`SessionData::to_json`] shows it; from
+/// [`SessionData::json_view`]. Its serialization does not fail.
+pub struct JsonView<'a>(JsonData<'a>);
+
+impl Serialize for JsonView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 
@@ -233,19 +249,25 @@ impl Serialize for JsonValue<'_> {
                 }
                 map.end()
             }
-            Value::Ext(-1, payload) => match timestamp_rfc3339(payload) {
-                Some(text) => serializer.serialize_str(&text),
-                None => Err(serde::ser::Error::custom("malformed msgpack timestamp")),
-            },
-            Value::Ext(kind, payload) if self.1 => {
-                let mut map = serializer.serialize_map(Some(2))?;
-                map.serialize_entry("$ext", kind)?;
-                map.serialize_entry("base64", &STANDARD.encode(payload))?;
-                map.end()
+            Value::Ext(kind, payload) => {
+                if *kind == -1 {
+                    if let Some(text) = timestamp_rfc3339(payload) {
+                        return serializer.serialize_str(&text);
+                    }
+                }
+                if self.1 {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("$ext", kind)?;
+                    map.serialize_entry("base64", &STANDARD.encode(payload))?;
+                    map.end()
+                } else if *kind == -1 {
+                    Err(serde::ser::Error::custom("malformed msgpack timestamp"))
+                } else {
+                    Err(serde::ser::Error::custom(format!(
+                        "msgpack extension type {kind} has no JSON form"
+                    )))
+                }
             }
-            Value::Ext(kind, _) => Err(serde::ser::Error::custom(format!(
-                "msgpack extension type {kind} has no JSON form"
-            ))),
         }
     }
 }
@@ -327,6 +349,28 @@ mod tests {
             data.to_json(),
             serde_json::json!({"flashes": {"$ext": 80, "base64": "kgEC"}})
         );
+        assert!(SerializationFormat::Json.encode(&data).is_err());
+    }
+
+    #[test]
+    fn the_json_view_writes_what_to_json_shows_and_never_fails() {
+        let mut data = SessionData::new();
+        data.insert("user", Value::from("ann"));
+        data.insert("n", Value::from(3));
+        data.insert("blob", Value::Binary(vec![1, 2, 3]));
+        data.insert("at", Value::Ext(-1, vec![0, 0, 0, 0]));
+        // A timestamp payload of a length msgpack does not define.
+        data.insert("bad", Value::Ext(-1, vec![1, 2, 3]));
+        data.insert("flashes", Value::Ext(80, vec![0x92, 0x01, 0x02]));
+        let text = serde_json::to_string(&data.json_view()).expect("display never fails");
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, data.to_json());
+        assert_eq!(parsed["at"], "1970-01-01T00:00:00Z");
+        assert_eq!(
+            parsed["bad"],
+            serde_json::json!({"$ext": -1, "base64": "AQID"})
+        );
+        // Stored as JSON, the malformed timestamp is still an error, never written.
         assert!(SerializationFormat::Json.encode(&data).is_err());
     }
 

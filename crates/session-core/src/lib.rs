@@ -71,7 +71,7 @@ pub use file_mode::{
     check_file_mode, check_private_dir, dir_mode, parse_file_mode, DEFAULT_FILE_MODE,
     FILE_DIR_OPTION, FILE_MODE_OPTION,
 };
-pub use format::{DecodeError, SerializationFormat};
+pub use format::{DecodeError, JsonView, SerializationFormat};
 pub use id::{SessionId, DEFAULT_ID_LENGTH, MAX_ID_CHARS, MAX_ID_LENGTH};
 pub use lifecycle::{CREATED_KEY, LIFETIME_KEY};
 pub use manager::{ErrorResponse, FinishOutcome, SessionManager};

@@ -183,11 +183,6 @@ impl ResponseError for AppError {
 /// `text/plain` first.
 async fn show(session: Session, request: HttpRequest) -> Result<HttpResponse, AppError> {
     let data = session.snapshot().await?;
-    let json = if data.is_empty() {
-        serde_json::Value::Object(serde_json::Map::new())
-    } else {
-        data.to_json()
-    };
     // The body depends on Accept (and, as every session route's, on Cookie). It is one
     // user's session data: no cache may keep it (a browser's back button included).
     let mut response = HttpResponse::Ok();
@@ -199,13 +194,17 @@ async fn show(session: Session, request: HttpRequest) -> Result<HttpResponse, Ap
         .and_then(|value| value.to_str().ok());
     Ok(match accept {
         Some(accept) if accept.starts_with("text/plain") => {
-            let entries = json.as_object().into_iter().flatten();
+            // A session holding nothing (but the permanent flag) has no line.
+            let json = (!data.is_empty()).then(|| data.to_json());
+            let entries = json.iter().filter_map(|json| json.as_object()).flatten();
             let lines: String = entries
                 .map(|(key, value)| format!("{key}={value}\n"))
                 .collect();
             response.content_type(ContentType::plaintext()).body(lines)
         }
-        _ => response.json(json),
+        _ if data.is_empty() => response.json(serde_json::json!({})),
+        // Written straight from the data, without a serde_json::Value in between.
+        _ => response.json(data.json_view()),
     })
 }
 

@@ -40,7 +40,8 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use session_axum::{
-    ErrorResponse, Keep, Session, SessionError, SessionLayer, SessionManager, StoreError,
+    ErrorResponse, Keep, Session, SessionData, SessionError, SessionLayer, SessionManager,
+    StoreError,
 };
 
 /// The app's routes behind a [`SessionLayer`] for `manager`.
@@ -123,15 +124,12 @@ impl IntoResponse for AppError {
 /// `text/plain` first.
 async fn show(session: Session, headers: HeaderMap) -> Result<Response, AppError> {
     let data = session.snapshot().await?;
-    let json = if data.is_empty() {
-        serde_json::Value::Object(serde_json::Map::new())
-    } else {
-        data.to_json()
-    };
     let accept = headers.get(ACCEPT).and_then(|value| value.to_str().ok());
     let body = match accept {
-        Some(accept) if accept.starts_with("text/plain") => text_lines(&json).into_response(),
-        _ => Json(json).into_response(),
+        Some(accept) if accept.starts_with("text/plain") => text_lines(&data).into_response(),
+        _ if data.is_empty() => Json(serde_json::json!({})).into_response(),
+        // Written straight from the data, without a serde_json::Value in between.
+        _ => Json(data.json_view()).into_response(),
     };
     // The body depends on Accept (and, as every session route's, on Cookie). It is one
     // user's session data: no cache may keep it (a browser's back button included).
@@ -142,7 +140,11 @@ async fn show(session: Session, headers: HeaderMap) -> Result<Response, AppError
 const NO_STORE: &str = "no-store";
 
 /// `key=value` lines of a JSON object, values as JSON.
-fn text_lines(json: &serde_json::Value) -> String {
+fn text_lines(data: &SessionData) -> String {
+    if data.is_empty() {
+        return String::new();
+    }
+    let json = data.to_json();
     let entries = json.as_object().into_iter().flatten();
     entries
         .map(|(key, value)| format!("{key}={value}\n"))
