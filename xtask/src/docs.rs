@@ -51,6 +51,18 @@ pub fn splice_results(text: &str, name: &str, results: &str) -> Result<String, S
     }
 }
 
+/// Splices each `(name, results)` of `tables` into the page at `path` ([`splice_results`]),
+/// reading and writing the page once.
+pub fn publish_results(path: &Path, tables: &[(&str, &str)]) -> Result<(), String> {
+    let mut text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    for (name, results) in tables {
+        text =
+            splice_results(&text, name, results).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     let mut check_only = false;
     for arg in args {

@@ -1618,18 +1618,16 @@ pub fn provenance(ctx: &Context) -> (String, String) {
 /// `docs/reliability.md`, between its `<!-- results:NAME:begin -->` and `end` markers, so
 /// the page's figures are the commands' own output.
 pub fn publish(ctx: &Context) -> Result<(), String> {
-    let page = ctx.workspace_root.join("docs/reliability.md");
-    let mut text =
-        fs::read_to_string(&page).map_err(|e| format!("cannot read {}: {e}", page.display()))?;
-    for (name, file) in [("faults", "latest.md"), ("soak", "soak.md")] {
-        let results = ctx.workspace_root.join("reliability/results").join(file);
-        let Ok(results) = fs::read_to_string(&results) else {
-            continue;
-        };
-        text = crate::docs::splice_results(&text, name, &results)
-            .map_err(|e| format!("{}: {e}", page.display()))?;
-    }
-    fs::write(&page, text).map_err(|e| format!("cannot write {}: {e}", page.display()))
+    // A results file not written yet leaves its section as it is.
+    let tables: Vec<(&str, String)> = [("faults", "latest.md"), ("soak", "soak.md")]
+        .into_iter()
+        .filter_map(|(name, file)| {
+            let results = ctx.workspace_root.join("reliability/results").join(file);
+            fs::read_to_string(results).ok().map(|text| (name, text))
+        })
+        .collect();
+    let tables: Vec<(&str, &str)> = tables.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    crate::docs::publish_results(&ctx.workspace_root.join("docs/reliability.md"), &tables)
 }
 
 /// A fresh work directory, private to these runs.

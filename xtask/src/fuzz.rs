@@ -170,11 +170,7 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
 fn publish(ctx: &Context, markdown: &str) -> Result<(), String> {
     for page in ["docs/fuzzing.md", "docs/reliability.md"] {
         let page = ctx.workspace_root.join(page);
-        let text = fs::read_to_string(&page)
-            .map_err(|e| format!("cannot read {}: {e}", page.display()))?;
-        let text = crate::docs::splice_results(&text, "fuzz", markdown)
-            .map_err(|e| format!("{}: {e}", page.display()))?;
-        fs::write(&page, text).map_err(|e| format!("cannot write {}: {e}", page.display()))?;
+        crate::docs::publish_results(&page, &[("fuzz", markdown)])?;
         println!("copied into {}", page.display());
     }
     Ok(())

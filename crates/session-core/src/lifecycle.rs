@@ -146,24 +146,12 @@ impl State {
     }
 
     /// The loaded data; only called after [`Engine::ensure_loaded`] succeeded.
-    pub(crate) fn data(&self) -> &SessionData {
+    pub(crate) fn data(&self) -> &Arc<SessionData> {
         &self
             .loaded
             .as_ref()
             .expect("session data is loaded before use")
             .data
-    }
-
-    /// The loaded data, shared: a reference count, not a copy. A later change in this
-    /// request copies the data before writing ([`State::record`]), so the share never moves.
-    pub(crate) fn shared_data(&self) -> Arc<SessionData> {
-        Arc::clone(
-            &self
-                .loaded
-                .as_ref()
-                .expect("session data is loaded before use")
-                .data,
-        )
     }
 
     /// Applies `change` to the loaded data and records it for the commit.

@@ -273,7 +273,8 @@ impl Session {
     /// A copy of all the session's data. To read without copying, see
     /// [`Session::snapshot`].
     pub async fn data(&self) -> Result<SessionData, SessionError> {
-        self.with_loaded(|state| Ok(state.data().clone())).await
+        self.with_loaded(|state| Ok(SessionData::clone(state.data())))
+            .await
     }
 
     /// The session's data as it is now, shared instead of copied: a read-only view that
@@ -281,7 +282,8 @@ impl Session {
     /// other users) do not show in it: the session copies its data before the first write
     /// while a snapshot is alive. Rendering a page from the session is the use.
     pub async fn snapshot(&self) -> Result<Arc<SessionData>, SessionError> {
-        self.with_loaded(|state| Ok(state.shared_data())).await
+        // A reference count: a later write copies first (State::record), so this view stays.
+        self.with_loaded(|state| Ok(Arc::clone(state.data()))).await
     }
 
     /// True when the session holds nothing but (at most) the permanent flag.

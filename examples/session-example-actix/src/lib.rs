@@ -195,8 +195,12 @@ async fn show(session: Session, request: HttpRequest) -> Result<HttpResponse, Ap
     Ok(match accept {
         Some(accept) if accept.starts_with("text/plain") => {
             // A session holding nothing (but the permanent flag) has no line.
-            let json = (!data.is_empty()).then(|| data.to_json());
-            let entries = json.iter().filter_map(|json| json.as_object()).flatten();
+            let json = if data.is_empty() {
+                serde_json::Value::Null
+            } else {
+                data.to_json()
+            };
+            let entries = json.as_object().into_iter().flatten();
             let lines: String = entries
                 .map(|(key, value)| format!("{key}={value}\n"))
                 .collect();
