@@ -172,11 +172,7 @@ impl InvalidationFeed {
 }
 
 fn bucket(key: &[u8]) -> usize {
-    // FNV-1a: keys end in random ids, so any cheap hash spreads them.
-    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % BUCKETS as u64) as usize
+    (crate::stripe::stripe_hash(key) % BUCKETS as u64) as usize
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -14,7 +14,7 @@ pub const PERMANENT_KEY: &str = "_permanent";
 /// the data under [`PERMANENT_KEY`], as in Flask-Session.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SessionData {
-    entries: IndexMap<String, Value>,
+    entries: IndexMap<String, Value, foldhash::fast::RandomState>,
     /// Top-level entries whose key is not a string (rare; kept, written after the others).
     foreign: Vec<(Value, Value)>,
 }

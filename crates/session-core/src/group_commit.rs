@@ -17,6 +17,8 @@ use crate::id::SessionId;
 use crate::lifecycle::{Change, Engine, Stored};
 
 const SHARDS: usize = 64;
+
+type SlotMap = HashMap<SessionId, Slot, foldhash::fast::RandomState>;
 const GENERATION_STRIPES: usize = 1024;
 
 /// One request's part of a group write.
@@ -68,7 +70,7 @@ struct Slot {
 
 /// The save slots of one engine, and per stripe of ids how many saves completed.
 pub(crate) struct Slots {
-    shards: Box<[Mutex<HashMap<SessionId, Slot>>]>,
+    shards: Box<[Mutex<SlotMap>]>,
     generations: Box<[AtomicU64]>,
 }
 
@@ -87,7 +89,7 @@ impl Slots {
         }
     }
 
-    fn shard(&self, id: &SessionId) -> MutexGuard<'_, HashMap<SessionId, Slot>> {
+    fn shard(&self, id: &SessionId) -> MutexGuard<'_, SlotMap> {
         self.shards[hash(id) as usize % SHARDS]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -207,8 +209,5 @@ impl Drop for Leading<'_> {
 }
 
 fn hash(id: &SessionId) -> u64 {
-    // FNV-1a over the id: ids are random, so any cheap hash spreads them.
-    id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::stripe::stripe_hash(id.as_str().as_bytes())
 }

@@ -3,6 +3,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::SessionError;
 
@@ -18,9 +19,11 @@ pub const MAX_ID_CHARS: usize = 256;
 /// A session id: base64url text without padding, as Flask-Session's `secrets.token_urlsafe`.
 ///
 /// Values only come from [`SessionId::generate`] or from [`SessionId::parse`], so every
-/// `SessionId` is safe to use in a store key.
+/// `SessionId` is safe to use in a store key. Shared text: a request's save passes its id
+/// to the group-commit slot, the cache entry and the outcome, and each clone is a
+/// reference count, not an allocation.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(String);
+pub struct SessionId(Arc<str>);
 
 impl SessionId {
     /// A new id from `bytes` bytes of the operating system's randomness.
@@ -28,7 +31,9 @@ impl SessionId {
         let mut buffer = [0u8; MAX_ID_LENGTH];
         let bytes = bytes.clamp(1, MAX_ID_LENGTH);
         getrandom::fill(&mut buffer[..bytes]).map_err(|e| SessionError::Random(e.to_string()))?;
-        Ok(SessionId(URL_SAFE_NO_PAD.encode(&buffer[..bytes])))
+        Ok(SessionId(Arc::from(
+            URL_SAFE_NO_PAD.encode(&buffer[..bytes]),
+        )))
     }
 
     /// Accepts every id Flask-Session could have issued and nothing else.
@@ -43,7 +48,7 @@ impl SessionId {
             return None;
         }
         if is_uuid(value) {
-            return Some(SessionId(value.to_owned()));
+            return Some(SessionId(Arc::from(value)));
         }
         if len % 4 == 1 {
             return None;
@@ -52,7 +57,7 @@ impl SessionId {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            Some(SessionId(value.to_owned()))
+            Some(SessionId(Arc::from(value)))
         } else {
             None
         }

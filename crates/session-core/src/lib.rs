@@ -19,6 +19,7 @@ mod owner;
 mod session;
 mod signer;
 mod store;
+mod stripe;
 mod timeouts;
 pub mod timestamp;
 

@@ -5,6 +5,7 @@
 //! an unchanged session. Every rule of Flask-Session's lifecycle, and ours on top, is
 //! decided here; cookies and headers are `cookie.rs`'s business.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -282,7 +283,7 @@ impl Engine {
 
     /// The owner whose index a write of `data` must keep: its owner while this store keeps
     /// an index.
-    fn indexed_owner(&self, data: &SessionData) -> Option<String> {
+    fn indexed_owner<'a>(&self, data: &'a SessionData) -> Option<Cow<'a, str>> {
         if self.indexes_owners {
             self.owner_of(data)
         } else {
@@ -641,7 +642,7 @@ impl Engine {
     pub(crate) async fn write_group(&self, id: &SessionId, members: &mut [Member]) {
         let key = self.key(id);
         let max_attempts = self.config.max_save_attempts();
-        let mut base = self.base_for(id, members).await;
+        let mut base = self.base_for(id, &key, members).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -684,23 +685,25 @@ impl Engine {
             } else {
                 id.clone()
             };
-            let new_key = self.key(&new_id);
+            // The same key unless the id rotates: computed once per write.
+            let rotated_key = regenerate.then(|| self.key(&new_id));
+            let new_key = rotated_key.as_deref().unwrap_or(&key);
             let old_owner = self.indexed_owner(&base_stored.entry.data);
             let new_owner = self.indexed_owner(&data);
             // A new owner or a new key is indexed before the write (see `create`).
             if let Some(owner) = &new_owner {
                 if regenerate || old_owner.as_ref() != Some(owner) {
-                    if let Err(error) = self.index_put(owner, &new_key, &data, ttl).await {
+                    if let Err(error) = self.index_put(owner, new_key, &data, ttl).await {
                         return fail(members, SessionError::from(error));
                     }
                 }
             }
-            let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&new_key));
+            let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(new_key));
             let expected = &base_stored.entry.bytes;
             let written = if regenerate {
                 self.call(
                     "rotate",
-                    self.store.rotate(&key, expected, &new_key, &bytes, ttl),
+                    self.store.rotate(&key, expected, new_key, &bytes, ttl),
                 )
                 .await
             } else {
@@ -743,7 +746,7 @@ impl Engine {
                         if regenerate {
                             cache.forget(&key);
                         }
-                        cache.fill(&new_key, ticket, Some(entry.clone()));
+                        cache.fill(new_key, ticket, Some(entry.clone()));
                     }
                     self.slots.bump(id);
                     let stored = Stored {
@@ -801,13 +804,14 @@ impl Engine {
     async fn base_for(
         &self,
         id: &SessionId,
+        key: &str,
         members: &[Member],
     ) -> Result<Option<Stored>, SessionError> {
         if let Some(last) = self.slots.last(id) {
             return Ok(Some(last));
         }
         if let Some(cache) = &self.cache {
-            if let Some(entry) = cache.get(&self.key(id)) {
+            if let Some(entry) = cache.get(key) {
                 return Ok(Some(Stored {
                     id: id.clone(),
                     entry,

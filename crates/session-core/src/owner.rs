@@ -4,6 +4,7 @@
 //! step with its commits, and this module reads it, checking every entry against the
 //! session it names.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -44,10 +45,11 @@ pub(crate) fn unix_now() -> u64 {
 /// The owner a value under the owner key names: a non-empty string as it is, an integer
 /// in decimal (what `str()` gives in Python); anything else, or more than
 /// [`MAX_OWNER_BYTES`], names no owner.
-pub(crate) fn owner_from_value(value: &Value) -> Option<String> {
+pub(crate) fn owner_from_value(value: &Value) -> Option<Cow<'_, str>> {
+    // Borrowed for a text owner: a write looks the owner up several times.
     let owner = match value {
-        Value::String(text) => text.as_str()?.to_owned(),
-        Value::Integer(number) => number.to_string(),
+        Value::String(text) => Cow::Borrowed(text.as_str()?),
+        Value::Integer(number) => Cow::Owned(number.to_string()),
         _ => return None,
     };
     (!owner.is_empty() && owner.len() <= MAX_OWNER_BYTES).then_some(owner)
@@ -94,7 +96,7 @@ enum Checked {
 
 impl Engine {
     /// The owner of `data`: the value under `SESSION_OWNER_KEY`.
-    pub(crate) fn owner_of(&self, data: &SessionData) -> Option<String> {
+    pub(crate) fn owner_of<'a>(&self, data: &'a SessionData) -> Option<Cow<'a, str>> {
         data.get(self.config.owner_key()).and_then(owner_from_value)
     }
 

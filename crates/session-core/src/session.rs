@@ -226,7 +226,8 @@ impl Session {
             .get_value(key)
             .await?
             .as_ref()
-            .and_then(crate::owner::owner_from_value))
+            .and_then(crate::owner::owner_from_value)
+            .map(std::borrow::Cow::into_owned))
     }
 
     /// Makes `owner` the session's owner: it is kept under `SESSION_OWNER_KEY` as a
