@@ -82,7 +82,8 @@ pub struct MemoryResult {
     pub after: ProcessMemory,
     /// Every reading, in order.
     pub samples: Vec<MemorySample>,
-    /// Keys in the benchmark's Redis database at the end (one per session).
+    /// Keys in the benchmark's Redis database at the end: each session and, since login
+    /// sets the session's owner, its user's owner index.
     pub stored_sessions: u64,
     /// Answers other than `200`, and reads that did not return their session's user.
     pub errors: u64,

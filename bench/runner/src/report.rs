@@ -164,8 +164,12 @@ fn ms(us: u64) -> String {
 pub fn provenance() -> String {
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
-    let dirty = command_output("git", &["status", "--porcelain", "--", ".."])
-        .is_some_and(|status| !status.is_empty());
+    // The run's own output (bench/results) is written before the report: not a change.
+    let dirty = command_output(
+        "git",
+        &["status", "--porcelain", "--", "..", ":(exclude)../results"],
+    )
+    .is_some_and(|status| !status.is_empty());
     format!(
         "Run {date}, commit {commit}{}.",
         if dirty {
@@ -697,7 +701,7 @@ pub fn memory_section(out: &mut String, memory: &MemoryResult, chart: Option<&Ch
     );
     let _ = writeln!(
         out,
-        "| sessions in Redis at the end | {} |",
+        "| keys in Redis at the end (each session and its user's owner index) | {} |",
         memory.stored_sessions
     );
     let _ = writeln!(
