@@ -1608,7 +1608,22 @@ pub fn provenance(ctx: &Context) -> (String, String) {
             .unwrap_or_default()
     };
     let mut commit = run("git", &["rev-parse", "--short", "HEAD"]);
-    if !run("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+    // Pages and result files that the measuring commands write themselves (fuzz, faults,
+    // soak, bench run one after another) are not changes to what was measured.
+    let status = run(
+        "git",
+        &[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)docs",
+            ":(exclude)reliability/results",
+            ":(exclude)bench/results",
+        ],
+    );
+    if !status.is_empty() {
         commit.push_str(" + uncommitted changes");
     }
     (commit, run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]))
