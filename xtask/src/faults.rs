@@ -1620,6 +1620,7 @@ pub fn provenance(ctx: &Context) -> (String, String) {
             ".",
             ":(exclude)docs",
             ":(exclude)reliability/results",
+            ":(exclude)fuzz/results",
             ":(exclude)bench/results",
         ],
     );
