@@ -13,6 +13,7 @@
 //! cargo xtask test --offline                the tests that need no server, nothing started
 //! cargo xtask bench [RUNNER ARGS...]        Redis up + the load benchmark (bench/, release build)
 //! cargo xtask bench memory [ARGS...]        Redis up + the benchmark's memory check alone
+//! cargo xtask bench callgrind [ARGS...]     Redis up + instructions per request (callgrind)
 //! cargo xtask fuzz [--seconds N] [--target NAME] [--out PATH]   the cargo-fuzz targets of fuzz/
 //! cargo xtask compose-check               docker-compose.yml valid and in step with the native mode
 //! cargo xtask docs [--check-only]          the book: mdbook build + link, anchor and SUMMARY checks
@@ -68,6 +69,7 @@ commands:
                                 files, SQLite); starts nothing, needs no root and no Docker
   bench [ARGS...]               Redis up + the load benchmark in bench/ (see bench/README.md)
   bench memory [ARGS...]        Redis up + only the benchmark's memory check of the session cache
+  bench callgrind [ARGS...]     Redis up + each server's instructions per request under callgrind
   fuzz [--seconds N] [--target NAME] [--out PATH]
                                 run the fuzz targets of fuzz/ (N seconds each, default 60), print
                                 executions and crashes, write the table to fuzz/results/latest.md

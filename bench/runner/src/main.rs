@@ -9,11 +9,13 @@
 //! bench-runner load --port PORT --server-pid PID [OPTIONS]
 //!                                     the load generator for one server, JSON on stdout
 //! bench-runner memory [OPTIONS]       the memory check alone
+//! bench-runner callgrind [OPTIONS]    instructions per request of each server (valgrind)
 //! ```
 
 #![forbid(unsafe_code)]
 
 mod args;
+mod callgrind;
 mod charts;
 mod load;
 mod machine;
@@ -30,6 +32,10 @@ usage: bench-runner [run] [OPTIONS]
        bench-runner load --port PORT --server-pid PID [OPTIONS]
        bench-runner memory [--memory-sessions N] [--cache-entries N] [--connections N]
                            [--out PATH]
+       bench-runner callgrind [--servers LIST] [--out PATH]
+                           user-space instructions per request of each server under
+                           valgrind's callgrind, `GET /` and `POST /counter`
+                           [all seven; bench/results/callgrind.md]
 
 run options (defaults in brackets):
   --servers LIST       comma-separated, of: fred, redis-rs, tower-sessions, tower-moka,
@@ -65,7 +71,7 @@ environment:
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let command = match args.first().map(String::as_str) {
-        Some("serve" | "load" | "run" | "memory") => args.remove(0),
+        Some("serve" | "load" | "run" | "memory" | "callgrind") => args.remove(0),
         Some("-h" | "--help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
         "serve" => servers::main(&args),
         "load" => load::main(&args),
         "memory" => memory::main(&args),
+        "callgrind" => callgrind::main(&args),
         _ => run::main(&args),
     };
     match result {
