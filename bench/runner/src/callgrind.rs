@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _};
 
 use crate::args::Args;
 use crate::machine::RedisAdmin;
-use crate::run::{read_port, redis_settings, write_report, ChildGuard};
+use crate::run::{redis_settings, servers_arg, start_server, write_report};
 use crate::servers::ServerKind;
 
 /// The scenarios measured: the two that differ in what the session layer does.
@@ -28,13 +28,7 @@ const SESSIONS: &str = "32";
 /// `bench-runner callgrind [--servers LIST] [--out PATH]`.
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let args = Args::parse(args, &[])?;
-    let servers: Vec<ServerKind> = match args.string("servers") {
-        None => ServerKind::ALL.to_vec(),
-        Some(list) => list
-            .split(',')
-            .map(|name| name.trim().parse().map_err(anyhow::Error::msg))
-            .collect::<anyhow::Result<_>>()?,
-    };
+    let servers = servers_arg(&args)?;
     let out = args.string("out").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../results/callgrind.md")
     });
@@ -87,24 +81,26 @@ fn instructions(
     requests: u64,
     file: &Path,
 ) -> anyhow::Result<u64> {
-    let child = Command::new("valgrind")
+    let mut valgrind = Command::new("valgrind");
+    valgrind
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", file.display()))
         .arg(exe)
-        .args(["serve", "--server", kind.name(), "--redis", redis_url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start valgrind")?;
-    let mut server = ChildGuard(child);
-    let port = read_port(&mut server.0)?;
+        .stderr(Stdio::null());
+    let (mut server, port) = start_server(valgrind, kind, redis_url)?;
     // valgrind runs the program in its own process: the pid is the server's.
     let pid = server.0.id().to_string();
     let load = Command::new(exe)
         .args(["load", "--port", &port.to_string(), "--server-pid", &pid])
         .args(["--scenarios", scenario, "--sessions", SESSIONS])
-        .args(["--connections", SESSIONS, "--warmup", "0", "--duration", "1000"])
+        .args([
+            "--connections",
+            SESSIONS,
+            "--warmup",
+            "0",
+            "--duration",
+            "1000",
+        ])
         .args(["--max-requests", &requests.to_string()])
         .args(["--redis", redis_url])
         .stdin(Stdio::null())

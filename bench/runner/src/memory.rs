@@ -6,7 +6,6 @@
 //! sessions; a bounded one stops growing once it is full.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -139,17 +138,6 @@ pub fn check(
 ) -> anyhow::Result<MemoryResult> {
     admin.flush()?;
     let mut command = std::process::Command::new(exe);
-    command
-        .args([
-            "serve",
-            "--server",
-            ServerKind::Ours.name(),
-            "--redis",
-            &admin.url,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
     // The bound under test, and every other cache option at its default whatever the
     // environment says.
     for name in CACHE_ENV_NAMES {
@@ -159,9 +147,7 @@ pub fn check(
         "SESSION_CACHE_MAX_ENTRIES",
         params.cache_entries.to_string(),
     );
-    let child = command.spawn().context("cannot start the server")?;
-    let mut server = crate::run::ChildGuard(child);
-    let port = crate::run::read_port(&mut server.0)?;
+    let (mut server, port) = crate::run::start_server(command, ServerKind::Ours, &admin.url)?;
     let pid = server.0.id();
     eprintln!(
         "bench: memory check: {} sessions through a cache of {} entries",

@@ -45,13 +45,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     } else {
         Some(MemoryParams::from_args(&args)?)
     };
-    let servers: Vec<ServerKind> = match args.string("servers") {
-        None => ServerKind::ALL.to_vec(),
-        Some(list) => list
-            .split(',')
-            .map(|name| name.trim().parse().map_err(anyhow::Error::msg))
-            .collect::<anyhow::Result<_>>()?,
-    };
+    let servers = servers_arg(&args)?;
     let out = args
         .string("out")
         .map(PathBuf::from)
@@ -224,15 +218,7 @@ fn run_server(
     params: &LoadParams,
     launch: Launch,
 ) -> anyhow::Result<ServerResults> {
-    let child = command(exe, launch, SERVER_CORE)
-        .args(["serve", "--server", kind.name(), "--redis", redis_url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start the server")?;
-    let mut server = ChildGuard(child);
-    let port = read_port(&mut server.0)?;
+    let (mut server, port) = start_server(command(exe, launch, SERVER_CORE), kind, redis_url)?;
 
     let mut load = command(exe, launch, LOAD_CORE);
     load.args(["load", "--port", &port.to_string()])
@@ -254,6 +240,36 @@ fn run_server(
         bail!("the load generator failed ({})", output.status);
     }
     serde_json::from_slice(&output.stdout).context("the load generator's output is not its JSON")
+}
+
+/// The servers `--servers LIST` names, or all of them.
+pub fn servers_arg(args: &Args) -> anyhow::Result<Vec<ServerKind>> {
+    match args.string("servers") {
+        None => Ok(ServerKind::ALL.to_vec()),
+        Some(list) => list
+            .split(',')
+            .map(|name| name.trim().parse().map_err(anyhow::Error::msg))
+            .collect(),
+    }
+}
+
+/// Runs `command` (this executable, or a wrapper that execs it: taskset, chrt, valgrind)
+/// as the `serve` of `kind` on `redis_url`, and waits for the port it listens on. The
+/// caller sets the command's environment and stderr.
+pub fn start_server(
+    mut command: Command,
+    kind: ServerKind,
+    redis_url: &str,
+) -> anyhow::Result<(ChildGuard, u16)> {
+    let child = command
+        .args(["serve", "--server", kind.name(), "--redis", redis_url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the server")?;
+    let mut server = ChildGuard(child);
+    let port = read_port(&mut server.0)?;
+    Ok((server, port))
 }
 
 /// Waits for the server's first stdout line: the port it listens on.

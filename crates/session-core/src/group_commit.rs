@@ -17,9 +17,9 @@ use crate::id::SessionId;
 use crate::lifecycle::{Change, Engine, Stored};
 
 const SHARDS: usize = 64;
+const GENERATION_STRIPES: usize = 1024;
 
 type SlotMap = HashMap<SessionId, Slot, foldhash::fast::RandomState>;
-const GENERATION_STRIPES: usize = 1024;
 
 /// One request's part of a group write.
 pub(crate) struct Member {
