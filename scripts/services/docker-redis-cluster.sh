@@ -13,7 +13,8 @@ for port in $ports; do
   mkdir -p "/data/$port"
   redis-server --port "$port" --bind 0.0.0.0 --protected-mode no \
     --cluster-enabled yes --cluster-config-file "/data/$port/nodes.conf" \
-    --cluster-node-timeout 5000 --cluster-announce-ip 127.0.0.1 \
+    --cluster-node-timeout 5000 --cluster-require-full-coverage no \
+    --cluster-announce-ip 127.0.0.1 \
     --save '' --appendonly no --dir "/data/$port" \
     --daemonize yes --logfile "/data/$port/redis.log"
 done

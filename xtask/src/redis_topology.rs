@@ -11,13 +11,18 @@ use crate::process::find_program;
 use crate::service::HOST;
 
 /// `redis-server` options that make a node a cluster node; its cluster state goes to
-/// `nodes.conf` in its `--dir`.
+/// `nodes.conf` in its `--dir`. The live masters keep serving their slots while another
+/// master is down (`cluster-require-full-coverage no`): by default every node refuses every
+/// key (`CLUSTERDOWN`) from the moment the nodes agree a master failed until its replica
+/// takes over.
 pub fn cluster_node_args(node_timeout: Duration) -> Vec<String> {
     vec![
         "--cluster-enabled".into(),
         "yes".into(),
         "--cluster-config-file".into(),
         "nodes.conf".into(),
+        "--cluster-require-full-coverage".into(),
+        "no".into(),
         "--cluster-node-timeout".into(),
         node_timeout.as_millis().to_string(),
     ]

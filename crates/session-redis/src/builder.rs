@@ -1,15 +1,18 @@
 //! [`RedisStoreBuilder`]: URL, pool size, timeouts and reconnection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::Pool;
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, ClusterInterface};
 use fred::types::config::{
-    Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, TcpConfig, UnresponsiveConfig,
+    Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, Server, ServerConfig, TcpConfig,
+    UnresponsiveConfig,
 };
 use fred::types::Builder;
 use session_core::{ConfigError, SetupError, StoreError};
 
+use crate::cluster::{ClusterRoutes, NewPool};
 use crate::error::map_error;
 use crate::store::RedisStore;
 
@@ -197,7 +200,14 @@ impl RedisStoreBuilder {
     /// [`SetupError::Store`] ([`StoreError::Unavailable`]) when the server cannot be
     /// reached within the connect and command timeouts. Once connected, the store
     /// reconnects on its own after connections are lost.
+    ///
+    /// In a Cluster, each master gets a pool of its own (`pool_size` connections) for the
+    /// session commands, and a lost master stalls only the sessions in its slots; see
+    /// [`RedisStore`].
     pub async fn connect(self) -> Result<RedisStore, SetupError> {
+        if self.settings(false)?.0.server.is_clustered() {
+            return self.connect_cluster().await;
+        }
         if !self.client_tracking {
             return Ok(RedisStore::from_pool(self.connect_pool(false).await?));
         }
@@ -213,6 +223,67 @@ impl RedisStoreBuilder {
         };
         let tracking = crate::tracking::Tracking::start(&pool).await;
         Ok(RedisStore::with_tracking(pool, tracking))
+    }
+
+    /// A Cluster: fred's cluster client reads the slot map (and serves
+    /// [`RedisStore::pool`], one connection per node), then each master gets its own pool.
+    async fn connect_cluster(self) -> Result<RedisStore, SetupError> {
+        let cluster = self.clone().pool_size(1).connect_pool(false).await?;
+        let routes = async {
+            let routing = cluster.next().cached_cluster_state().ok_or_else(|| {
+                StoreError::unavailable("the Redis Cluster reported no slot map")
+            })?;
+            let limit = self.connect_timeout + self.command_timeout;
+            let connect = |resp3: bool| {
+                let new_pool = self.node_pools(resp3);
+                let routing = routing.clone();
+                async move {
+                    let new_pool = new_pool?;
+                    ClusterRoutes::connect(routing, new_pool, limit, self.command_timeout, resp3)
+                        .await
+                        .map_err(SetupError::Store)
+                }
+            };
+            if !self.client_tracking {
+                return connect(false).await;
+            }
+            match connect(true).await {
+                // RESP3 (HELLO 3) refused: a server before Redis 6.
+                Err(SetupError::Store(StoreError::Backend(error))) => {
+                    tracing::warn!(%error, "Redis refused RESP3; no client tracking, so sessions are not cached in process");
+                    connect(false).await
+                }
+                other => other,
+            }
+        }
+        .await;
+        match routes {
+            Ok(routes) => Ok(RedisStore::with_routes(cluster, routes)),
+            Err(error) => {
+                let _ = tokio::time::timeout(self.command_timeout, cluster.quit()).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// How to build the pool of one Cluster master: this builder's settings, addressed to
+    /// that master alone. `fail_fast`: report a failed first connection instead of retrying
+    /// (at start-up; a master that joins later keeps being retried).
+    fn node_pools(&self, resp3: bool) -> Result<NewPool, SetupError> {
+        let (config, connection, performance, policy) = self.settings(resp3)?;
+        let size = self.pool_size;
+        Ok(Arc::new(move |server: &Server, fail_fast: bool| {
+            let mut config = config.clone();
+            config.server = ServerConfig::Centralized {
+                server: server.clone(),
+            };
+            config.fail_fast = fail_fast;
+            Builder::from_config(config)
+                .set_connection_config(connection.clone())
+                .set_performance_config(performance.clone())
+                .set_policy(policy.clone())
+                .build_pool(size)
+        }))
     }
 
     /// A connected pool, speaking RESP3 when `resp3`.
@@ -245,6 +316,20 @@ impl RedisStoreBuilder {
 
     /// The fred pool this builder would connect, not yet connected.
     fn build_pool(&self, resp3: bool) -> Result<Pool, SetupError> {
+        let (config, connection, performance, policy) = self.settings(resp3)?;
+        Builder::from_config(config)
+            .set_connection_config(connection)
+            .set_performance_config(performance)
+            .set_policy(policy)
+            .build_pool(self.pool_size)
+            .map_err(|error| SetupError::Store(map_error(error)))
+    }
+
+    /// fred's configuration for this builder's URL, timeouts and reconnection.
+    fn settings(
+        &self,
+        resp3: bool,
+    ) -> Result<(Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy), SetupError> {
         // fred reads any other scheme (http://, a typo) as a standalone server.
         let scheme = self.url.split_once("://").map(|(scheme, _)| scheme);
         if !scheme.is_some_and(|s| s.starts_with("redis") || s.starts_with("valkey")) {
@@ -290,12 +375,7 @@ impl RedisStoreBuilder {
             .max(RECONNECT_MIN_DELAY_MS);
         // max_attempts 0: retry forever.
         let policy = ReconnectPolicy::new_exponential(0, RECONNECT_MIN_DELAY_MS, max_delay_ms, 2);
-        Builder::from_config(config)
-            .set_connection_config(connection)
-            .set_performance_config(performance)
-            .set_policy(policy)
-            .build_pool(self.pool_size)
-            .map_err(|error| SetupError::Store(map_error(error)))
+        Ok((config, connection, performance, policy))
     }
 }
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod cluster;
 mod error;
 mod scripts;
 mod store;

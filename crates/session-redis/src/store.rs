@@ -12,9 +12,10 @@ use session_core::{
 };
 
 use crate::builder::RedisStoreBuilder;
+use crate::cluster::{ClusterRoutes, Op};
 use crate::error::{map_error, unexpected_reply};
 use crate::scripts::{Script, Scripts};
-use crate::tracking::Tracking;
+use crate::tracking::{connection_for, Tracking};
 
 /// Largest value Redis accepts in one string (its `proto-max-bulk-len` default, 512 MiB).
 /// Larger values fail with [`StoreError::TooLarge`] before anything is sent.
@@ -40,6 +41,10 @@ pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 ///   one key always use the same connection of the pool.
 /// - Scripts run with `EVALSHA`, falling back to `EVAL` when the server's script cache is
 ///   empty (after a restart or `SCRIPT FLUSH`).
+/// - In Redis Cluster (connected by [`RedisStoreBuilder`]), each master has a pool of its
+///   own and the commands for a key go to its slot's master: a lost master fails only the
+///   sessions in its slots (run the nodes with `cluster-require-full-coverage no`, or Redis
+///   refuses every key until the replica is promoted). `MOVED` and `ASK` are followed.
 /// - In Redis Cluster, a rotation whose two keys hash to different slots cannot be one
 ///   script; it creates the new entry, then deletes the old one only if it still holds the
 ///   expected bytes (atomically), undoing the new entry otherwise. A crash between the two
@@ -62,6 +67,8 @@ pub struct RedisStore {
     clustered: bool,
     scripts: Arc<Scripts>,
     tracking: Option<Arc<Tracking>>,
+    /// Per-master pools of a Cluster (see `cluster.rs`); `None` when fred routes.
+    routes: Option<Arc<ClusterRoutes>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -69,7 +76,8 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("pool_size", &self.pool.size())
             .field("clustered", &self.clustered)
-            .field("client_tracking", &self.tracking.is_some())
+            .field("client_tracking", &self.is_tracking())
+            .field("per_master_pools", &self.routes.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +105,7 @@ impl RedisStore {
             pool,
             scripts: Arc::new(Scripts::new()),
             tracking: None,
+            routes: None,
         }
     }
 
@@ -108,20 +117,34 @@ impl RedisStore {
         }
     }
 
+    /// The store on fred's cluster pool (`pool`, for [`pool`](Self::pool)) with its session
+    /// commands routed to per-master pools.
+    pub(crate) fn with_routes(pool: Pool, routes: ClusterRoutes) -> RedisStore {
+        RedisStore {
+            routes: Some(Arc::new(routes)),
+            ..RedisStore::from_pool(pool)
+        }
+    }
+
     /// Whether Redis reports other writers' changes to this store (client tracking is on),
     /// so that session-core can cache sessions coherently.
     pub fn is_tracking(&self) -> bool {
-        self.tracking.is_some()
+        self.feed().is_some()
     }
 
-    /// The connection the commands for `key` use: always the same one, so that client
-    /// tracking's NOLOOP hides this store's own writes from itself.
+    fn feed(&self) -> Option<&InvalidationFeed> {
+        match (&self.tracking, &self.routes) {
+            (Some(tracking), _) => Some(&tracking.gate.feed),
+            (None, Some(routes)) => routes.gate().map(|gate| &gate.feed),
+            (None, None) => None,
+        }
+    }
+
+    /// The connection the commands for `key` use (without per-master pools): always the
+    /// same one, so that client tracking's NOLOOP hides this store's own writes from itself.
     fn client(&self, key: &str) -> &Client {
         let clients = self.pool.clients();
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        &clients[(hash % clients.len() as u64) as usize]
+        &clients[connection_for(key, clients.len())]
     }
 
     /// A store on one connected client configured by the application (see
@@ -132,7 +155,9 @@ impl RedisStore {
             .map_err(map_error)
     }
 
-    /// The connection pool, for commands of the application's own.
+    /// The connection pool, for commands of the application's own. In a Cluster
+    /// connected by [`RedisStoreBuilder`], this is fred's cluster client (one connection to
+    /// each node), while the session commands use one pool per master.
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -146,6 +171,11 @@ impl RedisStore {
     /// Closes the pool's connections; later calls fail. Clones share the pool and are
     /// closed too.
     pub async fn quit(&self) -> Result<(), StoreError> {
+        if let Some(routes) = &self.routes {
+            for pool in routes.pools() {
+                pool.quit().await.map_err(map_error)?;
+            }
+        }
         self.pool.quit().await.map_err(map_error)
     }
 
@@ -154,8 +184,12 @@ impl RedisStore {
         &self,
         script: &Script,
         keys: &[&str],
-        args: impl Fn() -> Vec<Value>,
+        args: impl Fn() -> Vec<Value> + Send + Sync,
     ) -> Result<Value, StoreError> {
+        if let Some(routes) = &self.routes {
+            let args = &args;
+            return routes.run(keys[0], Op::Script { script, keys, args }).await;
+        }
         script
             .run(self.client(keys[0]), keys, args)
             .await
@@ -167,7 +201,7 @@ impl RedisStore {
         &self,
         script: &Script,
         keys: &[&str],
-        args: impl Fn() -> Vec<Value>,
+        args: impl Fn() -> Vec<Value> + Send + Sync,
     ) -> Result<bool, StoreError> {
         let reply = self.run_script(script, keys, args).await?;
         match reply.as_i64() {
@@ -288,6 +322,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(routes) = &self.routes {
+            routes.run(key, Op::Delete(key)).await?;
+            return Ok(());
+        }
         let _: i64 = self.client(key).del(key).await.map_err(map_error)?;
         Ok(())
     }
@@ -319,14 +357,25 @@ impl SessionStore for RedisStore {
                 .await;
         }
         // On the new key's connection, which its later commands use.
-        let reply = self
-            .scripts
-            .rotate
-            .run(self.client(new_key), &[old_key, new_key], || {
-                script_args(expected, value, ttl)
-            })
-            .await
-            .map_err(map_error)?;
+        let args = || script_args(expected, value, ttl);
+        let keys = [old_key, new_key];
+        let reply = match &self.routes {
+            Some(routes) => {
+                let script = &self.scripts.rotate;
+                let op = Op::Script {
+                    script,
+                    keys: &keys,
+                    args: &args,
+                };
+                routes.run(new_key, op).await?
+            }
+            None => self
+                .scripts
+                .rotate
+                .run(self.client(new_key), &keys, args)
+                .await
+                .map_err(map_error)?,
+        };
         reply
             .as_i64()
             .map(|flag| flag == 1)
@@ -334,7 +383,7 @@ impl SessionStore for RedisStore {
     }
 
     fn invalidations(&self) -> Option<InvalidationFeed> {
-        self.tracking.as_ref().map(|tracking| tracking.feed.clone())
+        self.feed().cloned()
     }
 
     fn owner_index(&self) -> bool {
@@ -402,11 +451,19 @@ impl SessionStore for RedisStore {
                 next: (next != "0").then_some(next),
             });
         }
-        let nodes = client
-            .cached_cluster_state()
-            .map(|state| state.unique_primary_nodes())
-            .unwrap_or_default();
-        if nodes.is_empty() {
+        // Per-master pools, or fred's cluster client addressed node by node.
+        let (masters, cluster_nodes) = match &self.routes {
+            Some(routes) => (routes.primaries(), Vec::new()),
+            None => (
+                Vec::new(),
+                client
+                    .cached_cluster_state()
+                    .map(|state| state.unique_primary_nodes())
+                    .unwrap_or_default(),
+            ),
+        };
+        let nodes = masters.len().max(cluster_nodes.len());
+        if nodes == 0 {
             return Err(StoreError::unavailable(
                 "the cluster's primaries are not known yet",
             ));
@@ -416,21 +473,26 @@ impl SessionStore for RedisStore {
             Some(cursor) => {
                 let (node, cursor) = cursor.split_once(':').ok_or_else(bad_cursor)?;
                 let node: usize = node.parse().map_err(|_| bad_cursor())?;
-                if node >= nodes.len() || !cursor.bytes().all(|b| b.is_ascii_digit()) {
+                if node >= nodes || !cursor.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(bad_cursor());
                 }
                 (node, cursor.to_owned())
             }
         };
-        let reply: Value = client
-            .with_cluster_node(&nodes[node])
-            .scan_page(cursor, pattern, count, None)
-            .await
-            .map_err(map_error)?;
+        let reply: Value = match masters.get(node) {
+            Some(master) => master.scan_page(cursor, pattern, count, None).await,
+            None => {
+                client
+                    .with_cluster_node(&cluster_nodes[node])
+                    .scan_page(cursor, pattern, count, None)
+                    .await
+            }
+        }
+        .map_err(map_error)?;
         let (next, keys) = scan_reply(reply)?;
         let next = if next != "0" {
             Some(format!("{node}:{next}"))
-        } else if node + 1 < nodes.len() {
+        } else if node + 1 < nodes {
             Some(format!("{}:0", node + 1))
         } else {
             None
