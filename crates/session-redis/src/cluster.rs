@@ -177,12 +177,17 @@ impl Drop for ClusterRoutes {
 }
 
 /// Closes pools in the background: commands still waiting on them fail at once, and the
-/// clients stop reconnecting.
+/// clients stop reconnecting. Pools closed already (`RedisStore::quit`) are left alone.
 fn close(pools: impl Iterator<Item = Pool>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    for pool in pools {
+    let open = |pool: &Pool| {
+        pool.clients()
+            .iter()
+            .any(|client| client.state() != ClientState::Disconnected)
+    };
+    for pool in pools.filter(open) {
         runtime.spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), pool.quit()).await;
         });

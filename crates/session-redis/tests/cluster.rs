@@ -136,11 +136,21 @@ impl Master {
     /// `CLUSTER SETSLOT slot state node-id` (fred's typed form omits the node of
     /// IMPORTING and MIGRATING).
     async fn set_slot(&self, slot: u16, state: &'static str, node: &str) {
-        self.command(
-            "CLUSTER",
-            vec!["SETSLOT".into(), slot.into(), state.into(), node.into()],
-        )
-        .await;
+        if let Err(error) = self.try_set_slot(slot, state, Some(node)).await {
+            panic!("CLUSTER SETSLOT on {}: {error}", self.server);
+        }
+    }
+
+    /// `CLUSTER SETSLOT slot state [node-id]`, its error returned.
+    async fn try_set_slot(
+        &self,
+        slot: u16,
+        state: &'static str,
+        node: Option<&str>,
+    ) -> Result<fred::types::Value, fred::error::Error> {
+        let mut args = vec!["SETSLOT".into(), slot.into(), state.into()];
+        args.extend(node.map(fred::types::Value::from));
+        self.try_command("CLUSTER", args).await
     }
 
     async fn command(&self, name: &'static str, args: Vec<fred::types::Value>) {
@@ -162,14 +172,18 @@ impl Master {
 
     /// Moves `key` to `to` (`MIGRATE`).
     async fn migrate(&self, key: &str, to: &Master) {
-        let args = vec![
-            to.server.host.to_string().into(),
-            i64::from(to.server.port).into(),
+        self.command("MIGRATE", to.migrate_args(key)).await;
+    }
+
+    /// The arguments of a `MIGRATE` of `key` to this master.
+    fn migrate_args(&self, key: &str) -> Vec<fred::types::Value> {
+        vec![
+            self.server.host.to_string().into(),
+            i64::from(self.server.port).into(),
             key.into(),
             0.into(),
             5000.into(),
-        ];
-        self.command("MIGRATE", args).await;
+        ]
     }
 
     /// Moves every key of `slot` this master holds to `to`.
@@ -228,23 +242,14 @@ impl Drop for SlotRestorer {
                     return;
                 };
                 for master in &masters {
-                    let _ = master
-                        .try_command(
-                            "CLUSTER",
-                            vec!["SETSLOT".into(), slot.into(), "STABLE".into()],
-                        )
-                        .await;
+                    let _ = master.try_set_slot(slot, "STABLE", None).await;
                 }
                 // A master that holds keys of a slot it does not own serves them only
                 // while importing it, after ASKING.
                 for master in masters.iter().filter(|m| m.server != owner.server) {
-                    let args = vec![
-                        "SETSLOT".into(),
-                        slot.into(),
-                        "IMPORTING".into(),
-                        owner.id.as_str().into(),
-                    ];
-                    let _ = master.try_command("CLUSTER", args).await;
+                    let _ = master
+                        .try_set_slot(slot, "IMPORTING", Some(&owner.id))
+                        .await;
                     let keys: Vec<String> =
                         fred::interfaces::ClusterInterface::cluster_get_keys_in_slot(
                             &master.client,
@@ -255,30 +260,14 @@ impl Drop for SlotRestorer {
                         .unwrap_or_default();
                     for key in keys {
                         let _ = master.try_command("ASKING", Vec::new()).await;
-                        let args = vec![
-                            owner.server.host.to_string().into(),
-                            i64::from(owner.server.port).into(),
-                            key.into(),
-                            0.into(),
-                            5000.into(),
-                        ];
-                        let _ = master.try_command("MIGRATE", args).await;
+                        let _ = master
+                            .try_command("MIGRATE", owner.migrate_args(&key))
+                            .await;
                     }
-                    let _ = master
-                        .try_command(
-                            "CLUSTER",
-                            vec!["SETSLOT".into(), slot.into(), "STABLE".into()],
-                        )
-                        .await;
+                    let _ = master.try_set_slot(slot, "STABLE", None).await;
                 }
                 for master in &masters {
-                    let args = vec![
-                        "SETSLOT".into(),
-                        slot.into(),
-                        "NODE".into(),
-                        owner.id.as_str().into(),
-                    ];
-                    let _ = master.try_command("CLUSTER", args).await;
+                    let _ = master.try_set_slot(slot, "NODE", Some(&owner.id)).await;
                 }
             });
         });
