@@ -37,11 +37,18 @@ pub struct PrivateRedis {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// More `redis-server` options, given at every start.
+    options: Vec<String>,
 }
 
 impl PrivateRedis {
     /// Starts a server on a free port and waits until it answers PING.
     pub async fn start() -> PrivateRedis {
+        PrivateRedis::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start) with more `redis-server` options (kept for restarts).
+    pub async fn start_with(options: &[&str]) -> PrivateRedis {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("session-redis-test-{port}-{}", std::process::id()));
@@ -50,6 +57,7 @@ impl PrivateRedis {
             port,
             dir,
             child: None,
+            options: options.iter().map(|option| option.to_string()).collect(),
         };
         server.restart().await;
         server
@@ -67,6 +75,7 @@ impl PrivateRedis {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
