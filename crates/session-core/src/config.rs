@@ -109,7 +109,7 @@ impl std::fmt::Debug for SessionConfig {
 /// 100 years. Longer ones are configuration mistakes that no clock or store can hold.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
-/// Default `SESSION_STORE_TIMEOUT`: how long one store call may take.
+/// Default `SESSION_STORE_TIMEOUT`: how long one store call, and one request's save, may take.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default `SESSION_CLEANUP_MIN_INTERVAL`: the shortest time between two cleanups.
@@ -513,7 +513,9 @@ impl SessionConfigBuilder {
         self
     }
 
-    /// `SESSION_STORE_TIMEOUT`: how long one store call may take (default 5 seconds).
+    /// `SESSION_STORE_TIMEOUT`: how long one store call may take, and one request's save as
+    /// a whole (its turn behind other saves of the session and any retries included);
+    /// default 5 seconds.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout_seconds = Some(timeout.as_secs_f64());
         self

@@ -164,6 +164,9 @@ impl Slots {
 /// own, so that the members after it find their session gone, as they would one by one.
 async fn drain(engine: Arc<Engine>, id: SessionId, mut waiters: Vec<Waiter>) {
     loop {
+        // A request that gave up waiting (its save deadline passed, or its client went
+        // away) answered without its change: it is not written behind its back.
+        waiters.retain(|waiter| !waiter.reply.is_closed());
         while !waiters.is_empty() {
             let size = if waiters[0].member.regenerate {
                 1
@@ -179,10 +182,11 @@ async fn drain(engine: Arc<Engine>, id: SessionId, mut waiters: Vec<Waiter>) {
                 .unzip();
             engine.write_group(&id, &mut members).await;
             for (member, reply) in members.into_iter().zip(replies) {
-                // A waiter whose request was dropped no longer listens; its change is
-                // written all the same.
+                // A request that gave up during this write no longer listens: the outcome
+                // it answered with (503) already said that it is unknown.
                 let _ = reply.send(member);
             }
+            waiters.retain(|waiter| !waiter.reply.is_closed());
         }
         let mut shard = engine.slots().shard(&id);
         match shard.get_mut(&id) {

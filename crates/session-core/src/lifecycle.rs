@@ -448,8 +448,25 @@ impl Engine {
     ///
     /// On failure the request's pending changes are dropped and the session unloaded, so a
     /// later `finish` writes nothing the handler already reported as failed.
+    ///
+    /// The save as a whole (its turn behind other saves of the session, the writes, the
+    /// retries after a conflict) ends within `SESSION_STORE_TIMEOUT`, so that a slow store
+    /// cannot stack several store calls' worth of waiting onto one response.
     pub(crate) async fn commit(self: &Arc<Self>, state: &mut State) -> Result<(), SessionError> {
-        let result = self.commit_or_keep(state).await;
+        if state.loaded.is_none() {
+            return Ok(());
+        }
+        let timeout = self.config.store_timeout();
+        let result = match tokio::time::timeout(timeout, self.commit_or_keep(state)).await {
+            Ok(result) => result,
+            Err(_) => {
+                metrics::counter!("sessions_store_timeouts_total", "operation" => "save")
+                    .increment(1);
+                Err(SessionError::Store(StoreError::unavailable(format!(
+                    "the session's save did not finish within {timeout:?} (SESSION_STORE_TIMEOUT)"
+                ))))
+            }
+        };
         if result.is_err() {
             state.changes.clear();
             state.modified = false;
