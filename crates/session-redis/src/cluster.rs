@@ -11,7 +11,8 @@
 //! - `MOVED` (the slot has another master now) re-reads the map and retries once on the
 //!   new master; `ASK` (the slot is being migrated and the key has left) sends `ASKING`
 //!   and the command to the node named, back to back in one pipeline;
-//! - a failed command wakes the refresher, which re-reads the map from a live master,
+//! - a failed command or a lost connection (fred's error events) wakes the refresher,
+//!   which re-reads the map from a live master,
 //!   and keeps re-reading it every [`REFRESH_INTERVAL`] while any master's pool is down:
 //!   a promoted replica is connected as soon as the cluster names it, and the lost
 //!   master's pool is closed, failing what still waits on it at once;
@@ -20,15 +21,17 @@
 //!   flushes the cache (a moved slot's keys were tracked on the old master).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use fred::clients::{Client, Pool};
-use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
+use fred::interfaces::{ClientLike, ClusterInterface, EventInterface, KeysInterface};
 use fred::types::cluster::ClusterRouting;
 use fred::types::config::Server;
 use fred::types::{ClientState, ClusterHash, CustomCommand, Value};
 use session_core::StoreError;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -124,6 +127,8 @@ impl Redirect {
 struct Node {
     pool: Pool,
     _tracking: Option<Tasks>,
+    /// Wakes the refresher when a connection of the pool fails (see [`watch_errors`]).
+    _errors: Tasks,
 }
 
 impl Node {
@@ -155,7 +160,7 @@ impl Topology {
 struct Shared {
     new_pool: NewPool,
     topology: RwLock<Arc<Topology>>,
-    wake: Notify,
+    wake: Arc<Notify>,
     /// Counts the reads of the slot map, for commands that wait for the next one.
     refreshed: watch::Sender<u64>,
     gate: Option<Arc<Gate>>,
@@ -166,28 +171,28 @@ struct Shared {
 pub(crate) struct ClusterRoutes {
     shared: Arc<Shared>,
     refresher: JoinHandle<()>,
+    /// Set by [`quit`](Self::quit): the pools are closed, and dropping must not close them
+    /// again (fred warns for each client quit twice).
+    quit: AtomicBool,
 }
 
 impl Drop for ClusterRoutes {
     fn drop(&mut self) {
         self.refresher.abort();
-        let topology = self.shared.topology();
-        close(topology.nodes.values().map(|node| node.pool.clone()));
+        if !self.quit.load(Ordering::SeqCst) {
+            close(self.pools().into_iter());
+        }
     }
 }
 
 /// Closes pools in the background: commands still waiting on them fail at once, and the
-/// clients stop reconnecting. Pools closed already (`RedisStore::quit`) are left alone.
+/// clients stop reconnecting. A pool whose master died is closed too, whatever state its
+/// reconnecting clients are in: `quit` interrupts their reconnection delay.
 fn close(pools: impl Iterator<Item = Pool>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let open = |pool: &Pool| {
-        pool.clients()
-            .iter()
-            .any(|client| client.state() != ClientState::Disconnected)
-    };
-    for pool in pools.filter(open) {
+    for pool in pools {
         runtime.spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), pool.quit()).await;
         });
@@ -231,6 +236,7 @@ impl ClusterRoutes {
                 gate = Some(Gate::new());
             }
         }
+        let wake = Arc::new(Notify::new());
         let nodes = pools
             .into_iter()
             .map(|(server, pool)| {
@@ -238,6 +244,7 @@ impl ClusterRoutes {
                     .as_ref()
                     .map(|gate| tracking::follow(&pool, gate, true));
                 let node = Node {
+                    _errors: watch_errors(&pool, &wake),
                     pool,
                     _tracking: tracking,
                 };
@@ -250,13 +257,17 @@ impl ClusterRoutes {
         let shared = Arc::new(Shared {
             new_pool,
             topology: RwLock::new(Arc::new(Topology { routing, nodes })),
-            wake: Notify::new(),
+            wake,
             refreshed: watch::channel(0).0,
             gate,
             command_timeout,
         });
         let refresher = tokio::spawn(refresh_loop(shared.clone()));
-        Ok(ClusterRoutes { shared, refresher })
+        Ok(ClusterRoutes {
+            shared,
+            refresher,
+            quit: AtomicBool::new(false),
+        })
     }
 
     /// The gate of the cache's feed, if the masters track.
@@ -301,7 +312,17 @@ impl ClusterRoutes {
             .collect()
     }
 
-    /// Every connection of every master (for shutting the store down).
+    /// Closes every master's pool and stops following the slot map (`RedisStore::quit`).
+    pub(crate) async fn quit(&self) -> Result<(), fred::error::Error> {
+        self.quit.store(true, Ordering::SeqCst);
+        self.refresher.abort();
+        for pool in self.pools() {
+            pool.quit().await?;
+        }
+        Ok(())
+    }
+
+    /// Every connection of every master.
     pub(crate) fn pools(&self) -> Vec<Pool> {
         let topology = self.shared.topology();
         topology
@@ -419,6 +440,7 @@ impl Shared {
             .as_ref()
             .map(|gate| tracking::follow(&pool, gate, false));
         Ok(Node {
+            _errors: watch_errors(&pool, &self.wake),
             pool,
             _tracking: tracking,
         })
@@ -427,6 +449,29 @@ impl Shared {
     fn any_down(&self) -> bool {
         self.topology().nodes.values().any(|node| node.is_down())
     }
+}
+
+/// Wakes the refresher whenever a connection of `pool` reports an error (a lost
+/// connection, a failed reconnection): a master that died is noticed at once, not when the
+/// first command to it times out, and the map is then re-read until it changes.
+fn watch_errors(pool: &Pool, wake: &Arc<Notify>) -> Tasks {
+    let tasks = pool
+        .clients()
+        .iter()
+        .map(|client| {
+            let mut errors = client.error_rx();
+            let wake = wake.clone();
+            tokio::spawn(async move {
+                loop {
+                    match errors.recv().await {
+                        Ok(_) | Err(RecvError::Lagged(_)) => wake.notify_one(),
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    Tasks(tasks)
 }
 
 /// Re-reads the slot map when woken, and every [`REFRESH_INTERVAL`] while a master's pool

@@ -172,9 +172,7 @@ impl RedisStore {
     /// closed too.
     pub async fn quit(&self) -> Result<(), StoreError> {
         if let Some(routes) = &self.routes {
-            for pool in routes.pools() {
-                pool.quit().await.map_err(map_error)?;
-            }
+            routes.quit().await.map_err(map_error)?;
         }
         self.pool.quit().await.map_err(map_error)
     }

@@ -36,7 +36,7 @@ pub(crate) fn connection_for(key: &str, connections: usize) -> usize {
 }
 
 /// Tasks that follow tracking connections; aborted when dropped.
-pub(crate) struct Tasks(Vec<JoinHandle<()>>);
+pub(crate) struct Tasks(pub(crate) Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {
     fn drop(&mut self) {

@@ -1,7 +1,8 @@
 //! A private Redis Cluster of three masters without replicas loses one master: the
 //! sessions on the other two are served throughout, those on the lost one fail with
 //! `Unavailable` within the command timeout, and once the master is back they work again
-//! on the same store.
+//! on the same store; when another master takes its slots instead, the dead master's pool
+//! is closed at once.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::PrivateRedis;
 use fred::clients::Client;
-use fred::interfaces::{ClientLike as _, ClusterInterface as _};
+use fred::interfaces::{ClientLike as _, ClusterInterface as _, KeysInterface as _};
 use fred::types::config::{Config, Server, ServerConfig};
 use fred::types::{ClusterHash, CustomCommand, Value};
 use session_core::testkit::SeedExt as _;
@@ -164,4 +165,73 @@ async fn a_lost_master_fails_only_the_sessions_in_its_slots() {
     }
     let value = store.load(&keys[0]).await.unwrap();
     assert_eq!(value.map(|entry| entry.value), Some(b"w".to_vec()));
+}
+
+async fn cluster_reply(client: &Client, args: Vec<Value>) -> Value {
+    let command = CustomCommand::new_static("CLUSTER", ClusterHash::Random, false);
+    client.custom(command, args).await.expect("CLUSTER command")
+}
+
+/// A master dies and another takes over its slots (here by hand, as a failover would): the
+/// store drops the dead master's pool from its map and closes it, so a command that was
+/// waiting on that pool's reconnection fails at once instead of at the command timeout,
+/// and the slots' sessions go to the new owner. Both halves of the store's reaction are
+/// needed: noticing the lost connection when it happens (not when a command to it times
+/// out), and closing a pool whose clients are between reconnection attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_master_whose_slots_moved_is_closed_at_once() {
+    let command_timeout = Duration::from_secs(5);
+    let mut nodes = start_cluster().await;
+    let url = format!(
+        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
+        nodes[0].port, nodes[1].port, nodes[2].port
+    );
+    let store = RedisStore::builder()
+        .url(url)
+        .command_timeout(command_timeout)
+        .connect()
+        .await
+        .expect("connect to the test cluster");
+    let key = key_on(0, "session:takeover:");
+    store.put(&key, b"v", TTL).await.unwrap();
+    let dead = node_client(nodes[0].port).await;
+    let dead_id = cluster_reply(&dead, vec!["MYID".into()]).await;
+    let _ = dead.quit().await;
+    let live = connect_all(&nodes[1..]).await;
+
+    nodes[0].kill().await;
+    let waiting = {
+        let (store, key) = (store.clone(), key.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = store.load(&key).await;
+            (result, started.elapsed())
+        })
+    };
+    // Both live masters forget the dead one, and the first claims its slots.
+    for client in &live {
+        cluster_command(client, vec!["FORGET".into(), dead_id.clone()]).await;
+    }
+    let (low, high) = RANGES[0];
+    cluster_command(
+        &live[0],
+        vec!["ADDSLOTSRANGE".into(), low.into(), high.into()],
+    )
+    .await;
+    cluster_command(&live[0], vec!["BUMPEPOCH".into()]).await;
+
+    let (result, waited) = waiting.await.unwrap();
+    assert!(
+        waited < command_timeout / 2,
+        "a read waiting on the dead master's pool took {waited:?} ({result:?})"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.put(&key, b"w", TTL).await.is_err() {
+        assert!(Instant::now() < deadline, "the moved slots were not served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let value = store.load(&key).await.unwrap();
+    assert_eq!(value.map(|entry| entry.value), Some(b"w".to_vec()));
+    let on_new_owner: Option<Vec<u8>> = live[0].get(&key).await.unwrap();
+    assert_eq!(on_new_owner.as_deref(), Some(&b"w"[..]));
 }
