@@ -1546,6 +1546,8 @@ fn run_row(
     }
     let (mut acknowledged, mut attempted, mut finals, mut lost) = (0, 0, 0, 0);
     let mut broken = Vec::new();
+    // More than attempted would be an increment applied twice: a failure in every row.
+    let mut over_attempted = false;
     for (n, session) in sessions.iter().enumerate() {
         let acked = session.acknowledged.load(Ordering::SeqCst);
         let tried = session.attempted.load(Ordering::SeqCst);
@@ -1553,6 +1555,7 @@ fn run_row(
         (acknowledged, attempted, finals) =
             (acknowledged + acked, attempted + tried, finals + last);
         lost += acked.saturating_sub(last);
+        over_attempted |= last > tried;
         if !(acked <= last && last <= tried) {
             broken.push(format!("session {n}: {acked} ≤ {last} ≤ {tried} fails"));
         }
@@ -1564,6 +1567,14 @@ fn run_row(
         Ok(format!(
             "n/a: {} keeps nothing across a restart ({summary})",
             backend.name()
+        ))
+    } else if fault == Fault::Failover && !over_attempted {
+        // Redis acknowledges a write before its replica has it: the increments in flight
+        // to the replica when the master died are gone after the promotion. Measured and
+        // shown; the row's criteria are the errors' scope and the recovery.
+        Ok(format!(
+            "{summary}: {lost} acknowledged increments lost with the master (asynchronous \
+             replication)"
         ))
     } else if lost > 0 {
         Err(format!(
@@ -1590,7 +1601,9 @@ fn table(rows: &[Row], commit: &str, date: &str, command: &str) -> String {
          its last error, where the server is back when a replica reports itself master (`ROLE`, \
          polled every 10 ms; node timeout {} s, down-after {} s), so the target is that moment \
          + {} s; in a Cluster the sessions on the other masters must see no error; counters are \
-         summed over the sessions: acknowledged ≤ final ≤ attempted.\n",
+         summed over the sessions: acknowledged ≤ final ≤ attempted, except that a failover may \
+         lose the acknowledged increments its replica had not received yet (Redis replicates \
+         asynchronously): shown, not a criterion of those rows.\n",
         STORE_TIMEOUT.as_secs(),
         MARGIN.as_secs(),
         RECOVERY_TARGET.as_secs(),
