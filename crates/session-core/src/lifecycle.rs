@@ -205,6 +205,16 @@ struct CleanupState {
 
 use crate::owner::unix_now;
 
+fn save_timeout_message(timeout: Duration) -> String {
+    format!("the session's save did not finish within {timeout:?} (SESSION_STORE_TIMEOUT)")
+}
+
+tokio::task_local! {
+    /// When the save of the request running on this task must end (see [`Engine::commit`]):
+    /// every store call it makes is cut off then at the latest.
+    static SAVE_DEADLINE: tokio::time::Instant;
+}
+
 /// When an entry written now with `ttl` expires (never, past the clock's range).
 fn expiry(ttl: Duration) -> Option<SystemTime> {
     SystemTime::now().checked_add(ttl)
@@ -231,23 +241,33 @@ impl Engine {
         }
     }
 
-    /// One store call, cut off after `SESSION_STORE_TIMEOUT`: a store that does not answer
-    /// is unavailable (503), and whatever the request holds (its turn to save) is released.
+    /// One store call, cut off after `SESSION_STORE_TIMEOUT`, or sooner when the save it
+    /// belongs to must end sooner: a store that does not answer is unavailable (503), and
+    /// whatever the request holds (its turn to save) is released.
     pub(crate) async fn call<T>(
         &self,
         operation: &'static str,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let timeout = self.config.store_timeout();
-        let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(timeout, call).await {
+        let started = tokio::time::Instant::now();
+        let call_deadline = started + timeout;
+        let save_deadline = SAVE_DEADLINE.try_with(|deadline| *deadline).ok();
+        let deadline = save_deadline.map_or(call_deadline, |save| save.min(call_deadline));
+        let result = match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => result,
             Err(_) => {
-                metrics::counter!("sessions_store_timeouts_total", "operation" => operation)
+                let by_save = deadline < call_deadline;
+                let counted = if by_save { "save" } else { operation };
+                metrics::counter!("sessions_store_timeouts_total", "operation" => counted)
                     .increment(1);
-                Err(StoreError::unavailable(format!(
-                    "the session store did not answer within {timeout:?} (SESSION_STORE_TIMEOUT)"
-                )))
+                Err(StoreError::unavailable(if by_save {
+                    save_timeout_message(timeout)
+                } else {
+                    format!(
+                        "the session store did not answer within {timeout:?} (SESSION_STORE_TIMEOUT)"
+                    )
+                }))
             }
         };
         metrics::histogram!("sessions_store_duration_seconds", "operation" => operation)
@@ -451,22 +471,17 @@ impl Engine {
     ///
     /// The save as a whole (its turn behind other saves of the session, the writes, the
     /// retries after a conflict) ends within `SESSION_STORE_TIMEOUT`, so that a slow store
-    /// cannot stack several store calls' worth of waiting onto one response.
+    /// cannot stack several store calls' worth of waiting onto one response. Every store
+    /// call of the save is cut off at that deadline: a required one fails the save (503),
+    /// while index upkeep after a write that succeeded is only skipped, with a warning.
     pub(crate) async fn commit(self: &Arc<Self>, state: &mut State) -> Result<(), SessionError> {
         if state.loaded.is_none() {
             return Ok(());
         }
-        let timeout = self.config.store_timeout();
-        let result = match tokio::time::timeout(timeout, self.commit_or_keep(state)).await {
-            Ok(result) => result,
-            Err(_) => {
-                metrics::counter!("sessions_store_timeouts_total", "operation" => "save")
-                    .increment(1);
-                Err(SessionError::Store(StoreError::unavailable(format!(
-                    "the session's save did not finish within {timeout:?} (SESSION_STORE_TIMEOUT)"
-                ))))
-            }
-        };
+        let deadline = tokio::time::Instant::now() + self.config.store_timeout();
+        let result = SAVE_DEADLINE
+            .scope(deadline, self.commit_or_keep(state, deadline))
+            .await;
         if result.is_err() {
             state.changes.clear();
             state.modified = false;
@@ -477,7 +492,11 @@ impl Engine {
         result
     }
 
-    async fn commit_or_keep(self: &Arc<Self>, state: &mut State) -> Result<(), SessionError> {
+    async fn commit_or_keep(
+        self: &Arc<Self>,
+        state: &mut State,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), SessionError> {
         let Some(loaded) = &state.loaded else {
             return Ok(());
         };
@@ -505,11 +524,24 @@ impl Engine {
                 let [member] = group;
                 member
             }
-            Joined::Wait(written) => written.await.map_err(|_| {
-                SessionError::Store(StoreError::unavailable(
-                    "the save of this session was interrupted (runtime shutting down)",
-                ))
-            })?,
+            // Dropping the receiver at the deadline takes this member out of the queue
+            // (see `group_commit::drain`) unless its group is being written.
+            Joined::Wait(written) => match tokio::time::timeout_at(deadline, written).await {
+                Ok(Ok(member)) => member,
+                Ok(Err(_)) => {
+                    return Err(SessionError::Store(StoreError::unavailable(
+                        "the save of this session was interrupted (runtime shutting down)",
+                    )))
+                }
+                Err(_) => {
+                    metrics::counter!("sessions_store_timeouts_total", "operation" => "save")
+                        .increment(1);
+                    let timeout = self.config.store_timeout();
+                    return Err(SessionError::Store(StoreError::unavailable(
+                        save_timeout_message(timeout),
+                    )));
+                }
+            },
         };
         let outcome = member.outcome.unwrap_or_else(|| {
             Outcome::Failed(SessionError::Store(StoreError::backend(

@@ -21,6 +21,11 @@ struct Probe {
     gate: Option<Semaphore>,
     /// While set, loads never answer (a black-holed server).
     hang_loads: std::sync::atomic::AtomicBool,
+    /// While set, removals from an owner index never answer (the index lives on a server
+    /// that went away, as a Redis Cluster master may).
+    hang_index_removes: std::sync::atomic::AtomicBool,
+    /// How long each owner-index write takes, in milliseconds.
+    index_put_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Probe {
@@ -35,6 +40,8 @@ impl Probe {
             feed,
             gate: gated.then(|| Semaphore::new(0)),
             hang_loads: Default::default(),
+            hang_index_removes: Default::default(),
+            index_put_delay_ms: Default::default(),
         })
     }
 
@@ -47,6 +54,8 @@ impl Probe {
             feed: Some(feed),
             gate: None,
             hang_loads: Default::default(),
+            hang_index_removes: Default::default(),
+            index_put_delay_ms: Default::default(),
         })
     }
 
@@ -105,9 +114,16 @@ impl SessionStore for Probe {
         self.inner.owner_index()
     }
     async fn index_put(&self, index: &str, entry: &IndexEntry) -> Result<(), StoreError> {
+        let delay = self.index_put_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         self.inner.index_put(index, entry).await
     }
     async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
+        if self.hang_index_removes.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.index_remove(index, key).await
     }
     async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
@@ -538,6 +554,47 @@ async fn a_queued_save_that_gave_up_is_not_written() {
     assert_eq!(read(&manager, &id, "leader").await.as_deref(), Some("x"));
     assert_eq!(read(&manager, &id, "follower").await, None);
     assert_eq!(store.cas() - writes_before, 1, "only the leader's write");
+}
+
+/// Index upkeep after a write that succeeded (here removing the old id's entry from the
+/// owner index after a rotation) is best effort: when it cannot finish within the save's
+/// deadline, the save still succeeds, answered at the deadline instead of with a 503.
+/// (The new id's index entry takes 0.5 s, so the removal starts after the save did.)
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn index_upkeep_that_hangs_does_not_fail_a_written_save() {
+    let store = Probe::new(false, false);
+    let timeout = Duration::from_secs(2);
+    let manager = manager_with(&store, |config| config.store_timeout(timeout));
+    let session = manager.open(None);
+    session.set_owner("ann").await.unwrap();
+    let cookie = manager.finish(&session).await.unwrap().set_cookie.unwrap();
+    let id = cookie_id(&cookie);
+
+    store.hang_index_removes.store(true, Ordering::SeqCst);
+    store.index_put_delay_ms.store(500, Ordering::SeqCst);
+    let session = manager.open(Some(&id));
+    session.insert("theme", "dark").await.unwrap();
+    session.regenerate().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let outcome = manager
+        .finish(&session)
+        .await
+        .expect("the rotation was written");
+    assert!(started.elapsed() <= timeout + Duration::from_millis(10));
+    let new_id = cookie_id(&outcome.set_cookie.expect("the new id's cookie"));
+    assert_ne!(new_id, id);
+    store.hang_index_removes.store(false, Ordering::SeqCst);
+    assert_eq!(
+        read(&manager, &new_id, "theme").await.as_deref(),
+        Some("dark")
+    );
+    let listed = manager.sessions_of("ann", None).await.unwrap();
+    assert_eq!(listed.len(), 1, "the old id's entry is pruned: {listed:?}");
+}
+
+fn cookie_id(set_cookie: &str) -> String {
+    let pair = set_cookie.split(';').next().unwrap();
+    pair.split_once('=').unwrap().1.to_owned()
 }
 
 async fn yield_now() {
