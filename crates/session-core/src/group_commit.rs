@@ -180,11 +180,17 @@ async fn drain(engine: Arc<Engine>, id: SessionId, mut waiters: Vec<Waiter>) {
                 .drain(..size)
                 .map(|waiter| (waiter.member, waiter.reply))
                 .unzip();
-            engine.write_group(&id, &mut members).await;
+            let mut refreshes = Vec::new();
+            engine.write_group(&id, &mut members, &mut refreshes).await;
             for (member, reply) in members.into_iter().zip(replies) {
                 // A request that gave up during this write no longer listens: the outcome
                 // it answered with (503) already said that it is unknown.
                 let _ = reply.send(member);
+            }
+            // In a task of its own: the next group does not wait for it.
+            if !refreshes.is_empty() {
+                let engine = engine.clone();
+                tokio::spawn(async move { engine.run_refreshes(refreshes).await });
             }
             waiters.retain(|waiter| !waiter.reply.is_closed());
         }

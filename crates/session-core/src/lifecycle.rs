@@ -193,6 +193,55 @@ pub(crate) struct Engine {
     /// Whether the store keeps an owner index (then commits keep it in step).
     pub(crate) indexes_owners: bool,
     cleanup: Arc<CleanupState>,
+    unrefreshed: Unrefreshed,
+}
+
+/// An owner-index refresh a write leaves to do once the session's save slot is released:
+/// it never fails the write, and must not hold up the saves queued behind it (an index
+/// that lives on a lost Redis Cluster master would hold them until their deadline). A
+/// refresh may land after a later write of the session; an entry it restores for a
+/// session that has left its owner is pruned when listed. Removals stay inside the slot:
+/// one landing late could drop the entry of a session that got the owner back.
+pub(crate) struct IndexRefresh {
+    owner: String,
+    key: String,
+    data: Arc<SessionData>,
+    ttl: Duration,
+}
+
+/// The keys whose index refresh failed: their next write refreshes again, although the
+/// write that scheduled the refresh recorded it as done. Bounded: past
+/// [`MAX_UNREFRESHED`] keys a failure is not recorded, and that entry is refreshed one
+/// `LAST_SEEN_RESOLUTION` later, which its expiry's margin of one resolution covers.
+#[derive(Default)]
+struct Unrefreshed {
+    any: std::sync::atomic::AtomicBool,
+    keys: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+const MAX_UNREFRESHED: usize = 10_000;
+
+impl Unrefreshed {
+    fn insert(&self, key: String) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.len() < MAX_UNREFRESHED {
+            keys.insert(key);
+            self.any.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Whether `key`'s last refresh failed; forgets it (the caller refreshes now).
+    fn take(&self, key: &str) -> bool {
+        if !self.any.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = keys.remove(key);
+        if keys.is_empty() {
+            self.any.store(false, std::sync::atomic::Ordering::Release);
+        }
+        taken
+    }
 }
 
 /// `SESSION_CLEANUP_N_REQUESTS`'s bookkeeping: one cleanup at a time, and not before the
@@ -238,6 +287,7 @@ impl Engine {
             cache,
             slots: Slots::new(),
             cleanup: Arc::default(),
+            unrefreshed: Unrefreshed::default(),
         }
     }
 
@@ -515,12 +565,17 @@ impl Engine {
         };
         let member = match self.slots.join(&id, member) {
             Joined::Lead(member) => {
-                let _leading = Leading {
-                    engine: self,
-                    id: &id,
-                };
                 let mut group = [member];
-                self.write_group(&id, &mut group).await;
+                let mut refreshes = Vec::new();
+                {
+                    let _leading = Leading {
+                        engine: self,
+                        id: &id,
+                    };
+                    self.write_group(&id, &mut group, &mut refreshes).await;
+                }
+                // After the slot is released, within this save's deadline.
+                self.run_refreshes(refreshes).await;
                 let [member] = group;
                 member
             }
@@ -687,8 +742,15 @@ impl Engine {
     }
 
     /// Writes one group of members' changes to session `id` with one store write, and sets
-    /// each member's outcome. A group holds at most one rotation, alone.
-    pub(crate) async fn write_group(&self, id: &SessionId, members: &mut [Member]) {
+    /// each member's outcome. A group holds at most one rotation, alone. The owner-index
+    /// refresh the write calls for goes to `refreshes`, for
+    /// [`run_refreshes`](Self::run_refreshes) once the slot is released.
+    pub(crate) async fn write_group(
+        &self,
+        id: &SessionId,
+        members: &mut [Member],
+        refreshes: &mut Vec<IndexRefresh>,
+    ) {
         let key = self.key(id);
         let max_attempts = self.config.max_save_attempts();
         let mut base = self.base_for(id, &key, members).await;
@@ -776,16 +838,22 @@ impl Engine {
                             .increment(grouped as u64 - 1);
                     }
                     // The old owner's entry goes after the write; an unchanged owner's
-                    // entry gets the new times once per LAST_SEEN_RESOLUTION.
+                    // entry gets the new times once per LAST_SEEN_RESOLUTION (recorded as
+                    // done now; a failure is retried by the next write).
                     let now = crate::owner::unix_now();
                     let mut indexed_at = if new_owner.is_some() { now } else { 0 };
                     if let Some(owner) = &old_owner {
                         if regenerate || new_owner.as_ref() != Some(owner) {
                             self.index_remove_after(owner, &key).await;
-                        } else if Engine::index_due(base_stored.entry.indexed_at, now) {
-                            if !self.index_refresh_after(owner, &key, &data, ttl).await {
-                                indexed_at = 0; // try again on the next write
-                            }
+                        } else if Engine::index_due(base_stored.entry.indexed_at, now)
+                            || self.unrefreshed.take(&key)
+                        {
+                            refreshes.push(IndexRefresh {
+                                owner: owner.to_string(),
+                                key: key.clone(),
+                                data: data.clone(),
+                                ttl,
+                            });
                         } else {
                             indexed_at = base_stored.entry.indexed_at;
                         }
@@ -843,6 +911,22 @@ impl Engine {
                     let error = SessionError::from(error);
                     return fail(members, error);
                 }
+            }
+        }
+    }
+
+    /// Does the owner-index refreshes of a write; a failure is logged, and the key's next
+    /// write refreshes again.
+    pub(crate) async fn run_refreshes(&self, refreshes: Vec<IndexRefresh>) {
+        for refresh in refreshes {
+            let IndexRefresh {
+                owner,
+                key,
+                data,
+                ttl,
+            } = refresh;
+            if !self.index_refresh_after(&owner, &key, &data, ttl).await {
+                self.unrefreshed.insert(key);
             }
         }
     }

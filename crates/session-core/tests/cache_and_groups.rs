@@ -26,6 +26,8 @@ struct Probe {
     hang_index_removes: std::sync::atomic::AtomicBool,
     /// How long each owner-index write takes, in milliseconds.
     index_put_delay_ms: std::sync::atomic::AtomicU64,
+    /// How long each removal from an owner index takes, in milliseconds.
+    index_remove_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Probe {
@@ -42,6 +44,7 @@ impl Probe {
             hang_loads: Default::default(),
             hang_index_removes: Default::default(),
             index_put_delay_ms: Default::default(),
+            index_remove_delay_ms: Default::default(),
         })
     }
 
@@ -56,6 +59,7 @@ impl Probe {
             hang_loads: Default::default(),
             hang_index_removes: Default::default(),
             index_put_delay_ms: Default::default(),
+            index_remove_delay_ms: Default::default(),
         })
     }
 
@@ -123,6 +127,10 @@ impl SessionStore for Probe {
     async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
         if self.hang_index_removes.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
+        }
+        let delay = self.index_remove_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         self.inner.index_remove(index, key).await
     }
@@ -590,6 +598,88 @@ async fn index_upkeep_that_hangs_does_not_fail_a_written_save() {
     );
     let listed = manager.sessions_of("ann", None).await.unwrap();
     assert_eq!(listed.len(), 1, "the old id's entry is pruned: {listed:?}");
+}
+
+/// A write's index refresh runs after the session's save slot is released: a save queued
+/// behind the write is written and answered at once, even while the refresh hangs (an
+/// index on a lost server); the write ahead answers at its deadline with its 200. (Paused
+/// time.)
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_queued_save_does_not_wait_for_the_index_refresh_ahead_of_it() {
+    let store = Probe::new(false, true);
+    let timeout = Duration::from_secs(2);
+    let manager = manager_with(&store, |config| config.store_timeout(timeout));
+    let session = manager.open(None);
+    session.set_owner("ann").await.unwrap();
+    let cookie = manager.finish(&session).await.unwrap().set_cookie.unwrap();
+    let id = cookie_id(&cookie);
+
+    // The next write refreshes the index entry (this process has not written it since it
+    // loaded the session), and that refresh does not answer.
+    store.index_put_delay_ms.store(60_000, Ordering::SeqCst);
+    let save = |key: &'static str| {
+        let (manager, id) = (manager.clone(), id.clone());
+        tokio::spawn(async move {
+            let session = manager.open(Some(&id));
+            session.insert(key, "x").await.unwrap();
+            manager.finish(&session).await
+        })
+    };
+    let leader = save("leader");
+    yield_now().await;
+    let follower = save("follower");
+    yield_now().await;
+    let opened = tokio::time::Instant::now();
+    store.open_gate(2);
+    follower.await.unwrap().expect("the queued save");
+    assert!(
+        opened.elapsed() < Duration::from_millis(100),
+        "the queued save waited {:?}",
+        opened.elapsed()
+    );
+    leader.await.unwrap().expect("the first save");
+    store.index_put_delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(read(&manager, &id, "leader").await.as_deref(), Some("x"));
+    assert_eq!(read(&manager, &id, "follower").await.as_deref(), Some("x"));
+}
+
+/// A session handed from ann to bob and straight back keeps ann's index entry: the removal
+/// of ann's entry after the first write is done before the second write puts it back, even
+/// when the removal is slow, so revoking ann's sessions still finds it. (Paused time.)
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_owner_given_back_at_once_keeps_its_index_entry() {
+    let store = Probe::new(false, true);
+    let manager = manager(&store);
+    let session = manager.open(None);
+    session.set_owner("ann").await.unwrap();
+    let cookie = manager.finish(&session).await.unwrap().set_cookie.unwrap();
+    let id = cookie_id(&cookie);
+
+    store.index_remove_delay_ms.store(1_000, Ordering::SeqCst);
+    let hand_to = |owner: &'static str| {
+        let (manager, id) = (manager.clone(), id.clone());
+        tokio::spawn(async move {
+            let session = manager.open(Some(&id));
+            session.set_owner(owner).await.unwrap();
+            manager.finish(&session).await
+        })
+    };
+    let to_bob = hand_to("bob");
+    yield_now().await;
+    let back_to_ann = hand_to("ann");
+    yield_now().await;
+    store.open_gate(2);
+    to_bob.await.unwrap().expect("the first write");
+    back_to_ann.await.unwrap().expect("the second write");
+    // Whatever is still in flight lands before the listing.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    store.index_remove_delay_ms.store(0, Ordering::SeqCst);
+
+    assert_eq!(manager.sessions_of("bob", None).await.unwrap().len(), 0);
+    let listed = manager.sessions_of("ann", None).await.unwrap();
+    assert_eq!(listed.len(), 1, "ann's session is listed: {listed:?}");
+    assert_eq!(manager.revoke_owner("ann", None).await.unwrap(), 1);
+    assert_eq!(read(&manager, &id, "anything").await, None);
 }
 
 fn cookie_id(set_cookie: &str) -> String {
