@@ -1665,7 +1665,8 @@ pub fn provenance(ctx: &Context) -> (String, String) {
     };
     let mut commit = run("git", &["rev-parse", "--short", "HEAD"]);
     // Pages and result files that the measuring commands write themselves (fuzz, faults,
-    // soak, bench run one after another) are not changes to what was measured.
+    // soak, bench run one after another), and Markdown anywhere (READMEs, changelogs), are
+    // not changes to what was measured.
     let status = run(
         "git",
         &[
@@ -1678,6 +1679,7 @@ pub fn provenance(ctx: &Context) -> (String, String) {
             ":(exclude)reliability/results",
             ":(exclude)fuzz/results",
             ":(exclude)bench/results",
+            ":(exclude,glob)**/*.md",
         ],
     );
     if !status.is_empty() {
