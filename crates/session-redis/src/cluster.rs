@@ -44,6 +44,10 @@ pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Least time between two reads of the slot map, however many commands fail.
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
+/// The longest one master may take to answer `CLUSTER SLOTS` before the next one is asked
+/// (or the command timeout, if shorter): a master that just died can still look connected
+/// to one of its pool's clients, and waiting for it would hold every refresh.
+const SLOTS_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Builds the (unconnected) pool for one master; the flag: report a failed first
 /// connection instead of retrying.
@@ -153,8 +157,20 @@ struct Topology {
 
 impl Topology {
     fn node_for(&self, slot: u16) -> Option<&Arc<Node>> {
-        self.nodes.get(self.routing.get_server(slot)?)
+        self.nodes.get(master_of(&self.routing, slot)?)
     }
+}
+
+/// The master serving `slot`, if any. fred's `ClusterRouting::get_server` is not used: its
+/// search underflows (a panic in debug builds) for a slot below the first assigned range,
+/// which a map read while a lost master's slots are unassigned has.
+fn master_of(routing: &ClusterRouting, slot: u16) -> Option<&Server> {
+    let ranges = routing.slots();
+    let index = ranges.partition_point(|range| range.end < slot);
+    ranges
+        .get(index)
+        .filter(|range| range.start <= slot)
+        .map(|range| &range.primary)
 }
 
 struct Shared {
@@ -229,7 +245,7 @@ impl ClusterRoutes {
         let mut gate = None;
         if let (true, Some((first, _))) = (tracking, pools.first()) {
             let on_first = |key: &str| {
-                routing.get_server(fred::util::redis_keyslot(key.as_bytes())) == Some(first)
+                master_of(&routing, fred::util::redis_keyslot(key.as_bytes())) == Some(first)
             };
             let all: Vec<&Pool> = pools.iter().map(|(_, pool)| pool).collect();
             if tracking::enable_checked(&all, on_first).await {
@@ -409,15 +425,23 @@ impl Shared {
         Ok(())
     }
 
-    /// `CLUSTER SLOTS` from the first connected master that answers.
+    /// `CLUSTER SLOTS` from the first connected master that answers, masters whose pool
+    /// has lost no connection first (one that has is likely the master that died).
     async fn read_slots(&self, current: &Topology) -> Result<ClusterRouting, String> {
         let mut last_error = "no Redis Cluster master is connected".to_owned();
-        for (server, node) in &current.nodes {
+        let mut masters: Vec<_> = current.nodes.iter().collect();
+        masters.sort_by_key(|(_, node)| node.is_down());
+        let timeout = SLOTS_READ_TIMEOUT.min(self.command_timeout);
+        for (server, node) in masters {
             let client = node.pool.next();
             if client.state() != ClientState::Connected {
                 continue;
             }
-            let reply = client.cluster_slots::<Value>().await;
+            let Ok(reply) = tokio::time::timeout(timeout, client.cluster_slots::<Value>()).await
+            else {
+                last_error = format!("{server} did not answer CLUSTER SLOTS within {timeout:?}");
+                continue;
+            };
             match reply
                 .and_then(|slots| ClusterRouting::from_cluster_slots(slots, server.host.clone()))
             {
@@ -497,6 +521,33 @@ async fn refresh_loop(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `CLUSTER SLOTS` reply with slots 0–5460 unassigned and a gap at 12000–12999.
+    fn routing_with_unassigned_slots() -> ClusterRouting {
+        let range = |start: i64, end: i64, port: i64| {
+            Value::Array(vec![
+                start.into(),
+                end.into(),
+                Value::Array(vec!["127.0.0.1".into(), port.into(), "id".into()]),
+            ])
+        };
+        let reply = Value::Array(vec![range(5461, 11999, 7001), range(13000, 16383, 7002)]);
+        ClusterRouting::from_cluster_slots(reply, "127.0.0.1").expect("a slot map")
+    }
+
+    #[test]
+    fn an_unassigned_slot_has_no_master_and_no_panic() {
+        let routing = routing_with_unassigned_slots();
+        let port = |slot| master_of(&routing, slot).map(|server| server.port);
+        assert_eq!(port(0), None);
+        assert_eq!(port(5460), None);
+        assert_eq!(port(5461), Some(7001));
+        assert_eq!(port(11999), Some(7001));
+        assert_eq!(port(12000), None);
+        assert_eq!(port(12999), None);
+        assert_eq!(port(13000), Some(7002));
+        assert_eq!(port(16383), Some(7002));
+    }
 
     #[test]
     fn redirections_are_read_from_the_error() {
