@@ -573,10 +573,7 @@ async fn index_upkeep_that_hangs_does_not_fail_a_written_save() {
     let store = Probe::new(false, false);
     let timeout = Duration::from_secs(2);
     let manager = manager_with(&store, |config| config.store_timeout(timeout));
-    let session = manager.open(None);
-    session.set_owner("ann").await.unwrap();
-    let cookie = manager.finish(&session).await.unwrap().set_cookie.unwrap();
-    let id = cookie_id(&cookie);
+    let id = owned_by(&manager, "ann").await;
 
     store.hang_index_removes.store(true, Ordering::SeqCst);
     store.index_put_delay_ms.store(500, Ordering::SeqCst);
@@ -609,10 +606,7 @@ async fn a_queued_save_does_not_wait_for_the_index_refresh_ahead_of_it() {
     let store = Probe::new(false, true);
     let timeout = Duration::from_secs(2);
     let manager = manager_with(&store, |config| config.store_timeout(timeout));
-    let session = manager.open(None);
-    session.set_owner("ann").await.unwrap();
-    let cookie = manager.finish(&session).await.unwrap().set_cookie.unwrap();
-    let id = cookie_id(&cookie);
+    let id = owned_by(&manager, "ann").await;
 
     // The next write refreshes the index entry (this process has not written it since it
     // loaded the session), and that refresh does not answer.
@@ -650,10 +644,7 @@ async fn a_queued_save_does_not_wait_for_the_index_refresh_ahead_of_it() {
 async fn an_owner_given_back_at_once_keeps_its_index_entry() {
     let store = Probe::new(false, true);
     let manager = manager(&store);
-    let session = manager.open(None);
-    session.set_owner("ann").await.unwrap();
-    let cookie = manager.finish(&session).await.unwrap().set_cookie.unwrap();
-    let id = cookie_id(&cookie);
+    let id = owned_by(&manager, "ann").await;
 
     store.index_remove_delay_ms.store(1_000, Ordering::SeqCst);
     let hand_to = |owner: &'static str| {
@@ -680,6 +671,14 @@ async fn an_owner_given_back_at_once_keeps_its_index_entry() {
     assert_eq!(listed.len(), 1, "ann's session is listed: {listed:?}");
     assert_eq!(manager.revoke_owner("ann", None).await.unwrap(), 1);
     assert_eq!(read(&manager, &id, "anything").await, None);
+}
+
+/// A new session owned by `owner`; its id.
+async fn owned_by(manager: &SessionManager, owner: &str) -> String {
+    let session = manager.open(None);
+    session.set_owner(owner).await.unwrap();
+    let cookie = manager.finish(&session).await.unwrap().set_cookie.unwrap();
+    cookie_id(&cookie)
 }
 
 fn cookie_id(set_cookie: &str) -> String {
