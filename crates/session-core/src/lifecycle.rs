@@ -924,9 +924,9 @@ impl Engine {
                 key,
                 data,
                 ttl,
-            } = refresh;
-            if !self.index_refresh_after(&owner, &key, &data, ttl).await {
-                self.unrefreshed.insert(key);
+            } = &refresh;
+            if !self.index_refresh_after(owner, key, data, *ttl).await {
+                self.unrefreshed.insert(refresh.key);
             }
         }
     }
