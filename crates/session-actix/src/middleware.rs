@@ -1,6 +1,7 @@
 //! [`SessionMiddleware`] and its service: open the session before the handler, finish it
 //! after.
 
+use std::borrow::Cow;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 
@@ -8,7 +9,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderValue, COOKIE, SET_COOKIE, VARY};
 use actix_web::{HttpMessage, HttpResponse};
-use session_core::{ErrorResponse, SessionManager};
+use session_core::{ErrorResponse, HeaderText, SessionManager};
 
 /// An actix-web middleware that gives every request a session.
 ///
@@ -109,15 +110,23 @@ where
                 }
             };
             let headers = response.headers_mut();
-            // session-core hands out only values every header type accepts.
-            if let Some(Ok(value)) = outcome.set_cookie.as_deref().map(HeaderValue::from_str) {
+            if let Some(value) = outcome.set_cookie.and_then(header_value) {
                 headers.append(SET_COOKIE, value);
             }
-            if let Some(Ok(value)) = outcome.vary.as_deref().map(HeaderValue::from_str) {
+            if let Some(value) = outcome.vary.and_then(header_value) {
                 headers.insert(VARY, value);
             }
             Ok(response.map_into_left_body())
         })
+    }
+}
+
+/// The header value of `text`, moved rather than copied. session-core hands out only
+/// values every header type accepts, so the check always passes.
+fn header_value(text: HeaderText) -> Option<HeaderValue> {
+    match text.into_cow() {
+        Cow::Borrowed(text) => Some(HeaderValue::from_static(text)),
+        Cow::Owned(text) => HeaderValue::try_from(text).ok(),
     }
 }
 

@@ -26,6 +26,8 @@ pub use session_type::SessionType;
 /// store call is one dynamic call instead of two.
 #[derive(Clone)]
 pub struct AnyStore {
+    /// Called as `store.as_ref().method()`, so that each call is one dynamic call (on the
+    /// `Arc`, `impl SessionStore for Arc<S>` would add a boxed future).
     store: Arc<dyn SessionStore>,
     session_type: SessionType,
 }
@@ -84,11 +86,11 @@ impl AnyStore {
 #[async_trait]
 impl SessionStore for AnyStore {
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
-        self.store.load(key).await
+        self.store.as_ref().load(key).await
     }
 
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
-        self.store.create(key, value, ttl).await
+        self.store.as_ref().create(key, value, ttl).await
     }
 
     async fn compare_and_set(
@@ -98,19 +100,22 @@ impl SessionStore for AnyStore {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.store.compare_and_set(key, expected, value, ttl).await
+        self.store
+            .as_ref()
+            .compare_and_set(key, expected, value, ttl)
+            .await
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.store.touch(key, ttl).await
+        self.store.as_ref().touch(key, ttl).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.delete(key).await
+        self.store.as_ref().delete(key).await
     }
 
     async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.store.compare_and_delete(key, expected).await
+        self.store.as_ref().compare_and_delete(key, expected).await
     }
 
     async fn rotate(
@@ -127,11 +132,11 @@ impl SessionStore for AnyStore {
     }
 
     async fn cleanup(&self) -> Result<u64, StoreError> {
-        self.store.cleanup().await
+        self.store.as_ref().cleanup().await
     }
 
     fn invalidations(&self) -> Option<session_core::InvalidationFeed> {
-        self.store.invalidations()
+        self.store.as_ref().invalidations()
     }
 
     async fn scan(
@@ -140,20 +145,20 @@ impl SessionStore for AnyStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<session_core::ScanPage, StoreError> {
-        self.store.scan(prefix, cursor, limit).await
+        self.store.as_ref().scan(prefix, cursor, limit).await
     }
 
     async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.store.count(prefix).await
+        self.store.as_ref().count(prefix).await
     }
 
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
-        self.store.check_key(key)
+        self.store.as_ref().check_key(key)
     }
 
     // The owner index of the chosen store (docs/owners.md).
     fn owner_index(&self) -> bool {
-        self.store.owner_index()
+        self.store.as_ref().owner_index()
     }
 
     async fn index_put(
@@ -161,14 +166,14 @@ impl SessionStore for AnyStore {
         index: &str,
         entry: &session_core::IndexEntry,
     ) -> Result<(), StoreError> {
-        self.store.index_put(index, entry).await
+        self.store.as_ref().index_put(index, entry).await
     }
 
     async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
-        self.store.index_remove(index, key).await
+        self.store.as_ref().index_remove(index, key).await
     }
 
     async fn index_list(&self, index: &str) -> Result<Vec<session_core::IndexEntry>, StoreError> {
-        self.store.index_list(index).await
+        self.store.as_ref().index_list(index).await
     }
 }

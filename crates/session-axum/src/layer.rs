@@ -1,5 +1,6 @@
 //! [`SessionLayer`] and its service: open the session before the handler, finish it after.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,7 +10,7 @@ use axum::response::Response;
 use axum::BoxError;
 use http::header::{HeaderName, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderValue, Request};
-use session_core::{ErrorResponse, SessionManager};
+use session_core::{ErrorResponse, HeaderText, SessionManager};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -107,15 +108,23 @@ where
                 // Core logged why; a response must not claim a change that was not saved.
                 Err(error) => return Ok(into_response(manager.error_response(&error))),
             };
-            // session-core hands out only values every header type accepts.
-            if let Some(Ok(value)) = outcome.set_cookie.as_deref().map(HeaderValue::from_str) {
+            if let Some(value) = outcome.set_cookie.and_then(header_value) {
                 parts.headers.append(SET_COOKIE, value);
             }
-            if let Some(Ok(value)) = outcome.vary.as_deref().map(HeaderValue::from_str) {
+            if let Some(value) = outcome.vary.and_then(header_value) {
                 parts.headers.insert(VARY, value);
             }
             Ok(Response::from_parts(parts, Body::new(body)))
         })
+    }
+}
+
+/// The header value of `text`, moved rather than copied. session-core hands out only
+/// values every header type accepts, so the check always passes.
+fn header_value(text: HeaderText) -> Option<HeaderValue> {
+    match text.into_cow() {
+        Cow::Borrowed(text) => Some(HeaderValue::from_static(text)),
+        Cow::Owned(text) => HeaderValue::try_from(text).ok(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! for a saved or deleted session, and merging `Cookie` into `Vary`. Every header value
 //! leaving this module is a [`HeaderText`], valid by construction.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cookie::Cookie;
@@ -14,18 +15,26 @@ use crate::signer::Signer;
 /// horizontal tabs, nothing else (a subset of `http::HeaderValue::from_bytes`'s rule). The
 /// adapters turn it into their framework's header value without a failure path.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct HeaderText(String);
+pub struct HeaderText(Cow<'static, str>);
 
 impl HeaderText {
     /// `text` when every character is allowed in a header value, else `None`.
     pub fn new(text: impl Into<String>) -> Option<HeaderText> {
         let text = text.into();
-        text.bytes().all(is_header_byte).then_some(HeaderText(text))
+        text.bytes()
+            .all(is_header_byte)
+            .then_some(HeaderText(Cow::Owned(text)))
     }
 
     /// The value.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The value, to move into a framework's header value without copying it: a static
+    /// text (`HeaderValue::from_static`) or an owned one (`HeaderValue::try_from(String)`).
+    pub fn into_cow(self) -> Cow<'static, str> {
+        self.0
     }
 }
 
@@ -101,7 +110,7 @@ impl Cookies {
             before_value: rendered[..split].to_owned(),
             after_value: rendered[split..].to_owned(),
             // The configuration was validated: every part is a legal header value.
-            deletion: HeaderText::new(deletion).unwrap_or_else(|| HeaderText(String::new())),
+            deletion: HeaderText::new(deletion).unwrap_or_default(),
         }
     }
 
@@ -147,7 +156,7 @@ impl Cookies {
                 .map_or(last, |expires| expires.min(last))
         });
         // Ids are base64url (or signed base64url), dates are HTTP dates: always valid.
-        HeaderText(self.render(value, expires))
+        HeaderText(Cow::Owned(self.render(value, expires)))
     }
 
     /// `Set-Cookie` that removes the session cookie from the browser.
@@ -170,10 +179,33 @@ impl Cookies {
         cookie.push_str(&self.after_value);
         if let Some(expires) = expires {
             cookie.push_str(EXPIRES);
-            cookie.push_str(&httpdate::fmt_http_date(expires));
+            push_http_date(&mut cookie, expires);
         }
         cookie
     }
+}
+
+/// Appends the HTTP date of `at` (whole seconds). Each thread keeps the last date it
+/// formatted: the saves of one second share their `Expires`, and formatting it cost more
+/// than the rest of the cookie.
+fn push_http_date(out: &mut String, at: SystemTime) {
+    use std::fmt::Write as _;
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((0, String::new()))
+        };
+    }
+    let second = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    LAST.with_borrow_mut(|(last_second, text)| {
+        if *last_second != second || text.is_empty() {
+            text.clear();
+            let _ = write!(text, "{}", httpdate::HttpDate::from(at));
+            *last_second = second;
+        }
+        out.push_str(text);
+    });
 }
 
 /// The session cookie with every configured attribute and no expiry.
@@ -221,6 +253,10 @@ fn find_cookie<'h>(header: &'h [u8], name: &[u8]) -> Option<&'h str> {
 pub(crate) fn vary_with_cookie<'a>(
     existing: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<HeaderText> {
+    let mut existing = existing.into_iter().peekable();
+    if existing.peek().is_none() {
+        return Some(HeaderText(Cow::Borrowed("Cookie")));
+    }
     let mut merged = String::new();
     for value in existing {
         let covered = value.split(|b| *b == b',').any(|token| {
@@ -242,7 +278,7 @@ pub(crate) fn vary_with_cookie<'a>(
         merged.push_str(", ");
     }
     merged.push_str("Cookie");
-    Some(HeaderText(merged))
+    Some(HeaderText(Cow::Owned(merged)))
 }
 
 #[cfg(test)]
@@ -336,6 +372,24 @@ mod tests {
                 attributes.contains(&attribute),
                 "{attribute} missing: {deletion}"
             );
+        }
+    }
+
+    #[test]
+    fn the_remembered_date_changes_with_the_second() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_764_115_200);
+        let times = [
+            UNIX_EPOCH,
+            start,
+            start + Duration::from_millis(999),
+            start + Duration::from_secs(1),
+            start,
+            start - Duration::from_millis(1),
+        ];
+        for at in times {
+            let mut out = String::from("x");
+            push_http_date(&mut out, at);
+            assert_eq!(out, format!("x{}", httpdate::fmt_http_date(at)), "{at:?}");
         }
     }
 

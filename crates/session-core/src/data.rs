@@ -1,5 +1,6 @@
 //! The session's data: an ordered map of dynamic msgpack values.
 
+use compact_str::CompactString;
 use indexmap::IndexMap;
 pub use rmpv::Value;
 
@@ -14,7 +15,9 @@ pub const PERMANENT_KEY: &str = "_permanent";
 /// the data under [`PERMANENT_KEY`], as in Flask-Session.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SessionData {
-    entries: IndexMap<String, Value, foldhash::fast::RandomState>,
+    /// Keys up to 24 bytes (every key Flask and its extensions use) are kept inline, so
+    /// copying the map on a write allocates nothing for them.
+    entries: IndexMap<CompactString, Value, foldhash::fast::RandomState>,
     /// Top-level entries whose key is not a string (rare; kept, written after the others).
     foreign: Vec<(Value, Value)>,
 }
@@ -30,7 +33,7 @@ impl SessionData {
     pub fn new_session(permanent: bool) -> SessionData {
         let mut data = SessionData::new();
         if permanent {
-            data.insert(PERMANENT_KEY, Value::Boolean(true));
+            data.set_permanent(true);
         }
         data
     }
@@ -42,7 +45,15 @@ impl SessionData {
 
     /// Sets `key`, keeping its position when it already exists.
     pub fn insert(&mut self, key: impl Into<String>, value: Value) -> Option<Value> {
-        self.entries.insert(key.into(), value)
+        self.entries.insert(CompactString::from(key.into()), value)
+    }
+
+    /// [`insert`](Self::insert) for a key the crate already holds in its own form.
+    pub(crate) fn insert_key(&mut self, key: &CompactString, value: Value) -> Option<Value> {
+        match self.entries.get_mut(key.as_str()) {
+            Some(slot) => Some(std::mem::replace(slot, value)),
+            None => self.entries.insert(key.clone(), value),
+        }
     }
 
     /// Removes `key`, keeping the order of the others.
@@ -56,8 +67,7 @@ impl SessionData {
         let permanent = self.is_permanent();
         self.entries.clear();
         self.foreign.clear();
-        self.entries
-            .insert(PERMANENT_KEY.to_owned(), Value::Boolean(permanent));
+        self.set_permanent(permanent);
     }
 
     /// True when the session has no data worth storing: no keys, or only `_permanent`.
@@ -72,7 +82,14 @@ impl SessionData {
 
     /// Sets the `_permanent` flag.
     pub fn set_permanent(&mut self, permanent: bool) {
-        self.insert(PERMANENT_KEY, Value::Boolean(permanent));
+        let value = Value::Boolean(permanent);
+        match self.entries.get_mut(PERMANENT_KEY) {
+            Some(slot) => *slot = value,
+            None => {
+                self.entries
+                    .insert(CompactString::const_new(PERMANENT_KEY), value);
+            }
+        }
     }
 
     /// Whether `key` is present.

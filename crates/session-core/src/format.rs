@@ -89,7 +89,8 @@ impl FromStr for SerializationFormat {
 }
 
 fn encode_msgpack(data: &SessionData) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+    // Sized up front: growing from a small buffer cost three reallocations per write.
+    let mut out = Vec::with_capacity(msgpack_size_hint(data));
     // Writes into a Vec cannot fail.
     let _ = rmp::encode::write_map_len(&mut out, data.len() as u32);
     for (key, value) in data.iter() {
@@ -101,6 +102,36 @@ fn encode_msgpack(data: &SessionData) -> Vec<u8> {
         let _ = rmpv::encode::write_value(&mut out, value);
     }
     out
+}
+
+/// At least the msgpack size of `data`.
+fn msgpack_size_hint(data: &SessionData) -> usize {
+    5 + data
+        .iter()
+        .map(|(key, value)| 5 + key.len() + encoded_size_hint(value))
+        .sum::<usize>()
+        + data
+            .foreign_entries()
+            .iter()
+            .map(|(key, value)| encoded_size_hint(key) + encoded_size_hint(value))
+            .sum::<usize>()
+}
+
+/// At least the msgpack size of `value` (headers at their largest), without encoding it.
+fn encoded_size_hint(value: &Value) -> usize {
+    match value {
+        Value::String(s) => 5 + s.as_bytes().len(),
+        Value::Binary(b) => 5 + b.len(),
+        Value::Array(items) => 5 + items.iter().map(encoded_size_hint).sum::<usize>(),
+        Value::Map(entries) => {
+            5 + entries
+                .iter()
+                .map(|(k, v)| encoded_size_hint(k) + encoded_size_hint(v))
+                .sum::<usize>()
+        }
+        Value::Ext(_, b) => 6 + b.len(),
+        _ => 9,
+    }
 }
 
 /// Nesting deeper than this is refused rather than risking the stack on hostile data.
@@ -328,6 +359,32 @@ mod tests {
         assert_eq!(data.get("blob"), Some(&Value::Binary(vec![0, 1, 255])));
         assert!(matches!(data.get("when"), Some(Value::Ext(-1, _))));
         assert_eq!(SerializationFormat::Msgpack.encode(&data).unwrap(), bytes);
+    }
+
+    #[test]
+    fn the_encode_buffer_is_sized_once() {
+        let mut data = SerializationFormat::Msgpack
+            .decode(&hex(FLASK_MSGPACK))
+            .unwrap();
+        data.insert("long", Value::from("x".repeat(70_000)));
+        data.insert("big", Value::from(u64::MAX));
+        data.insert("float", Value::F64(0.5));
+        data.insert(
+            "nested",
+            Value::Map(vec![(
+                Value::from(1),
+                Value::Array(vec![
+                    Value::Binary(vec![7; 300]),
+                    Value::Ext(5, vec![1; 20]),
+                ]),
+            )]),
+        );
+        data.push_foreign(Value::from(-7), Value::from("foreign"));
+        let encoded = encode_msgpack(&data);
+        // A buffer that had to grow would have more than the estimate.
+        assert_eq!(encoded.capacity(), msgpack_size_hint(&data));
+        assert!(encoded.len() <= encoded.capacity());
+        assert_eq!(SerializationFormat::Msgpack.decode(&encoded).unwrap(), data);
     }
 
     #[test]

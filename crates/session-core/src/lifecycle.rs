@@ -9,6 +9,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use compact_str::CompactString;
+
 use crate::cache::{Cache, CacheSettings, Entry};
 use crate::config::{SessionConfig, MAX_LIFETIME};
 use crate::data::{SessionData, Value};
@@ -30,10 +32,10 @@ pub const LIFETIME_KEY: &str = "_session_lifetime";
 /// another request changed the session in between (see `docs/concepts/no-lost-updates.md`).
 #[derive(Clone)]
 pub(crate) enum Change {
-    Insert(String, Value),
-    Remove(String),
+    Insert(CompactString, Value),
+    Remove(CompactString),
     Clear,
-    Update(String, UpdateFn),
+    Update(CompactString, UpdateFn),
     Permanent(bool),
 }
 
@@ -43,7 +45,7 @@ impl Change {
     pub(crate) fn apply(&self, data: &mut SessionData) -> Result<(), SessionError> {
         match self {
             Change::Insert(key, value) => {
-                data.insert(key.clone(), value.clone());
+                data.insert_key(key, value.clone());
             }
             Change::Remove(key) => {
                 data.remove(key);
@@ -51,7 +53,7 @@ impl Change {
             Change::Clear => data.clear(),
             Change::Update(key, f) => {
                 let value = f(data.get(key))?;
-                data.insert(key.clone(), value);
+                data.insert_key(key, value);
             }
             Change::Permanent(permanent) => data.set_permanent(*permanent),
         }
@@ -186,6 +188,8 @@ impl State {
 
 /// Loads, commits and refreshes sessions for one store and configuration.
 pub(crate) struct Engine {
+    /// Called as `store.as_ref().method()`: on the `Arc` itself, method resolution picks
+    /// `impl SessionStore for Arc<S>`, which boxes a second future around every call.
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) config: SessionConfig,
     cache: Option<Arc<Cache>>,
@@ -265,6 +269,32 @@ tokio::task_local! {
 }
 
 /// When an entry written now with `ttl` expires (never, past the clock's range).
+/// The `sessions_store_duration_seconds` histogram of `operation`. `metrics` builds a
+/// static key only for literal labels; for any other label value it allocates a key per
+/// event, installed recorder or not (one allocation per store call, under callgrind).
+fn store_duration(operation: &'static str) -> metrics::Histogram {
+    macro_rules! by_operation {
+        ($($name:literal),*) => {
+            match operation {
+                $($name => metrics::histogram!("sessions_store_duration_seconds", "operation" => $name),)*
+                other => metrics::histogram!("sessions_store_duration_seconds", "operation" => other),
+            }
+        };
+    }
+    by_operation!(
+        "load",
+        "create",
+        "compare_and_set",
+        "rotate",
+        "touch",
+        "delete",
+        "compare_and_delete",
+        "index_put",
+        "index_remove",
+        "index_list"
+    )
+}
+
 fn expiry(ttl: Duration) -> Option<SystemTime> {
     SystemTime::now().checked_add(ttl)
 }
@@ -320,8 +350,7 @@ impl Engine {
                 }))
             }
         };
-        metrics::histogram!("sessions_store_duration_seconds", "operation" => operation)
-            .record(started.elapsed());
+        store_duration(operation).record(started.elapsed());
         if let Err(error) = &result {
             let kind = match error {
                 StoreError::Unavailable(_) => "unavailable",
@@ -426,7 +455,7 @@ impl Engine {
     ) -> Result<Option<Stored>, SessionError> {
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(key));
         metrics::counter!("sessions_loads_total", "source" => "store").increment(1);
-        let loaded = match self.call("load", self.store.load(key)).await {
+        let loaded = match self.call("load", self.store.as_ref().load(key)).await {
             // A key this store cannot hold (say, an id longer than its column) names no
             // session: a fresh one, as for any unknown id.
             Err(StoreError::InvalidKey(_)) => None,
@@ -703,7 +732,7 @@ impl Engine {
             }
             let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
             if self
-                .call("create", self.store.create(&key, &bytes, ttl))
+                .call("create", self.store.as_ref().create(&key, &bytes, ttl))
                 .await?
             {
                 metrics::counter!("sessions_saves_total", "action" => "create").increment(1);
@@ -814,24 +843,30 @@ impl Engine {
             let written = if regenerate {
                 self.call(
                     "rotate",
-                    self.store.rotate(&key, expected, new_key, &bytes, ttl),
+                    self.store
+                        .as_ref()
+                        .rotate(&key, expected, new_key, &bytes, ttl),
                 )
                 .await
             } else {
                 self.call(
                     "compare_and_set",
-                    self.store.compare_and_set(&key, expected, &bytes, ttl),
+                    self.store
+                        .as_ref()
+                        .compare_and_set(&key, expected, &bytes, ttl),
                 )
                 .await
             };
             match written {
                 Ok(true) => {
-                    let action = if regenerate {
-                        "rotate"
+                    // Literal labels: a static key, no allocation (see `store_duration`).
+                    if regenerate {
+                        metrics::counter!("sessions_saves_total", "action" => "rotate")
+                            .increment(1);
                     } else {
-                        "compare_and_set"
-                    };
-                    metrics::counter!("sessions_saves_total", "action" => action).increment(1);
+                        metrics::counter!("sessions_saves_total", "action" => "compare_and_set")
+                            .increment(1);
+                    }
                     let grouped = members.iter().filter(|m| m.outcome.is_none()).count();
                     if grouped > 1 {
                         metrics::counter!("sessions_grouped_saves_total")
@@ -970,7 +1005,7 @@ impl Engine {
         members: &mut [Member],
         emptied: usize,
     ) {
-        if let Err(error) = self.call("delete", self.store.delete(key)).await {
+        if let Err(error) = self.call("delete", self.store.as_ref().delete(key)).await {
             let error = SessionError::from(error);
             return fail(members, error);
         }
@@ -1037,7 +1072,9 @@ impl Engine {
         }
         let key = self.key(&stored.id);
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
-        let touched = self.call("touch", self.store.touch(&key, ttl)).await;
+        let touched = self
+            .call("touch", self.store.as_ref().touch(&key, ttl))
+            .await;
         let entry = match touched {
             Ok(true) => {
                 let entry = &stored.entry;

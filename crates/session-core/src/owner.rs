@@ -148,7 +148,9 @@ impl Engine {
         };
         self.call(
             "index_put",
-            self.store.index_put(&self.index_name(owner), &entry),
+            self.store
+                .as_ref()
+                .index_put(&self.index_name(owner), &entry),
         )
         .await
     }
@@ -166,7 +168,9 @@ impl Engine {
         if let Err(error) = self
             .call(
                 "index_remove",
-                self.store.index_remove(&self.index_name(owner), key),
+                self.store
+                    .as_ref()
+                    .index_remove(&self.index_name(owner), key),
             )
             .await
         {
@@ -200,7 +204,10 @@ impl Engine {
     }
 
     async fn check(&self, owner: &str, entry: &IndexEntry) -> Result<Checked, SessionError> {
-        let loaded = match self.call("load", self.store.load(&entry.key)).await {
+        let loaded = match self
+            .call("load", self.store.as_ref().load(&entry.key))
+            .await
+        {
             Err(StoreError::InvalidKey(_)) => None,
             other => other?,
         };
@@ -229,7 +236,10 @@ impl Engine {
         current_key: Option<&str>,
     ) -> Result<Vec<OwnedSession>, SessionError> {
         let entries = self
-            .call("index_list", self.store.index_list(&self.index_name(owner)))
+            .call(
+                "index_list",
+                self.store.as_ref().index_list(&self.index_name(owner)),
+            )
             .await?;
         let mut sessions = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -270,7 +280,10 @@ impl Engine {
         let mut quiet_passes = 0;
         for _ in 0..MAX_REVOKE_PASSES {
             let entries = self
-                .call("index_list", self.store.index_list(&self.index_name(owner)))
+                .call(
+                    "index_list",
+                    self.store.as_ref().index_list(&self.index_name(owner)),
+                )
                 .await?;
             let mut ended = 0;
             for entry in entries.iter().filter(|entry| !keep(&entry.key)) {
@@ -307,7 +320,9 @@ impl Engine {
             let removed = self
                 .call(
                     "compare_and_delete",
-                    self.store.compare_and_delete(&entry.key, &stored.bytes),
+                    self.store
+                        .as_ref()
+                        .compare_and_delete(&entry.key, &stored.bytes),
                 )
                 .await?;
             if removed {

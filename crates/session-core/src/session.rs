@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use compact_str::CompactString;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -103,7 +104,8 @@ impl Session {
 
     /// Stores a raw msgpack value under `key`.
     pub async fn insert_value(&self, key: &str, value: Value) -> Result<(), SessionError> {
-        self.change(Change::Insert(key.to_owned(), value)).await
+        self.change(Change::Insert(CompactString::from(key), value))
+            .await
     }
 
     /// Removes `key` and returns its value converted to `T`.
@@ -119,7 +121,7 @@ impl Session {
         self.with_loaded(|state| {
             let old = state.data().get(key).cloned();
             if old.is_some() {
-                state.record(Change::Remove(key.to_owned()))?;
+                state.record(Change::Remove(CompactString::from(key)))?;
             }
             Ok(old)
         })
@@ -138,7 +140,8 @@ impl Session {
         T: Serialize + DeserializeOwned,
         F: Fn(Option<T>) -> T + Send + Sync + 'static,
     {
-        let owned_key = key.to_owned();
+        let change_key = CompactString::from(key);
+        let owned_key = change_key.clone();
         let update: UpdateFn = Arc::new(move |current: Option<&Value>| {
             let current = match current {
                 Some(value) => Some(from_value::<T>(&owned_key, value.clone())?),
@@ -148,7 +151,7 @@ impl Session {
         });
         let new_value = self
             .with_loaded(|state| {
-                state.record(Change::Update(key.to_owned(), update))?;
+                state.record(Change::Update(change_key, update))?;
                 Ok(state.data().get(key).cloned().unwrap_or(Value::Nil))
             })
             .await?;
@@ -196,7 +199,7 @@ impl Session {
     pub async fn set_lifetime(&self, lifetime: Duration) -> Result<(), SessionError> {
         let seconds = lifetime.as_secs().clamp(1, crate::MAX_LIFETIME.as_secs());
         self.change(Change::Insert(
-            crate::LIFETIME_KEY.to_owned(),
+            CompactString::const_new(crate::LIFETIME_KEY),
             Value::from(seconds),
         ))
         .await

@@ -10,8 +10,8 @@ mod store;
 mod tracking;
 
 pub use builder::{
-    RedisStoreBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE,
-    DEFAULT_RECONNECT_MAX_DELAY, DEFAULT_URL,
+    default_pool_size, RedisStoreBuilder, DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_POOL_SIZE, DEFAULT_RECONNECT_MAX_DELAY, DEFAULT_URL,
 };
 pub use store::{RedisStore, MAX_VALUE_BYTES};
 

@@ -8,6 +8,7 @@
 //! inside a script tracks it again for the caller, so that another process's next write
 //! of the key is reported.
 
+use fred::bytes_utils::Str;
 use fred::clients::Client;
 use fred::interfaces::LuaInterface;
 use fred::types::{Key, Value};
@@ -18,14 +19,15 @@ use crate::error::is_noscript;
 #[derive(Clone, Debug)]
 pub(crate) struct Script {
     pub(crate) source: &'static str,
-    pub(crate) sha1: String,
+    /// Shared bytes: each `EVALSHA` takes a reference instead of a copy.
+    pub(crate) sha1: Str,
 }
 
 impl Script {
     fn new(source: &'static str) -> Script {
         Script {
             source,
-            sha1: fred::util::sha1_hash(source),
+            sha1: Str::from(fred::util::sha1_hash(source)),
         }
     }
 
@@ -39,7 +41,7 @@ impl Script {
         args: impl Fn() -> Vec<Value>,
     ) -> Result<Value, fred::error::Error> {
         let keys = || keys.iter().map(|key| Key::from(*key)).collect::<Vec<Key>>();
-        match client.evalsha(self.sha1.as_str(), keys(), args()).await {
+        match client.evalsha(self.sha1.clone(), keys(), args()).await {
             // EVAL also caches the script, so the next EVALSHA finds it.
             Err(error) if is_noscript(&error) => client.eval(self.source, keys(), args()).await,
             other => other,

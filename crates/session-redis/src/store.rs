@@ -186,7 +186,9 @@ impl RedisStore {
     ) -> Result<Value, StoreError> {
         if let Some(routes) = &self.routes {
             let args = &args;
-            return routes.run(keys[0], Op::Script { script, keys, args }).await;
+            // Boxed: the Cluster path's future is large, and unboxed it would size (and be
+            // copied with) every standalone call's future too.
+            return Box::pin(routes.run(keys[0], Op::Script { script, keys, args })).await;
         }
         script
             .run(self.client(keys[0]), keys, args)
@@ -321,7 +323,7 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         if let Some(routes) = &self.routes {
-            routes.run(key, Op::Delete(key)).await?;
+            Box::pin(routes.run(key, Op::Delete(key))).await?;
             return Ok(());
         }
         let _: i64 = self.client(key).del(key).await.map_err(map_error)?;
@@ -365,7 +367,7 @@ impl SessionStore for RedisStore {
                     keys: &keys,
                     args: &args,
                 };
-                routes.run(new_key, op).await?
+                Box::pin(routes.run(new_key, op)).await?
             }
             None => self
                 .scripts
