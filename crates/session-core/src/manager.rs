@@ -102,17 +102,22 @@ type ErrorHandler = Arc<dyn Fn(&SessionError) -> ErrorResponse + Send + Sync>;
 /// at startup and share it.
 #[derive(Clone)]
 pub struct SessionManager {
+    /// One reference count for the adapters' per-request clone.
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     engine: Arc<Engine>,
     cookies: Arc<Cookies>,
     on_error: ErrorHandler,
-    /// Whether the plain-HTTP warning was given (once per manager).
+    /// Whether the plain-HTTP warning was given (once per manager and its clones).
     warned_plain_http: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager")
-            .field("config", &self.engine.config)
+            .field("config", &self.shared.engine.config)
             .finish_non_exhaustive()
     }
 }
@@ -150,10 +155,12 @@ impl SessionManager {
             tracing::error!(%error, "every write to the session store will fail");
         }
         SessionManager {
-            cookies: Arc::new(Cookies::new(&config)),
-            engine: Arc::new(Engine::new(store, config)),
-            on_error: Arc::new(|error| ErrorResponse::new(error.status())),
-            warned_plain_http: Arc::default(),
+            shared: Arc::new(Shared {
+                cookies: Arc::new(Cookies::new(&config)),
+                engine: Arc::new(Engine::new(store, config)),
+                on_error: Arc::new(|error| ErrorResponse::new(error.status())),
+                warned_plain_http: Arc::default(),
+            }),
         }
     }
 
@@ -163,9 +170,9 @@ impl SessionManager {
     /// once.
     pub fn note_scheme(&self, scheme: &str) {
         use std::sync::atomic::Ordering;
-        if self.engine.config.cookie_secure()
+        if self.shared.engine.config.cookie_secure()
             && scheme.eq_ignore_ascii_case("http")
-            && !self.warned_plain_http.swap(true, Ordering::Relaxed)
+            && !self.shared.warned_plain_http.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
                 "SESSION_COOKIE_SECURE is set but requests arrive over plain HTTP: browsers \
@@ -189,34 +196,40 @@ impl SessionManager {
     ///     .on_error(move |_error| retry_soon.clone());
     /// # Ok::<(), session_core::ConfigError>(())
     /// ```
-    pub fn on_error<F>(mut self, handler: F) -> SessionManager
+    pub fn on_error<F>(self, handler: F) -> SessionManager
     where
         F: Fn(&SessionError) -> ErrorResponse + Send + Sync + 'static,
     {
-        self.on_error = Arc::new(handler);
-        self
+        SessionManager {
+            shared: Arc::new(Shared {
+                engine: self.shared.engine.clone(),
+                cookies: self.shared.cookies.clone(),
+                on_error: Arc::new(handler),
+                warned_plain_http: self.shared.warned_plain_http.clone(),
+            }),
+        }
     }
 
     /// The response for a request whose session could not be saved (see
     /// [`on_error`](Self::on_error)).
     pub fn error_response(&self, error: &SessionError) -> ErrorResponse {
-        (self.on_error)(error)
+        (self.shared.on_error)(error)
     }
 
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
-        &self.engine.config
+        &self.shared.engine.config
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.engine.store
+        &self.shared.engine.store
     }
 
     /// Whether this manager keeps sessions in its in-process cache (see
     /// `SESSION_CACHE`): a read of a cached session makes no store call.
     pub fn caches(&self) -> bool {
-        self.engine.caches()
+        self.shared.engine.caches()
     }
 
     /// The live sessions of `owner` (`docs/owners.md`), most recently seen first; the one
@@ -233,7 +246,10 @@ impl SessionManager {
             Some(session) => session.store_key().await?,
             None => None,
         };
-        self.engine.sessions_of(owner, current.as_deref()).await
+        self.shared
+            .engine
+            .sessions_of(owner, current.as_deref())
+            .await
     }
 
     /// Ends every session of `owner` except the one `keep` names ("log out everywhere"),
@@ -254,26 +270,28 @@ impl SessionManager {
             Some(Keep::Handle(handle)) => Some(handle.to_owned()),
             _ => None,
         };
-        let engine = self.engine.clone();
+        let engine = self.shared.engine.clone();
         let keep = move |key: &str| {
             kept_key.as_deref() == Some(key)
                 || kept_handle
                     .as_deref()
                     .is_some_and(|handle| engine.handle(key) == handle)
         };
-        self.engine.revoke_owner(owner, &keep).await
+        self.shared.engine.revoke_owner(owner, &keep).await
     }
 
     /// `Ok` when the store keeps an owner index; else the store's own `Unsupported`
     /// error, which says why (memcached cannot list keys).
     async fn require_index(&self, owner: &str) -> Result<(), SessionError> {
-        if self.engine.indexes_owners() {
+        if self.shared.engine.indexes_owners() {
             return Ok(());
         }
         let error = match self
+            .shared
             .engine
             .store
-            .index_list(&self.engine.index_name(owner))
+            .as_ref()
+            .index_list(&self.shared.engine.index_name(owner))
             .await
         {
             Err(error @ crate::StoreError::Unsupported(_)) => error,
@@ -289,8 +307,8 @@ impl SessionManager {
     /// call happens here. A value that is not a well-formed id (or, with the signer, not
     /// correctly signed) gives a new, empty session.
     pub fn open(&self, cookie_value: Option<&str>) -> Session {
-        let id = cookie_value.and_then(|value| self.cookies.parse(value));
-        Session::new(self.engine.clone(), id)
+        let id = cookie_value.and_then(|value| self.shared.cookies.parse(value));
+        Session::new(self.shared.engine.clone(), id)
     }
 
     /// Opens the session from the request's `Cookie` header values (the first cookie with
@@ -299,7 +317,10 @@ impl SessionManager {
         &self,
         headers: impl IntoIterator<Item = &'a [u8]>,
     ) -> Session {
-        Session::new(self.engine.clone(), self.cookies.find(headers))
+        Session::new(
+            self.shared.engine.clone(),
+            self.shared.cookies.find(headers),
+        )
     }
 
     /// Finishes the request as [`finish_with_vary`](Self::finish_with_vary) does, for a
@@ -320,13 +341,13 @@ impl SessionManager {
         response_vary: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<FinishOutcome, SessionError> {
         let mut state = session.inner.state.lock().await;
-        let result = self.engine.commit(&mut state).await;
+        let result = self.shared.engine.commit(&mut state).await;
         let cookie = std::mem::take(&mut state.cookie);
         let accessed = state.accessed;
         let decision = state.decision;
         let id = state.stored_id().cloned();
         drop(state);
-        self.engine.maybe_cleanup();
+        self.shared.engine.maybe_cleanup();
         if let Err(error) = result {
             tracing::error!(%error, status = error.status(), "session could not be saved; the response is replaced");
             return Err(error);
@@ -340,9 +361,9 @@ impl SessionManager {
         );
         let set_cookie = match (cookie, id) {
             (CookieAction::Set { permanent, ttl }, Some(id)) => {
-                Some(self.cookies.set(&id, permanent, ttl))
+                Some(self.shared.cookies.set(&id, permanent, ttl))
             }
-            (CookieAction::Delete, _) => Some(self.cookies.delete()),
+            (CookieAction::Delete, _) => Some(self.shared.cookies.delete()),
             _ => None,
         };
         let vary = if accessed || set_cookie.is_some() {
