@@ -70,13 +70,14 @@ impl Kv for RedisRsKv {
     }
 }
 
-/// The handlers on a fred pool of [`session_redis::DEFAULT_POOL_SIZE`] connections, the
-/// same size the library's store uses, so that the comparison is about the session layer.
+/// The handlers on a fred pool of [`session_redis::default_pool_size`] connections (one
+/// per CPU the process may use, at most 4), the size the library's store uses, so that
+/// the comparison is about the session layer.
 pub async fn fred_router(redis_url: &str) -> anyhow::Result<Router> {
     use fred::interfaces::ClientLike as _;
     let config = fred::types::config::Config::from_url(redis_url).context("invalid Redis URL")?;
-    let pool =
-        fred::types::Builder::from_config(config).build_pool(session_redis::DEFAULT_POOL_SIZE)?;
+    let pool = fred::types::Builder::from_config(config)
+        .build_pool(session_redis::default_pool_size())?;
     pool.init().await.context("fred cannot connect")?;
     Ok(router(FredKv(pool)))
 }
