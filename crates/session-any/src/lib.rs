@@ -26,8 +26,7 @@ pub use session_type::SessionType;
 /// store call is one dynamic call instead of two.
 #[derive(Clone)]
 pub struct AnyStore {
-    /// Called as `store.as_ref().method()`, so that each call is one dynamic call (on the
-    /// `Arc`, `impl SessionStore for Arc<S>` would add a boxed future).
+    /// Called through [`inner`](Self::inner), never on the `Arc` itself.
     store: Arc<dyn SessionStore>,
     session_type: SessionType,
 }
@@ -74,6 +73,12 @@ impl AnyStore {
         self.session_type
     }
 
+    /// The chosen store, for calls: one dynamic call each. On the `Arc` itself, method
+    /// resolution would pick `impl SessionStore for Arc<S>`, which adds a boxed future.
+    fn inner(&self) -> &dyn SessionStore {
+        self.store.as_ref()
+    }
+
     /// The chosen store, shared, for `SessionManager::from_shared` or anything else that
     /// takes an `Arc<dyn SessionStore>`.
     pub fn into_shared(self) -> Arc<dyn SessionStore> {
@@ -86,11 +91,11 @@ impl AnyStore {
 #[async_trait]
 impl SessionStore for AnyStore {
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
-        self.store.as_ref().load(key).await
+        self.inner().load(key).await
     }
 
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
-        self.store.as_ref().create(key, value, ttl).await
+        self.inner().create(key, value, ttl).await
     }
 
     async fn compare_and_set(
@@ -100,22 +105,21 @@ impl SessionStore for AnyStore {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.store
-            .as_ref()
+        self.inner()
             .compare_and_set(key, expected, value, ttl)
             .await
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.store.as_ref().touch(key, ttl).await
+        self.inner().touch(key, ttl).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.as_ref().delete(key).await
+        self.inner().delete(key).await
     }
 
     async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.store.as_ref().compare_and_delete(key, expected).await
+        self.inner().compare_and_delete(key, expected).await
     }
 
     async fn rotate(
@@ -132,11 +136,11 @@ impl SessionStore for AnyStore {
     }
 
     async fn cleanup(&self) -> Result<u64, StoreError> {
-        self.store.as_ref().cleanup().await
+        self.inner().cleanup().await
     }
 
     fn invalidations(&self) -> Option<session_core::InvalidationFeed> {
-        self.store.as_ref().invalidations()
+        self.inner().invalidations()
     }
 
     async fn scan(
@@ -145,20 +149,20 @@ impl SessionStore for AnyStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<session_core::ScanPage, StoreError> {
-        self.store.as_ref().scan(prefix, cursor, limit).await
+        self.inner().scan(prefix, cursor, limit).await
     }
 
     async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.store.as_ref().count(prefix).await
+        self.inner().count(prefix).await
     }
 
     fn check_key(&self, key: &str) -> Result<(), StoreError> {
-        self.store.as_ref().check_key(key)
+        self.inner().check_key(key)
     }
 
     // The owner index of the chosen store (docs/owners.md).
     fn owner_index(&self) -> bool {
-        self.store.as_ref().owner_index()
+        self.inner().owner_index()
     }
 
     async fn index_put(
@@ -166,14 +170,14 @@ impl SessionStore for AnyStore {
         index: &str,
         entry: &session_core::IndexEntry,
     ) -> Result<(), StoreError> {
-        self.store.as_ref().index_put(index, entry).await
+        self.inner().index_put(index, entry).await
     }
 
     async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
-        self.store.as_ref().index_remove(index, key).await
+        self.inner().index_remove(index, key).await
     }
 
     async fn index_list(&self, index: &str) -> Result<Vec<session_core::IndexEntry>, StoreError> {
-        self.store.as_ref().index_list(index).await
+        self.inner().index_list(index).await
     }
 }

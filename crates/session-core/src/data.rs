@@ -82,14 +82,10 @@ impl SessionData {
 
     /// Sets the `_permanent` flag.
     pub fn set_permanent(&mut self, permanent: bool) {
-        let value = Value::Boolean(permanent);
-        match self.entries.get_mut(PERMANENT_KEY) {
-            Some(slot) => *slot = value,
-            None => {
-                self.entries
-                    .insert(CompactString::const_new(PERMANENT_KEY), value);
-            }
-        }
+        self.insert_key(
+            &CompactString::const_new(PERMANENT_KEY),
+            Value::Boolean(permanent),
+        );
     }
 
     /// Whether `key` is present.

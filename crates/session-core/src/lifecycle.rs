@@ -188,9 +188,8 @@ impl State {
 
 /// Loads, commits and refreshes sessions for one store and configuration.
 pub(crate) struct Engine {
-    /// Called as `store.as_ref().method()`: on the `Arc` itself, method resolution picks
-    /// `impl SessionStore for Arc<S>`, which boxes a second future around every call.
-    pub(crate) store: Arc<dyn SessionStore>,
+    /// Called through [`store`](Self::store), never on the `Arc` itself.
+    store: Arc<dyn SessionStore>,
     pub(crate) config: SessionConfig,
     cache: Option<Arc<Cache>>,
     slots: Slots,
@@ -319,6 +318,17 @@ impl Engine {
             cleanup: Arc::default(),
             unrefreshed: Unrefreshed::default(),
         }
+    }
+
+    /// The store, for calls. On the `Arc` itself, method resolution would pick
+    /// `impl SessionStore for Arc<S>`, which boxes a second future around every call.
+    pub(crate) fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
+    }
+
+    /// The store, shared (for [`SessionManager::store`](crate::SessionManager::store)).
+    pub(crate) fn shared_store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
     }
 
     /// One store call, cut off after `SESSION_STORE_TIMEOUT`, or sooner when the save it
@@ -455,7 +465,7 @@ impl Engine {
     ) -> Result<Option<Stored>, SessionError> {
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(key));
         metrics::counter!("sessions_loads_total", "source" => "store").increment(1);
-        let loaded = match self.call("load", self.store.as_ref().load(key)).await {
+        let loaded = match self.call("load", self.store().load(key)).await {
             // A key this store cannot hold (say, an id longer than its column) names no
             // session: a fresh one, as for any unknown id.
             Err(StoreError::InvalidKey(_)) => None,
@@ -732,7 +742,7 @@ impl Engine {
             }
             let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
             if self
-                .call("create", self.store.as_ref().create(&key, &bytes, ttl))
+                .call("create", self.store().create(&key, &bytes, ttl))
                 .await?
             {
                 metrics::counter!("sessions_saves_total", "action" => "create").increment(1);
@@ -843,17 +853,13 @@ impl Engine {
             let written = if regenerate {
                 self.call(
                     "rotate",
-                    self.store
-                        .as_ref()
-                        .rotate(&key, expected, new_key, &bytes, ttl),
+                    self.store().rotate(&key, expected, new_key, &bytes, ttl),
                 )
                 .await
             } else {
                 self.call(
                     "compare_and_set",
-                    self.store
-                        .as_ref()
-                        .compare_and_set(&key, expected, &bytes, ttl),
+                    self.store().compare_and_set(&key, expected, &bytes, ttl),
                 )
                 .await
             };
@@ -1005,7 +1011,7 @@ impl Engine {
         members: &mut [Member],
         emptied: usize,
     ) {
-        if let Err(error) = self.call("delete", self.store.as_ref().delete(key)).await {
+        if let Err(error) = self.call("delete", self.store().delete(key)).await {
             let error = SessionError::from(error);
             return fail(members, error);
         }
@@ -1072,9 +1078,7 @@ impl Engine {
         }
         let key = self.key(&stored.id);
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
-        let touched = self
-            .call("touch", self.store.as_ref().touch(&key, ttl))
-            .await;
+        let touched = self.call("touch", self.store().touch(&key, ttl)).await;
         let entry = match touched {
             Ok(true) => {
                 let entry = &stored.entry;

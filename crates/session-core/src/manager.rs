@@ -223,7 +223,7 @@ impl SessionManager {
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.shared.engine.store
+        self.shared.engine.shared_store()
     }
 
     /// Whether this manager keeps sessions in its in-process cache (see
@@ -289,8 +289,7 @@ impl SessionManager {
         let error = match self
             .shared
             .engine
-            .store
-            .as_ref()
+            .store()
             .index_list(&self.shared.engine.index_name(owner))
             .await
         {

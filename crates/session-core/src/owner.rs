@@ -148,9 +148,7 @@ impl Engine {
         };
         self.call(
             "index_put",
-            self.store
-                .as_ref()
-                .index_put(&self.index_name(owner), &entry),
+            self.store().index_put(&self.index_name(owner), &entry),
         )
         .await
     }
@@ -168,9 +166,7 @@ impl Engine {
         if let Err(error) = self
             .call(
                 "index_remove",
-                self.store
-                    .as_ref()
-                    .index_remove(&self.index_name(owner), key),
+                self.store().index_remove(&self.index_name(owner), key),
             )
             .await
         {
@@ -204,10 +200,7 @@ impl Engine {
     }
 
     async fn check(&self, owner: &str, entry: &IndexEntry) -> Result<Checked, SessionError> {
-        let loaded = match self
-            .call("load", self.store.as_ref().load(&entry.key))
-            .await
-        {
+        let loaded = match self.call("load", self.store().load(&entry.key)).await {
             Err(StoreError::InvalidKey(_)) => None,
             other => other?,
         };
@@ -238,7 +231,7 @@ impl Engine {
         let entries = self
             .call(
                 "index_list",
-                self.store.as_ref().index_list(&self.index_name(owner)),
+                self.store().index_list(&self.index_name(owner)),
             )
             .await?;
         let mut sessions = Vec::with_capacity(entries.len());
@@ -282,7 +275,7 @@ impl Engine {
             let entries = self
                 .call(
                     "index_list",
-                    self.store.as_ref().index_list(&self.index_name(owner)),
+                    self.store().index_list(&self.index_name(owner)),
                 )
                 .await?;
             let mut ended = 0;
@@ -320,9 +313,7 @@ impl Engine {
             let removed = self
                 .call(
                     "compare_and_delete",
-                    self.store
-                        .as_ref()
-                        .compare_and_delete(&entry.key, &stored.bytes),
+                    self.store().compare_and_delete(&entry.key, &stored.bytes),
                 )
                 .await?;
             if removed {
