@@ -89,9 +89,48 @@ fn metrics_count_loads_saves_touches_and_store_errors() {
     assert_eq!(counter("sessions_touches_total", None), 1);
     assert!(counter("sessions_loads_total", Some(("source", "cache"))) >= 1);
     assert_eq!(counter("sessions_store_errors_total", None), 0);
-    let timed = snapshot.iter().any(|(key, _, _, value)| {
-        key.key().name() == "sessions_store_duration_seconds"
-            && matches!(value, DebugValue::Histogram(samples) if !samples.is_empty())
-    });
-    assert!(timed, "store latency is recorded");
+    // Store latency, one sample per store call, labelled with the call.
+    let samples = |operation: &str| -> usize {
+        snapshot
+            .iter()
+            .filter(|(key, _, _, _)| key.key().name() == "sessions_store_duration_seconds")
+            .filter(|(key, _, _, _)| {
+                key.key()
+                    .labels()
+                    .any(|l| l.key() == "operation" && l.value() == operation)
+            })
+            .map(|(_, _, _, value)| match value {
+                DebugValue::Histogram(samples) => samples.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    assert_eq!(samples("create"), 1);
+    assert_eq!(samples("compare_and_set"), 1);
+    assert_eq!(samples("rotate"), 1);
+    assert_eq!(samples("touch"), 1);
+    let operations: Vec<String> = snapshot
+        .iter()
+        .filter(|(key, _, _, _)| key.key().name() == "sessions_store_duration_seconds")
+        .flat_map(|(key, _, _, _)| {
+            key.key()
+                .labels()
+                .filter(|l| l.key() == "operation")
+                .map(|l| l.value().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let known = [
+        "load",
+        "create",
+        "compare_and_set",
+        "rotate",
+        "touch",
+        "delete",
+        "compare_and_delete",
+    ];
+    assert!(
+        operations.iter().all(|op| known.contains(&op.as_str())),
+        "every latency sample names its store call: {operations:?}"
+    );
 }
