@@ -95,7 +95,8 @@ where
         request.extensions_mut().insert(session.clone());
         let response = self.service.call(request);
         let manager = self.manager.clone();
-        Box::pin(async move {
+        // Built in its block: see `box_in_place`.
+        session_core::box_in_place(move || async move {
             let mut response = response.await?;
             let vary = response.headers().get_all(VARY);
             let outcome = match manager

@@ -96,7 +96,8 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let manager = self.manager.clone();
-        Box::pin(async move {
+        // Built in its block: see `box_in_place`.
+        session_core::box_in_place(move || async move {
             let response = inner.call(request).await?;
             let (mut parts, body) = response.into_parts();
             let vary = parts.headers.get_all(VARY);

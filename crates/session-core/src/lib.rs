@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod boxing;
 mod cache;
 mod config;
 mod cookie;
@@ -59,6 +60,7 @@ macro_rules! session_extractor {
         }
     };
 }
+pub use boxing::box_in_place;
 pub use cache::InvalidationFeed;
 pub use config::{
     parse_bool, SameSite, SessionConfig, SessionConfigBuilder, DEFAULT_CACHE_MAX_BYTES,

@@ -8,7 +8,8 @@ use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
 use fred::types::Value;
 use session_core::{
-    IndexEntry, InvalidationFeed, ScanPage, SessionStore, SetupError, StoreError, StoredEntry,
+    box_in_place, IndexEntry, InvalidationFeed, ScanPage, SessionStore, SetupError, StoreError,
+    StoredEntry,
 };
 
 use crate::builder::RedisStoreBuilder;
@@ -190,8 +191,10 @@ impl RedisStore {
             // copied with) every standalone call's future too.
             return Box::pin(routes.run(keys[0], Op::Script { script, keys, args })).await;
         }
-        script
-            .run(self.client(keys[0]), keys, args)
+        // Built in its own block: fred's 5 KB future would otherwise be copied into the
+        // box of every store call's future (see `box_in_place`).
+        let client = self.client(keys[0]);
+        box_in_place(|| script.run(client, keys, args))
             .await
             .map_err(map_error)
     }
@@ -326,7 +329,8 @@ impl SessionStore for RedisStore {
             Box::pin(routes.run(key, Op::Delete(key))).await?;
             return Ok(());
         }
-        let _: i64 = self.client(key).del(key).await.map_err(map_error)?;
+        let client = self.client(key);
+        let _: i64 = box_in_place(|| client.del(key)).await.map_err(map_error)?;
         Ok(())
     }
 
@@ -369,12 +373,12 @@ impl SessionStore for RedisStore {
                 };
                 Box::pin(routes.run(new_key, op)).await?
             }
-            None => self
-                .scripts
-                .rotate
-                .run(self.client(new_key), &keys, args)
-                .await
-                .map_err(map_error)?,
+            None => {
+                let client = self.client(new_key);
+                box_in_place(|| self.scripts.rotate.run(client, &keys, args))
+                    .await
+                    .map_err(map_error)?
+            }
         };
         reply
             .as_i64()
