@@ -89,7 +89,9 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        self.manager.note_scheme(request.connection_info().scheme());
+        if self.manager.wants_scheme() {
+            self.manager.note_scheme(request.connection_info().scheme());
+        }
         let cookies = request.headers().get_all(COOKIE);
         let session = (self.manager).open_from_cookie_headers(cookies.map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());

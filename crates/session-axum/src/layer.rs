@@ -82,11 +82,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        // The scheme, when the request line or a proxy says it (hyper cannot tell TLS).
-        let forwarded = request.headers().get("x-forwarded-proto");
-        let scheme = (request.uri().scheme_str()).or(forwarded.and_then(|v| v.to_str().ok()));
-        if let Some(scheme) = scheme {
-            self.manager.note_scheme(scheme);
+        if self.manager.wants_scheme() {
+            // The scheme, when the request line or a proxy says it (hyper cannot tell TLS).
+            let forwarded = request.headers().get("x-forwarded-proto");
+            let scheme = (request.uri().scheme_str()).or(forwarded.and_then(|v| v.to_str().ok()));
+            if let Some(scheme) = scheme {
+                self.manager.note_scheme(scheme);
+            }
         }
         let cookies = request.headers().get_all(COOKIE);
         let session =

@@ -164,6 +164,31 @@ impl SessionManager {
         }
     }
 
+    /// Whether [`note_scheme`](Self::note_scheme) has anything to do: `SESSION_COOKIE_SECURE`
+    /// is on and the warning has not been given yet. Adapters find the request's scheme
+    /// only then, since finding it is not free (actix-web's `ConnectionInfo` costs about
+    /// 4 k instructions a request).
+    ///
+    /// ```
+    /// use session_core::{MemoryStore, SessionConfig, SessionManager};
+    ///
+    /// let plain = SessionManager::new(MemoryStore::new(), SessionConfig::default());
+    /// assert!(!plain.wants_scheme());
+    ///
+    /// let config = SessionConfig::builder().cookie_secure(true).build()?;
+    /// let secure = SessionManager::new(MemoryStore::new(), config);
+    /// assert!(secure.wants_scheme());
+    /// secure.note_scheme("https");
+    /// assert!(secure.wants_scheme());
+    /// secure.note_scheme("http"); // warns, once
+    /// assert!(!secure.wants_scheme());
+    /// # Ok::<(), session_core::ConfigError>(())
+    /// ```
+    pub fn wants_scheme(&self) -> bool {
+        self.shared.engine.config.cookie_secure()
+            && !(self.shared.warned_plain_http).load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Adapters call this with the request's scheme when they can tell it (`"http"` or
     /// `"https"`, from the connection or a proxy's header). A `Secure` cookie is never sent
     /// back by browsers over plain HTTP, so every request would look logged out: core warns,
