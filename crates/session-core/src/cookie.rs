@@ -257,7 +257,7 @@ pub(crate) fn vary_with_cookie<'a>(
     if existing.peek().is_none() {
         return Some(HeaderText(Cow::Borrowed("Cookie")));
     }
-    let mut merged = String::new();
+    let mut merged = String::with_capacity(64);
     for value in existing {
         let covered = value.split(|b| *b == b',').any(|token| {
             let token = token.trim_ascii();
@@ -268,13 +268,16 @@ pub(crate) fn vary_with_cookie<'a>(
         }
         // Field names are ASCII tokens; anything else a handler put there cannot be kept in
         // a value every library accepts.
-        merged.extend(
-            value
-                .iter()
-                .copied()
-                .filter(|&b| is_header_byte(b))
-                .map(char::from),
-        );
+        match std::str::from_utf8(value) {
+            Ok(text) if value.iter().all(|&b| is_header_byte(b)) => merged.push_str(text),
+            _ => merged.extend(
+                value
+                    .iter()
+                    .copied()
+                    .filter(|&b| is_header_byte(b))
+                    .map(char::from),
+            ),
+        }
         merged.push_str(", ");
     }
     merged.push_str("Cookie");

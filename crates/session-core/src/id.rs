@@ -53,10 +53,7 @@ impl SessionId {
         if len % 4 == 1 {
             return None;
         }
-        if value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if value.bytes().all(|b| BASE64URL[usize::from(b)]) {
             Some(SessionId(Arc::from(value)))
         } else {
             None
@@ -68,6 +65,18 @@ impl SessionId {
         &self.0
     }
 }
+
+/// The bytes of base64url text: a table, because the id of every request is checked.
+const BASE64URL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_';
+        b += 1;
+    }
+    table
+};
 
 fn is_uuid(value: &str) -> bool {
     let bytes = value.as_bytes();
@@ -134,6 +143,15 @@ mod tests {
             assert!(SessionId::parse(bad).is_none(), "{bad:?}");
         }
         assert!(SessionId::parse(&"A".repeat(MAX_ID_CHARS + 4)).is_none());
+    }
+
+    #[test]
+    fn the_table_accepts_exactly_the_base64url_alphabet() {
+        let accepted: Vec<u8> = (0..=255u8).filter(|b| BASE64URL[usize::from(*b)]).collect();
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut expected = alphabet.to_vec();
+        expected.sort_unstable();
+        assert_eq!(accepted, expected);
     }
 
     #[test]
