@@ -189,7 +189,8 @@ impl RedisStore {
             let args = &args;
             // Boxed: the Cluster path's future is large, and unboxed it would size (and be
             // copied with) every standalone call's future too.
-            return Box::pin(routes.run(keys[0], Op::Script { script, keys, args })).await;
+            let op = Op::Script { script, keys, args };
+            return box_in_place(|| routes.run(keys[0], op)).await;
         }
         // Built in its own block: fred's 5 KB future would otherwise be copied into the
         // box of every store call's future (see `box_in_place`).
@@ -326,7 +327,7 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         if let Some(routes) = &self.routes {
-            Box::pin(routes.run(key, Op::Delete(key))).await?;
+            box_in_place(|| routes.run(key, Op::Delete(key))).await?;
             return Ok(());
         }
         let client = self.client(key);
@@ -371,7 +372,7 @@ impl SessionStore for RedisStore {
                     keys: &keys,
                     args: &args,
                 };
-                Box::pin(routes.run(new_key, op)).await?
+                box_in_place(|| routes.run(new_key, op)).await?
             }
             None => {
                 let client = self.client(new_key);
