@@ -80,8 +80,10 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
     ));
 
     let version = workspace_version(&ctx.workspace_root);
+    let target = target_dir(ctx)?;
     for member in &published {
         forget_extracted_sources(ctx, &member.name, &version);
+        forget_registry_builds(ctx, &target, &member.name, &version);
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -104,7 +106,7 @@ pub fn command(ctx: &Context, args: &[String]) -> Result<ExitCode, String> {
         ));
     }
 
-    let package_dir = target_dir(ctx)?.join("package");
+    let package_dir = target.join("package");
     let mut missing = Vec::new();
     for member in &published {
         let version = manifest_value(&member.manifest, "version")
@@ -157,6 +159,51 @@ fn forget_extracted_sources(ctx: &Context, name: &str, version: &str) {
         if stale.is_dir() {
             if let Err(error) = fs::remove_dir_all(&stale) {
                 ctx.log(format!("cannot remove {}: {error}", stale.display()));
+            }
+        }
+    }
+}
+
+/// Makes cargo rebuild what an earlier run compiled of `name`-`version` from the overlay
+/// registry.
+///
+/// cargo takes a registry crate of a given name and version to be immutable, so it never
+/// checks its sources again: a build of it in the target directory stays fresh for ever.
+/// Without this, a crate is verified against its dependency as an earlier run packaged it
+/// (seen here: session-actix verified against a session-core without the function it
+/// calls). Those builds are the units whose dep-info (`debug/deps/<crate>-<hash>.d`) names
+/// the extracted copy under `registry/src`; removing their fingerprints (`debug/.fingerprint/
+/// <name>-<hash>`) makes cargo compile them again. Workspace builds name the checkout
+/// instead and stay.
+fn forget_registry_builds(ctx: &Context, target: &Path, name: &str, version: &str) {
+    let deps = target.join("debug").join("deps");
+    let crate_name = name.replace('-', "_");
+    let extracted = format!("/{name}-{version}/");
+    for entry in fs::read_dir(&deps).into_iter().flatten().flatten() {
+        let file = entry.file_name();
+        let Some(hash) = file
+            .to_str()
+            .and_then(|file| file.strip_prefix(&format!("{crate_name}-")))
+            .and_then(|rest| rest.strip_suffix(".d"))
+        else {
+            continue;
+        };
+        let Ok(dep_info) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let from_registry = dep_info
+            .lines()
+            .any(|line| line.contains("/registry/src/") && line.contains(&extracted));
+        if !from_registry {
+            continue;
+        }
+        let fingerprint = target
+            .join("debug")
+            .join(".fingerprint")
+            .join(format!("{name}-{hash}"));
+        if fingerprint.is_dir() {
+            if let Err(error) = fs::remove_dir_all(&fingerprint) {
+                ctx.log(format!("cannot remove {}: {error}", fingerprint.display()));
             }
         }
     }
