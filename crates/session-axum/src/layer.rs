@@ -67,9 +67,8 @@ pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + 
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
-    ReqBody: Send + 'static,
     ResBody: HttpBody<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
@@ -94,13 +93,14 @@ where
         let session =
             (self.manager).open_from_cookie_headers(cookies.iter().map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());
-        // The clone that was polled ready handles this request; a fresh clone stays behind.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
+        // Called now, on the instance that was polled ready: nothing async comes before the
+        // handler, so the inner service is never cloned (a clone of axum's boxed routes
+        // allocates on every request).
+        let response = self.inner.call(request);
         let manager = self.manager.clone();
         // Built in its block: see `box_in_place`.
         session_core::box_in_place(move || async move {
-            let response = inner.call(request).await?;
+            let response = response.await?;
             let (mut parts, body) = response.into_parts();
             let vary = parts.headers.get_all(VARY);
             let outcome = match manager

@@ -17,6 +17,7 @@ use session_axum::{
     SessionManager, SessionStore, StoreError,
 };
 use session_core::testkit::TestStore;
+use tower::Layer as _;
 use tower::{service_fn, ServiceExt};
 
 type Store = Arc<TestStore<MemoryStore>>;
@@ -132,6 +133,63 @@ async fn the_layer_wraps_any_service_and_body_type() {
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "inner failure");
+}
+
+/// An inner service that counts its clones and checks that each call goes to an instance
+/// that was polled ready, as tower's contract asks.
+struct CountingService {
+    clones: Arc<std::sync::atomic::AtomicUsize>,
+    ready: bool,
+}
+
+impl Clone for CountingService {
+    fn clone(&self) -> Self {
+        self.clones
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        CountingService {
+            clones: self.clones.clone(),
+            ready: false,
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for CountingService {
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.ready = true;
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<Body>) -> Self::Future {
+        assert!(self.ready, "called without being polled ready");
+        self.ready = false;
+        std::future::ready(Ok(http::Response::new(Body::from("ok"))))
+    }
+}
+
+#[tokio::test]
+async fn the_layer_calls_the_ready_inner_service_without_cloning_it() {
+    // A clone of axum's boxed routes allocates, on every request.
+    let clones = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inner = CountingService {
+        clones: clones.clone(),
+        ready: false,
+    };
+    let mut service = SessionLayer::new(manager(&store())).layer(inner);
+    for _ in 0..3 {
+        let response = (&mut service)
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        assert_eq!(body_text(response).await, "ok");
+    }
+    assert_eq!(clones.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
