@@ -219,5 +219,5 @@ impl Drop for Leading<'_> {
 }
 
 fn hash(id: &SessionId) -> u64 {
-    crate::stripe::stripe_hash(id.as_str().as_bytes())
+    id.stripe()
 }
