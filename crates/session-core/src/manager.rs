@@ -364,7 +364,7 @@ impl SessionManager {
         session: &Session,
         response_vary: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<FinishOutcome, SessionError> {
-        let mut state = session.inner.state.lock().await;
+        let mut state = session.lock_state().await;
         let result = self.shared.engine.commit(&mut state).await;
         let cookie = std::mem::take(&mut state.cookie);
         let accessed = state.accessed;

@@ -1256,3 +1256,40 @@ async fn a_snapshot_shares_the_data_and_keeps_its_view_through_later_writes() {
     .await;
     assert!(stored.is_ok());
 }
+
+#[tokio::test]
+async fn two_tasks_of_one_request_take_turns_on_its_session() {
+    // The first task holds the session's state while its load is paused; the second finds
+    // it taken, waits for it, and both changes are saved.
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let paused = Arc::new(session_core::testkit::PauseOnce::new(store.clone(), "load"));
+    let manager = SessionManager::from_shared(paused.clone(), SessionConfig::default());
+    paused.arm();
+    let session = manager.open(Some(&id));
+    let first = {
+        let session = session.clone();
+        tokio::spawn(async move { session.insert("a", &1).await })
+    };
+    paused.wait_entered().await;
+    let second = {
+        let session = session.clone();
+        tokio::spawn(async move { session.insert("b", &2).await })
+    };
+    // The second task is parked on the lock, not done.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !second.is_finished(),
+        "the second task did not wait for the first"
+    );
+    paused.release.add_permits(1);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    manager.finish(&session).await.unwrap();
+
+    let reader = manager.open(Some(&id));
+    assert_eq!(reader.get::<i32>("a").await.unwrap(), Some(1));
+    assert_eq!(reader.get::<i32>("b").await.unwrap(), Some(2));
+}
