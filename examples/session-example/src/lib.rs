@@ -37,7 +37,8 @@ use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::extract::State;
+use axum::{Json, Router};
 use serde::Deserialize;
 use session_axum::{
     ErrorResponse, Keep, Session, SessionData, SessionError, SessionLayer, SessionManager,
@@ -56,7 +57,9 @@ pub fn app(manager: SessionManager) -> Router {
         .route("/logout-everywhere", post(logout_everywhere))
         .route("/health", get(health))
         .merge(session_example_ui::axum_routes())
-        .layer(Extension(manager.clone()))
+        // Router state, not an `Extension` layer: the routes that need the manager get a
+        // clone when they run, and no request pays for inserting it into its extensions.
+        .with_state(manager.clone())
         .layer(SessionLayer::new(manager.on_error(save_failed)))
 }
 
@@ -263,7 +266,7 @@ async fn logged_in(session: &Session) -> Result<String, AppError> {
 /// marked `"current": true`.
 async fn sessions(
     session: Session,
-    Extension(manager): Extension<SessionManager>,
+    State(manager): State<SessionManager>,
 ) -> Result<Response, AppError> {
     let owner = logged_in(&session).await?;
     let sessions = manager.sessions_of(&owner, Some(&session)).await?;
@@ -274,7 +277,7 @@ async fn sessions(
 /// `POST /logout-everywhere`: ends the logged-in user's other sessions, keeps this one.
 async fn logout_everywhere(
     session: Session,
-    Extension(manager): Extension<SessionManager>,
+    State(manager): State<SessionManager>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let owner = logged_in(&session).await?;
     let ended = manager
