@@ -31,13 +31,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::State;
 use axum::extract::{Path, Query};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, VARY};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::extract::State;
 use axum::{Json, Router};
 use serde::Deserialize;
 use session_axum::{
