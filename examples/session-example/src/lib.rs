@@ -31,8 +31,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::State;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, VARY};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
