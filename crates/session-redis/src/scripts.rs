@@ -47,6 +47,23 @@ impl Script {
             other => other,
         }
     }
+
+    /// [`run`](Self::run) with the keys and arguments already built (shared bytes: the
+    /// copies kept for the `EVAL` fallback cost no data copy).
+    pub(crate) async fn run_owned(
+        &self,
+        client: &Client,
+        keys: Vec<Key>,
+        args: Vec<Value>,
+    ) -> Result<Value, fred::error::Error> {
+        match client
+            .evalsha(self.sha1.clone(), keys.clone(), args.clone())
+            .await
+        {
+            Err(error) if is_noscript(&error) => client.eval(self.source, keys, args).await,
+            other => other,
+        }
+    }
 }
 
 /// KEYS[1] = key. Returns nil for a missing key, else `{value, PTTL}`: the value and its
@@ -79,6 +96,33 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+"#;
+
+/// The compare-and-set of several keys in one call (see `batch.rs`): KEYS = keys; ARGV =
+/// expected bytes, new bytes, seconds for each key in turn. Answers per key, in order: 1
+/// (written), 0 (the entry did not match), or the error text Redis raised for that key
+/// alone (a key of another type), without stopping the others. Each key is otherwise
+/// handled exactly as by [`COMPARE_AND_SET`].
+const COMPARE_AND_SET_MANY: &str = r#"
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local at = i * 3 - 2
+  local current = redis.pcall('GET', key)
+  if type(current) == 'table' and current.err then
+    answers[i] = current.err
+  elseif current == ARGV[at] then
+    local set = redis.pcall('SET', key, ARGV[at + 1], 'EX', ARGV[at + 2])
+    if type(set) == 'table' and set.err then
+      answers[i] = set.err
+    else
+      redis.call('EXISTS', key)
+      answers[i] = 1
+    end
+  else
+    answers[i] = 0
+  end
+end
+return answers
 "#;
 
 /// KEYS[1] = key; ARGV[1] = seconds. Returns 1 when the key was live and extended.
@@ -158,6 +202,7 @@ pub(crate) struct Scripts {
     pub(crate) load: Script,
     pub(crate) create: Script,
     pub(crate) compare_and_set: Script,
+    pub(crate) compare_and_set_many: Script,
     pub(crate) touch: Script,
     pub(crate) rotate: Script,
     pub(crate) compare_and_delete: Script,
@@ -172,6 +217,7 @@ impl Scripts {
             load: Script::new(LOAD),
             create: Script::new(CREATE),
             compare_and_set: Script::new(COMPARE_AND_SET),
+            compare_and_set_many: Script::new(COMPARE_AND_SET_MANY),
             touch: Script::new(TOUCH),
             rotate: Script::new(ROTATE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),

@@ -6,12 +6,13 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
-use fred::types::Value;
+use fred::types::{Key, Value};
 use session_core::{
     box_in_place, IndexEntry, InvalidationFeed, ScanPage, SessionStore, SetupError, StoreError,
     StoredEntry,
 };
 
+use crate::batch::{Writers, MAX_BATCHED_BYTES};
 use crate::builder::RedisStoreBuilder;
 use crate::cluster::{ClusterRoutes, Op};
 use crate::error::{map_error, unexpected_reply};
@@ -40,6 +41,9 @@ pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 ///   wrote, and [`invalidations`](SessionStore::invalidations) hands those reports to
 ///   session-core's cache: reads of cached sessions make no round trip. The commands for
 ///   one key always use the same connection of the pool.
+/// - Compare-and-sets of different sessions that overlap on one connection go out
+///   together, as one script call (see [`RedisStoreBuilder::write_batching`]); never in a
+///   Cluster.
 /// - Scripts run with `EVALSHA`, falling back to `EVAL` when the server's script cache is
 ///   empty (after a restart or `SCRIPT FLUSH`).
 /// - In Redis Cluster (connected by [`RedisStoreBuilder`]), each master has a pool of its
@@ -70,6 +74,9 @@ pub struct RedisStore {
     tracking: Option<Arc<Tracking>>,
     /// Per-master pools of a Cluster (see `cluster.rs`); `None` when fred routes.
     routes: Option<Arc<ClusterRoutes>>,
+    /// The writer of each connection, which batches concurrent compare-and-sets (see
+    /// `batch.rs`); `None` in a Cluster.
+    writers: Option<Arc<Writers>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -79,6 +86,7 @@ impl std::fmt::Debug for RedisStore {
             .field("clustered", &self.clustered)
             .field("client_tracking", &self.is_tracking())
             .field("per_master_pools", &self.routes.is_some())
+            .field("write_batching", &self.writers.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -101,12 +109,31 @@ impl RedisStore {
     /// reconnection policy and command timeout are the application's, so set both, or a
     /// command sent while Redis is down waits for it indefinitely.
     pub fn from_pool(pool: Pool) -> RedisStore {
+        let scripts = Scripts::new();
+        let clustered = pool.is_clustered();
+        let writers = (!clustered).then(|| {
+            Writers::new(
+                pool.clients(),
+                &scripts.compare_and_set,
+                &scripts.compare_and_set_many,
+            )
+        });
         RedisStore {
-            clustered: pool.is_clustered(),
+            clustered,
             pool,
-            scripts: Arc::new(Scripts::new()),
+            scripts: Arc::new(scripts),
             tracking: None,
             routes: None,
+            writers: writers.map(Arc::new),
+        }
+    }
+
+    /// The store with every compare-and-set sent on its own (see
+    /// [`RedisStoreBuilder::write_batching`]).
+    pub(crate) fn without_write_batching(self) -> RedisStore {
+        RedisStore {
+            writers: None,
+            ..self
         }
     }
 
@@ -312,6 +339,29 @@ impl SessionStore for RedisStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         check_size(value.len())?;
+        let batched = expected.len() + value.len() <= MAX_BATCHED_BYTES;
+        let connection = connection_for(key, self.pool.clients().len());
+        // Held until Redis has answered, whichever way the write goes.
+        let in_flight = self
+            .writers
+            .as_ref()
+            .filter(|_| batched)
+            .map(|writers| (writers, writers.enter(connection)));
+        if let Some((writers, in_flight)) = &in_flight {
+            if in_flight.batched() {
+                let args = [
+                    Value::from(expected),
+                    Value::from(value),
+                    Value::from(ttl_seconds(ttl)),
+                ];
+                if let Some(result) = writers
+                    .compare_and_set(connection, Key::from(key), args)
+                    .await
+                {
+                    return result;
+                }
+            }
+        }
         self.run_flag_script(&self.scripts.compare_and_set, &[key], || {
             script_args(expected, value, ttl)
         })

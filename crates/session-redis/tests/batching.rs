@@ -1,0 +1,414 @@
+//! Write batching (`src/batch.rs`) against a private `redis-server`, whose command
+//! statistics count only this test's calls: concurrent compare-and-sets of different keys
+//! on one connection go out as few script calls, each write gets its own key's answer,
+//! a cancelled write holds up no other, and the writer starts again on a new runtime when
+//! the runtime it ran on has shut down.
+
+mod common;
+
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use fred::interfaces::{ClientLike, KeysInterface, ListInterface};
+use fred::types::Expiration;
+use session_core::{SessionStore, StoreError};
+use session_redis::RedisStore;
+use tokio::task::JoinSet;
+
+const TTL: Duration = Duration::from_secs(300);
+
+/// A store with one connection, so that every write goes through the same writer.
+async fn store_for(server: &common::PrivateRedis) -> RedisStore {
+    RedisStore::builder()
+        .url(server.url())
+        .pool_size(1)
+        .connect()
+        .await
+        .expect("connect to the private server")
+}
+
+/// Script calls Redis has run so far (`EVALSHA` and its `EVAL` fallback).
+async fn script_calls(store: &RedisStore) -> u64 {
+    let info: String = store
+        .pool()
+        .next()
+        .info(Some(fred::types::InfoKind::CommandStats))
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            let calls = line.split("calls=").nth(1)?.split(',').next()?;
+            calls.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+async fn set(store: &RedisStore, key: &str, value: &[u8]) {
+    let _: () = store
+        .pool()
+        .set(key, value, Some(Expiration::EX(300)), None, false)
+        .await
+        .expect("SET");
+}
+
+async fn get(store: &RedisStore, key: &str) -> Option<Vec<u8>> {
+    let value: Option<fred::bytes::Bytes> = store.pool().get(key).await.expect("GET");
+    value.map(|bytes| bytes.to_vec())
+}
+
+/// Starts `count` compare-and-sets of keys `{prefix}{i}` from `old-{i}` to `new-{i}`, all
+/// before any of them runs, and returns their answers in key order.
+async fn concurrent_writes(store: &RedisStore, prefix: &str, count: usize) -> Vec<bool> {
+    let mut writes = JoinSet::new();
+    for i in 0..count {
+        let store = store.clone();
+        let key = format!("{prefix}{i}");
+        writes.spawn(async move {
+            let answer = store
+                .compare_and_set(
+                    &key,
+                    format!("old-{i}").as_bytes(),
+                    format!("new-{i}").as_bytes(),
+                    TTL,
+                )
+                .await;
+            (i, answer)
+        });
+    }
+    let mut answers = vec![false; count];
+    while let Some(joined) = writes.join_next().await {
+        let (i, answer) = joined.expect("write task");
+        answers[i] = answer.expect("compare-and-set");
+    }
+    answers
+}
+
+#[tokio::test]
+async fn concurrent_writes_on_one_connection_go_out_in_batches() {
+    let server = common::PrivateRedis::start().await;
+    let store = store_for(&server).await;
+    for i in 0..64 {
+        set(
+            &store,
+            &format!("session:batch{i}"),
+            format!("old-{i}").as_bytes(),
+        )
+        .await;
+    }
+    let before = script_calls(&store).await;
+    let answers = concurrent_writes(&store, "session:batch", 64).await;
+    let calls = script_calls(&store).await - before;
+
+    assert!(answers.iter().all(|written| *written), "{answers:?}");
+    for i in 0..64 {
+        assert_eq!(
+            get(&store, &format!("session:batch{i}")).await,
+            Some(format!("new-{i}").into_bytes())
+        );
+    }
+    // The first write finds the connection idle and goes out alone; the 63 that overlap
+    // it go in batches of at most 8: 9 script calls, and at most as many `EVAL` fallbacks
+    // while the new server's script cache is empty. One call per write would be 64.
+    assert!(
+        (9..=18).contains(&calls),
+        "{calls} script calls for 64 writes"
+    );
+}
+
+#[tokio::test]
+async fn each_write_of_a_batch_gets_its_own_keys_answer() {
+    let server = common::PrivateRedis::start().await;
+    let store = store_for(&server).await;
+    // 0, 1, 2: hold the expected bytes; 3: holds other bytes (another writer came first);
+    // 4: missing; 5: a list, which GET refuses; 6, 7: hold the expected bytes.
+    for i in [0, 1, 2, 6, 7] {
+        set(
+            &store,
+            &format!("session:mixed{i}"),
+            format!("old-{i}").as_bytes(),
+        )
+        .await;
+    }
+    set(&store, "session:mixed3", b"someone else's").await;
+    let _: i64 = store.pool().rpush("session:mixed5", "x").await.unwrap();
+
+    let before = script_calls(&store).await;
+    let mut writes = JoinSet::new();
+    for i in 0..8 {
+        let store = store.clone();
+        writes.spawn(async move {
+            let key = format!("session:mixed{i}");
+            let answer = store
+                .compare_and_set(
+                    &key,
+                    format!("old-{i}").as_bytes(),
+                    format!("new-{i}").as_bytes(),
+                    TTL,
+                )
+                .await;
+            (i, answer)
+        });
+    }
+    let mut answers: Vec<Option<Result<bool, StoreError>>> = (0..8).map(|_| None).collect();
+    while let Some(joined) = writes.join_next().await {
+        let (i, answer) = joined.expect("write task");
+        answers[i] = Some(answer);
+    }
+    let calls = script_calls(&store).await - before;
+
+    for i in [0, 1, 2, 6, 7] {
+        assert!(
+            matches!(answers[i], Some(Ok(true))),
+            "{i}: {:?}",
+            answers[i]
+        );
+        assert_eq!(
+            get(&store, &format!("session:mixed{i}")).await,
+            Some(format!("new-{i}").into_bytes())
+        );
+    }
+    assert!(matches!(answers[3], Some(Ok(false))), "{:?}", answers[3]);
+    assert_eq!(
+        get(&store, "session:mixed3").await,
+        Some(b"someone else's".to_vec())
+    );
+    assert!(matches!(answers[4], Some(Ok(false))), "{:?}", answers[4]);
+    assert_eq!(get(&store, "session:mixed4").await, None);
+    match &answers[5] {
+        Some(Err(StoreError::Backend(error))) => {
+            assert!(error.to_string().contains("WRONGTYPE"), "{error}")
+        }
+        other => panic!("a list under a session key gave {other:?}"),
+    }
+    let list: Vec<String> = store.pool().lrange("session:mixed5", 0, -1).await.unwrap();
+    assert_eq!(list, ["x"]);
+    // Write 0 alone, then one batch of the other seven (each perhaps with its `EVAL`
+    // fallback on the new server).
+    assert!(
+        (2..=4).contains(&calls),
+        "{calls} script calls for 8 writes"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_write_holds_up_no_other_and_still_goes_out() {
+    let server = common::PrivateRedis::start().await;
+    let store = store_for(&server).await;
+    for i in 0..10 {
+        set(
+            &store,
+            &format!("session:cancel{i}"),
+            format!("old-{i}").as_bytes(),
+        )
+        .await;
+    }
+    set(&store, "session:cancel-first", b"old").await;
+    // A write in flight first, so that the next ones overlap it and are queued for the
+    // writer. On this single-threaded runtime it stays in flight until this task waits.
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .compare_and_set("session:cancel-first", b"old", b"new", TTL)
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    // Writes 0 to 4 are queued (polled once) and then dropped, as a request cancelled or
+    // timed out while it waits is.
+    for i in 0..5 {
+        let key = format!("session:cancel{i}");
+        let old = format!("old-{i}");
+        let new = format!("new-{i}");
+        let mut write = store.compare_and_set(&key, old.as_bytes(), new.as_bytes(), TTL);
+        let polled = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        assert!(polled.is_pending(), "{polled:?}");
+        drop(write);
+    }
+    let mut writes = JoinSet::new();
+    for i in 5..10 {
+        let store = store.clone();
+        writes.spawn(async move {
+            let key = format!("session:cancel{i}");
+            let old = format!("old-{i}");
+            let new = format!("new-{i}");
+            store
+                .compare_and_set(&key, old.as_bytes(), new.as_bytes(), TTL)
+                .await
+        });
+    }
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(joined) = writes.join_next().await {
+            assert!(joined.expect("write task").expect("compare-and-set"));
+        }
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "writes behind cancelled ones were not answered"
+    );
+    assert!(first.await.expect("write task").expect("compare-and-set"));
+    // The cancelled writes were queued, so they reach Redis too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..5 {
+        let key = format!("session:cancel{i}");
+        while get(&store, &key).await != Some(format!("new-{i}").into_bytes()) {
+            assert!(
+                Instant::now() < deadline,
+                "the cancelled write {i} never reached Redis"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[test]
+fn the_writer_starts_again_when_its_runtime_has_shut_down() {
+    // The store lives on a runtime of its own (fred's connection tasks run there).
+    let home = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, store) = home.block_on(async {
+        let server = common::PrivateRedis::start().await;
+        let store = store_for(&server).await;
+        for i in 0..16 {
+            set(
+                &store,
+                &format!("session:rt{i}"),
+                format!("old-{i}").as_bytes(),
+            )
+            .await;
+        }
+        (server, store)
+    });
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // Overlapping writes start the writer on a runtime that then shuts down with it.
+    let first = runtime();
+    let answers = first.block_on(async {
+        let mut writes = JoinSet::new();
+        for i in 0..3 {
+            let store = store.clone();
+            writes.spawn(async move {
+                let key = format!("session:rt{i}");
+                let old = format!("old-{i}");
+                let new = format!("new-{i}");
+                store
+                    .compare_and_set(&key, old.as_bytes(), new.as_bytes(), TTL)
+                    .await
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = writes.join_next().await {
+            answers.push(joined.expect("write task").expect("compare-and-set"));
+        }
+        answers
+    });
+    assert_eq!(answers, vec![true; 3]);
+    drop(first);
+
+    // The next writes, on another runtime, start a new writer there and are batched again.
+    let second = runtime();
+    let (answers, calls) = second.block_on(async {
+        let before = script_calls(&store).await;
+        let mut writes = JoinSet::new();
+        for i in 3..16 {
+            let store = store.clone();
+            writes.spawn(async move {
+                let key = format!("session:rt{i}");
+                let old = format!("old-{i}");
+                let new = format!("new-{i}");
+                store
+                    .compare_and_set(&key, old.as_bytes(), new.as_bytes(), TTL)
+                    .await
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = writes.join_next().await {
+            answers.push(joined.expect("write task").expect("compare-and-set"));
+        }
+        (answers, script_calls(&store).await - before)
+    });
+    assert_eq!(answers, vec![true; 13]);
+    // 13 writes, all batched (the connection was busy moments ago): 8 + 5, two calls
+    // (the scripts are cached by now); one call per write would be 13.
+    assert_eq!(calls, 2, "{calls} script calls for 13 writes");
+    drop(second);
+    home.block_on(async move {
+        drop(store);
+        drop(server);
+    });
+}
+
+#[tokio::test]
+async fn large_values_are_written_alone_and_intact() {
+    let server = common::PrivateRedis::start().await;
+    let store = store_for(&server).await;
+    let value = |i: usize, round: u8| vec![round.wrapping_add(i as u8); 300 * 1024];
+    for i in 0..4 {
+        set(&store, &format!("session:large{i}"), &value(i, 0)).await;
+    }
+    let before = script_calls(&store).await;
+    let mut writes = JoinSet::new();
+    for i in 0..4 {
+        let store = store.clone();
+        writes.spawn(async move {
+            let key = format!("session:large{i}");
+            store
+                .compare_and_set(&key, &value(i, 0), &value(i, 1), TTL)
+                .await
+        });
+    }
+    while let Some(joined) = writes.join_next().await {
+        assert!(joined.expect("write task").expect("compare-and-set"));
+    }
+    let calls = script_calls(&store).await - before;
+    for i in 0..4 {
+        assert_eq!(
+            get(&store, &format!("session:large{i}")).await,
+            Some(value(i, 1))
+        );
+    }
+    // Values above the batching limit go out one script call each (each perhaps with its
+    // `EVAL` fallback on the new server).
+    assert!(
+        (4..=8).contains(&calls),
+        "{calls} script calls for 4 large writes"
+    );
+}
+
+#[tokio::test]
+async fn without_write_batching_each_write_is_a_call_of_its_own() {
+    let server = common::PrivateRedis::start().await;
+    let store = RedisStore::builder()
+        .url(server.url())
+        .pool_size(1)
+        .write_batching(false)
+        .connect()
+        .await
+        .expect("connect to the private server");
+    for i in 0..16 {
+        set(
+            &store,
+            &format!("session:alone{i}"),
+            format!("old-{i}").as_bytes(),
+        )
+        .await;
+    }
+    let before = script_calls(&store).await;
+    let answers = concurrent_writes(&store, "session:alone", 16).await;
+    let calls = script_calls(&store).await - before;
+    assert!(answers.iter().all(|written| *written), "{answers:?}");
+    // One call per write, each perhaps with its `EVAL` fallback on the new server.
+    assert!(
+        (16..=32).contains(&calls),
+        "{calls} script calls for 16 writes"
+    );
+}
