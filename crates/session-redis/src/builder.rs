@@ -213,10 +213,10 @@ impl RedisStoreBuilder {
 
     /// Whether compare-and-sets of different sessions that overlap on one connection go
     /// to Redis together, as one script call (default true). Under concurrent load this
-    /// saves about a sixth of the server's CPU per write and Redis's per-call work; a
-    /// batched write waits one scheduler turn of the runtime for company, so with few
-    /// requests in flight (8 connections in the benchmark) throughput was 6–11 % lower.
-    /// Set false where that turn matters more than CPU. Never used in a Cluster. See
+    /// saves about a sixth of the server's CPU per write and most of Redis's per-call
+    /// work; a batched write waits for the runtime's ready tasks to run once. Set false
+    /// to send every write on its own. Never used in a Cluster. Measurements, including
+    /// the one setting where it lost (actix-web under real-time scheduling), are in
     /// `docs/performance.md`.
     pub fn write_batching(mut self, batching: bool) -> Self {
         self.write_batching = batching;
