@@ -235,21 +235,14 @@ impl RedisStoreBuilder {
     /// session commands, and a lost master stalls only the sessions in its slots; see
     /// [`RedisStore`].
     pub async fn connect(self) -> Result<RedisStore, SetupError> {
-        let batching = self.write_batching;
-        let store = self.connect_store().await?;
-        Ok(if batching {
-            store
-        } else {
-            store.without_write_batching()
-        })
-    }
-
-    async fn connect_store(self) -> Result<RedisStore, SetupError> {
+        // Cluster stores never batch (see `write_batching`).
         if self.settings(false)?.0.server.is_clustered() {
             return self.connect_cluster().await;
         }
+        let batching = self.write_batching;
         if !self.client_tracking {
-            return Ok(RedisStore::from_pool(self.connect_pool(false).await?));
+            let pool = self.connect_pool(false).await?;
+            return Ok(RedisStore::from_pool(pool).with_write_batching(batching));
         }
         let pool = match self.connect_pool(true).await {
             Ok(pool) => pool,
@@ -257,12 +250,13 @@ impl RedisStoreBuilder {
             // tracking; only the in-process cache is lost.
             Err(SetupError::Store(StoreError::Backend(error))) => {
                 tracing::warn!(%error, "Redis refused RESP3; no client tracking, so sessions are not cached in process");
-                return Ok(RedisStore::from_pool(self.connect_pool(false).await?));
+                let pool = self.connect_pool(false).await?;
+                return Ok(RedisStore::from_pool(pool).with_write_batching(batching));
             }
             Err(other) => return Err(other),
         };
         let tracking = crate::tracking::Tracking::start(&pool).await;
-        Ok(RedisStore::with_tracking(pool, tracking))
+        Ok(RedisStore::with_tracking(pool, tracking).with_write_batching(batching))
     }
 
     /// A Cluster: fred's cluster client reads the slot map (and serves

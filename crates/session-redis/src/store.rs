@@ -128,12 +128,16 @@ impl RedisStore {
         }
     }
 
-    /// The store with every compare-and-set sent on its own (see
-    /// [`RedisStoreBuilder::write_batching`]).
-    pub(crate) fn without_write_batching(self) -> RedisStore {
-        RedisStore {
-            writers: None,
-            ..self
+    /// The store with write batching on (as built) or every compare-and-set sent on its
+    /// own (see [`RedisStoreBuilder::write_batching`]).
+    pub(crate) fn with_write_batching(self, batching: bool) -> RedisStore {
+        if batching {
+            self
+        } else {
+            RedisStore {
+                writers: None,
+                ..self
+            }
         }
     }
 

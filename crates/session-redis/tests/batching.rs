@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::ops::Range;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -57,31 +58,48 @@ async fn get(store: &RedisStore, key: &str) -> Option<Vec<u8>> {
     value.map(|bytes| bytes.to_vec())
 }
 
-/// Starts `count` compare-and-sets of keys `{prefix}{i}` from `old-{i}` to `new-{i}`, all
-/// before any of them runs, and returns their answers in key order.
-async fn concurrent_writes(store: &RedisStore, prefix: &str, count: usize) -> Vec<bool> {
+/// Spawns the compare-and-sets of keys `{prefix}{i}` from `old-{i}` to `new-{i}` for each
+/// `i` in `range`; none runs before the caller waits.
+fn spawn_writes(
+    store: &RedisStore,
+    prefix: &str,
+    range: Range<usize>,
+) -> JoinSet<(usize, Result<bool, StoreError>)> {
     let mut writes = JoinSet::new();
-    for i in 0..count {
+    for i in range {
         let store = store.clone();
         let key = format!("{prefix}{i}");
         writes.spawn(async move {
+            let old = format!("old-{i}");
+            let new = format!("new-{i}");
             let answer = store
-                .compare_and_set(
-                    &key,
-                    format!("old-{i}").as_bytes(),
-                    format!("new-{i}").as_bytes(),
-                    TTL,
-                )
+                .compare_and_set(&key, old.as_bytes(), new.as_bytes(), TTL)
                 .await;
             (i, answer)
         });
     }
-    let mut answers = vec![false; count];
+    writes
+}
+
+/// Every write's answer, in key order.
+async fn answers(
+    mut writes: JoinSet<(usize, Result<bool, StoreError>)>,
+) -> Vec<Result<bool, StoreError>> {
+    let mut answers = Vec::new();
     while let Some(joined) = writes.join_next().await {
-        let (i, answer) = joined.expect("write task");
-        answers[i] = answer.expect("compare-and-set");
+        answers.push(joined.expect("write task"));
     }
-    answers
+    answers.sort_by_key(|(i, _)| *i);
+    answers.into_iter().map(|(_, answer)| answer).collect()
+}
+
+/// [`spawn_writes`], then whether each was written, in key order; fails on any error.
+async fn concurrent_writes(store: &RedisStore, prefix: &str, range: Range<usize>) -> Vec<bool> {
+    answers(spawn_writes(store, prefix, range))
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("compare-and-set"))
+        .collect()
 }
 
 #[tokio::test]
@@ -97,7 +115,7 @@ async fn concurrent_writes_on_one_connection_go_out_in_batches() {
         .await;
     }
     let before = script_calls(&store).await;
-    let answers = concurrent_writes(&store, "session:batch", 64).await;
+    let answers = concurrent_writes(&store, "session:batch", 0..64).await;
     let calls = script_calls(&store).await - before;
 
     assert!(answers.iter().all(|written| *written), "{answers:?}");
@@ -134,49 +152,25 @@ async fn each_write_of_a_batch_gets_its_own_keys_answer() {
     let _: i64 = store.pool().rpush("session:mixed5", "x").await.unwrap();
 
     let before = script_calls(&store).await;
-    let mut writes = JoinSet::new();
-    for i in 0..8 {
-        let store = store.clone();
-        writes.spawn(async move {
-            let key = format!("session:mixed{i}");
-            let answer = store
-                .compare_and_set(
-                    &key,
-                    format!("old-{i}").as_bytes(),
-                    format!("new-{i}").as_bytes(),
-                    TTL,
-                )
-                .await;
-            (i, answer)
-        });
-    }
-    let mut answers: Vec<Option<Result<bool, StoreError>>> = (0..8).map(|_| None).collect();
-    while let Some(joined) = writes.join_next().await {
-        let (i, answer) = joined.expect("write task");
-        answers[i] = Some(answer);
-    }
+    let answers = answers(spawn_writes(&store, "session:mixed", 0..8)).await;
     let calls = script_calls(&store).await - before;
 
     for i in [0, 1, 2, 6, 7] {
-        assert!(
-            matches!(answers[i], Some(Ok(true))),
-            "{i}: {:?}",
-            answers[i]
-        );
+        assert!(matches!(answers[i], Ok(true)), "{i}: {:?}", answers[i]);
         assert_eq!(
             get(&store, &format!("session:mixed{i}")).await,
             Some(format!("new-{i}").into_bytes())
         );
     }
-    assert!(matches!(answers[3], Some(Ok(false))), "{:?}", answers[3]);
+    assert!(matches!(answers[3], Ok(false)), "{:?}", answers[3]);
     assert_eq!(
         get(&store, "session:mixed3").await,
         Some(b"someone else's".to_vec())
     );
-    assert!(matches!(answers[4], Some(Ok(false))), "{:?}", answers[4]);
+    assert!(matches!(answers[4], Ok(false)), "{:?}", answers[4]);
     assert_eq!(get(&store, "session:mixed4").await, None);
     match &answers[5] {
-        Some(Err(StoreError::Backend(error))) => {
+        Err(StoreError::Backend(error)) => {
             assert!(error.to_string().contains("WRONGTYPE"), "{error}")
         }
         other => panic!("a list under a session key gave {other:?}"),
@@ -226,27 +220,12 @@ async fn a_cancelled_write_holds_up_no_other_and_still_goes_out() {
         assert!(polled.is_pending(), "{polled:?}");
         drop(write);
     }
-    let mut writes = JoinSet::new();
-    for i in 5..10 {
-        let store = store.clone();
-        writes.spawn(async move {
-            let key = format!("session:cancel{i}");
-            let old = format!("old-{i}");
-            let new = format!("new-{i}");
-            store
-                .compare_and_set(&key, old.as_bytes(), new.as_bytes(), TTL)
-                .await
-        });
-    }
-    let answered = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(joined) = writes.join_next().await {
-            assert!(joined.expect("write task").expect("compare-and-set"));
-        }
-    })
-    .await;
+    let writes = spawn_writes(&store, "session:cancel", 5..10);
+    let answered = tokio::time::timeout(Duration::from_secs(10), answers(writes)).await;
+    let answered = answered.expect("writes behind cancelled ones were not answered");
     assert!(
-        answered.is_ok(),
-        "writes behind cancelled ones were not answered"
+        answered.iter().all(|answer| matches!(answer, Ok(true))),
+        "{answered:?}"
     );
     assert!(first.await.expect("write task").expect("compare-and-set"));
     // The cancelled writes were queued, so they reach Redis too.
@@ -292,25 +271,7 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
     };
     // Overlapping writes start the writer on a runtime that then shuts down with it.
     let first = runtime();
-    let answers = first.block_on(async {
-        let mut writes = JoinSet::new();
-        for i in 0..3 {
-            let store = store.clone();
-            writes.spawn(async move {
-                let key = format!("session:rt{i}");
-                let old = format!("old-{i}");
-                let new = format!("new-{i}");
-                store
-                    .compare_and_set(&key, old.as_bytes(), new.as_bytes(), TTL)
-                    .await
-            });
-        }
-        let mut answers = Vec::new();
-        while let Some(joined) = writes.join_next().await {
-            answers.push(joined.expect("write task").expect("compare-and-set"));
-        }
-        answers
-    });
+    let answers = first.block_on(concurrent_writes(&store, "session:rt", 0..3));
     assert_eq!(answers, vec![true; 3]);
     drop(first);
 
@@ -318,22 +279,7 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
     let second = runtime();
     let (answers, calls) = second.block_on(async {
         let before = script_calls(&store).await;
-        let mut writes = JoinSet::new();
-        for i in 3..16 {
-            let store = store.clone();
-            writes.spawn(async move {
-                let key = format!("session:rt{i}");
-                let old = format!("old-{i}");
-                let new = format!("new-{i}");
-                store
-                    .compare_and_set(&key, old.as_bytes(), new.as_bytes(), TTL)
-                    .await
-            });
-        }
-        let mut answers = Vec::new();
-        while let Some(joined) = writes.join_next().await {
-            answers.push(joined.expect("write task").expect("compare-and-set"));
-        }
+        let answers = concurrent_writes(&store, "session:rt", 3..16).await;
         (answers, script_calls(&store).await - before)
     });
     assert_eq!(answers, vec![true; 13]);
@@ -403,7 +349,7 @@ async fn without_write_batching_each_write_is_a_call_of_its_own() {
         .await;
     }
     let before = script_calls(&store).await;
-    let answers = concurrent_writes(&store, "session:alone", 16).await;
+    let answers = concurrent_writes(&store, "session:alone", 0..16).await;
     let calls = script_calls(&store).await - before;
     assert!(answers.iter().all(|written| *written), "{answers:?}");
     // One call per write, each perhaps with its `EVAL` fallback on the new server.
