@@ -37,7 +37,7 @@ use crate::scripts::Script;
 const OVERLAP_MEMORY: usize = 32;
 
 /// The most writes one script call carries.
-pub(crate) const MAX_BATCH: usize = 8;
+const MAX_BATCH: usize = 8;
 
 /// Writes whose expected and new bytes together exceed this go out alone: a batch stays
 /// under `MAX_BATCH` × this (2 MiB), far below Redis's 1 GiB query buffer limit.
@@ -47,7 +47,7 @@ pub(crate) const MAX_BATCHED_BYTES: usize = 256 * 1024;
 /// bytes, seconds), built by the caller.
 struct QueuedWrite {
     key: Key,
-    args: [Value; 3],
+    args: Vec<Value>,
     answer: oneshot::Sender<Result<bool, StoreError>>,
 }
 
@@ -128,7 +128,7 @@ impl Writers {
         &self,
         connection: usize,
         key: Key,
-        args: [Value; 3],
+        args: Vec<Value>,
     ) -> Option<Result<bool, StoreError>> {
         let (answer, answered) = oneshot::channel();
         self.queue(connection, QueuedWrite { key, args, answer })?;
@@ -223,9 +223,7 @@ async fn back_of_the_run_queue() {
 async fn send(client: &Client, (single, many): &(Script, Script), mut batch: Vec<QueuedWrite>) {
     if batch.len() == 1 {
         if let Some(write) = batch.pop() {
-            let reply = single
-                .run_owned(client, vec![write.key], write.args.into())
-                .await;
+            let reply = single.run_owned(client, vec![write.key], write.args).await;
             let result = reply.map_err(map_error).and_then(|reply| flag(&reply));
             let _ = write.answer.send(result);
         }
@@ -235,7 +233,7 @@ async fn send(client: &Client, (single, many): &(Script, Script), mut batch: Vec
     let mut args = Vec::with_capacity(batch.len() * 3);
     for write in &mut batch {
         keys.push(write.key.clone());
-        args.extend(std::mem::replace(&mut write.args, NO_ARGS));
+        args.append(&mut write.args);
     }
     match many.run_owned(client, keys, args).await {
         Ok(Value::Array(answers)) if answers.len() == batch.len() => {
@@ -258,9 +256,6 @@ async fn send(client: &Client, (single, many): &(Script, Script), mut batch: Vec
         }
     }
 }
-
-/// What a queued write's arguments are left as once moved into the batch's.
-const NO_ARGS: [Value; 3] = [Value::Null, Value::Null, Value::Null];
 
 /// A compare-and-set script's answer: 1 when written, 0 when the entry did not match.
 fn flag(reply: &Value) -> Result<bool, StoreError> {

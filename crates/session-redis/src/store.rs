@@ -344,22 +344,16 @@ impl SessionStore for RedisStore {
     ) -> Result<bool, StoreError> {
         check_size(value.len())?;
         let batched = expected.len() + value.len() <= MAX_BATCHED_BYTES;
-        let connection = connection_for(key, self.pool.clients().len());
         // Held until Redis has answered, whichever way the write goes.
-        let in_flight = self
-            .writers
-            .as_ref()
-            .filter(|_| batched)
-            .map(|writers| (writers, writers.enter(connection)));
-        if let Some((writers, in_flight)) = &in_flight {
+        let in_flight = self.writers.as_ref().filter(|_| batched).map(|writers| {
+            let connection = connection_for(key, self.pool.clients().len());
+            (writers, connection, writers.enter(connection))
+        });
+        if let Some((writers, connection, in_flight)) = &in_flight {
             if in_flight.batched() {
-                let args = [
-                    Value::from(expected),
-                    Value::from(value),
-                    Value::from(ttl_seconds(ttl)),
-                ];
+                let args = script_args(expected, value, ttl);
                 if let Some(result) = writers
-                    .compare_and_set(connection, Key::from(key), args)
+                    .compare_and_set(*connection, Key::from(key), args)
                     .await
                 {
                     return result;

@@ -28,27 +28,10 @@ async fn store_for(server: &common::PrivateRedis) -> RedisStore {
         .expect("connect to the private server")
 }
 
-/// Script calls Redis has run so far (`EVALSHA` and its `EVAL` fallback).
-async fn script_calls(store: &RedisStore) -> u64 {
-    let info: String = store
-        .pool()
-        .next()
-        .info(Some(fred::types::InfoKind::CommandStats))
-        .await
-        .expect("INFO commandstats");
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            let calls = line.split("calls=").nth(1)?.split(',').next()?;
-            calls.parse::<u64>().ok()
-        })
-        .sum()
-}
-
-/// Script runs Redis has completed so far: `EVALSHA` calls that found their script plus
-/// `EVAL` fallbacks, so each batch or single write counts once whether or not the
+/// `EVALSHA` and `EVAL` as counted by Redis so far: calls, and completed runs (calls that
+/// found their script), so that a batch or single write runs once whether or not the
 /// server's script cache had the script.
-async fn script_runs(store: &RedisStore) -> u64 {
+async fn script_counts(store: &RedisStore) -> (u64, u64) {
     let info: String = store
         .pool()
         .next()
@@ -64,9 +47,31 @@ async fn script_runs(store: &RedisStore) -> u64 {
                     .and_then(|value| value.parse::<u64>().ok())
                     .unwrap_or(0)
             };
-            field("calls") - field("failed_calls")
+            (field("calls"), field("calls") - field("failed_calls"))
         })
-        .sum()
+        .fold((0, 0), |(calls, runs), (c, r)| (calls + c, runs + r))
+}
+
+/// Script calls Redis has run so far (`EVALSHA` and its `EVAL` fallback).
+async fn script_calls(store: &RedisStore) -> u64 {
+    script_counts(store).await.0
+}
+
+/// Script runs Redis has completed so far (see [`script_counts`]).
+async fn script_runs(store: &RedisStore) -> u64 {
+    script_counts(store).await.1
+}
+
+/// Stores `old-{i}` under `{prefix}{i}` for each `i` in `range`.
+async fn seed(store: &RedisStore, prefix: &str, range: Range<usize>) {
+    for i in range {
+        set(
+            store,
+            &format!("{prefix}{i}"),
+            format!("old-{i}").as_bytes(),
+        )
+        .await;
+    }
 }
 
 async fn set(store: &RedisStore, key: &str, value: &[u8]) {
@@ -130,14 +135,7 @@ async fn concurrent_writes(store: &RedisStore, prefix: &str, range: Range<usize>
 async fn concurrent_writes_on_one_connection_go_out_in_batches() {
     let server = common::PrivateRedis::start().await;
     let store = store_for(&server).await;
-    for i in 0..64 {
-        set(
-            &store,
-            &format!("session:batch{i}"),
-            format!("old-{i}").as_bytes(),
-        )
-        .await;
-    }
+    seed(&store, "session:batch", 0..64).await;
     let before = script_calls(&store).await;
     let answers = concurrent_writes(&store, "session:batch", 0..64).await;
     let calls = script_calls(&store).await - before;
@@ -213,14 +211,7 @@ async fn each_write_of_a_batch_gets_its_own_keys_answer() {
 async fn a_cancelled_write_holds_up_no_other_and_still_goes_out() {
     let server = common::PrivateRedis::start().await;
     let store = store_for(&server).await;
-    for i in 0..10 {
-        set(
-            &store,
-            &format!("session:cancel{i}"),
-            format!("old-{i}").as_bytes(),
-        )
-        .await;
-    }
+    seed(&store, "session:cancel", 0..10).await;
     set(&store, "session:cancel-first", b"old").await;
     // A write in flight first, so that the next ones overlap it and are queued for the
     // writer. On this single-threaded runtime it stays in flight until this task waits.
@@ -277,14 +268,7 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
     let (server, store) = home.block_on(async {
         let server = common::PrivateRedis::start().await;
         let store = store_for(&server).await;
-        for i in 0..16 {
-            set(
-                &store,
-                &format!("session:rt{i}"),
-                format!("old-{i}").as_bytes(),
-            )
-            .await;
-        }
+        seed(&store, "session:rt", 0..16).await;
         (server, store)
     });
     let runtime = || {
@@ -366,14 +350,7 @@ async fn without_write_batching_each_write_is_a_call_of_its_own() {
         .connect()
         .await
         .expect("connect to the private server");
-    for i in 0..16 {
-        set(
-            &store,
-            &format!("session:alone{i}"),
-            format!("old-{i}").as_bytes(),
-        )
-        .await;
-    }
+    seed(&store, "session:alone", 0..16).await;
     let before = script_calls(&store).await;
     let answers = concurrent_writes(&store, "session:alone", 0..16).await;
     let calls = script_calls(&store).await - before;
