@@ -7,6 +7,15 @@
 //! (NOLOOP), a write of this connection stops Redis tracking the key for it, and a read
 //! inside a script tracks it again for the caller, so that another process's next write
 //! of the key is reported.
+//!
+//! The compare-and-sets read the current bytes with `GETEX` (no options: a plain read
+//! that Redis counts as a write command) rather than `GET`, because Redis tracks keys on
+//! read commands only, and Redis 7.0 (and other versions that do the same) tracks *every*
+//! key a script was given on each read inside it: a batch of eight keys made sixteen
+//! reads and so 128 tracking-table updates, a third of Redis's time per write (figures in
+//! docs/performance.md). The one `EXISTS` of the written keys at the end tracks each of
+//! them once, whether the server tracks a script's keys or the read's own. Servers without `GETEX` (before 6.2), or users whose ACL does not allow
+//! it, get its error, and the script reads with `GET` instead.
 
 use fred::bytes_utils::Str;
 use fred::clients::Client;
@@ -90,7 +99,11 @@ return 0
 /// `GET` of a missing key is `false` in Lua, which equals no string, so a missing entry
 /// never matches.
 const COMPARE_AND_SET: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local current = redis.pcall('GETEX', KEYS[1])
+if type(current) == 'table' and current.err then
+  current = redis.call('GET', KEYS[1])
+end
+if current == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
   redis.call('EXISTS', KEYS[1])
   return 1
@@ -105,9 +118,13 @@ return 0
 /// handled exactly as by [`COMPARE_AND_SET`].
 const COMPARE_AND_SET_MANY: &str = r#"
 local answers = {}
+local written = {}
 for i, key in ipairs(KEYS) do
   local at = i * 3 - 2
-  local current = redis.pcall('GET', key)
+  local current = redis.pcall('GETEX', key)
+  if type(current) == 'table' and current.err then
+    current = redis.pcall('GET', key)
+  end
   if type(current) == 'table' and current.err then
     answers[i] = current.err
   elseif current == ARGV[at] then
@@ -115,12 +132,15 @@ for i, key in ipairs(KEYS) do
     if type(set) == 'table' and set.err then
       answers[i] = set.err
     else
-      redis.call('EXISTS', key)
+      written[#written + 1] = key
       answers[i] = 1
     end
   else
     answers[i] = 0
   end
+end
+if #written > 0 then
+  redis.call('EXISTS', unpack(written))
 end
 return answers
 "#;

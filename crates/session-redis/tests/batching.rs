@@ -28,28 +28,46 @@ async fn store_for(server: &common::PrivateRedis) -> RedisStore {
         .expect("connect to the private server")
 }
 
-/// `EVALSHA` and `EVAL` as counted by Redis so far: calls, and completed runs (calls that
-/// found their script), so that a batch or single write runs once whether or not the
-/// server's script cache had the script.
-async fn script_counts(store: &RedisStore) -> (u64, u64) {
+/// Calls and failed calls of `command` (lower case, as `INFO commandstats` names it) that
+/// Redis has counted so far.
+async fn command_counts(store: &RedisStore, command: &str) -> (u64, u64) {
     let info: String = store
         .pool()
         .next()
         .info(Some(fred::types::InfoKind::CommandStats))
         .await
         .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:");
     info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .map(|line| {
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|stats| {
             let field = |name: &str| {
-                line.split([':', ','])
+                stats
+                    .split(',')
                     .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
                     .and_then(|value| value.parse::<u64>().ok())
                     .unwrap_or(0)
             };
-            (field("calls"), field("calls") - field("failed_calls"))
+            (field("calls"), field("failed_calls"))
         })
-        .fold((0, 0), |(calls, runs), (c, r)| (calls + c, runs + r))
+        .unwrap_or((0, 0))
+}
+
+/// Calls of `command` that Redis has counted so far, from scripts too.
+async fn command_calls(store: &RedisStore, command: &str) -> u64 {
+    command_counts(store, command).await.0
+}
+
+/// `EVALSHA` and `EVAL` as counted by Redis so far: calls, and completed runs (calls that
+/// found their script), so that a batch or single write runs once whether or not the
+/// server's script cache had the script.
+async fn script_counts(store: &RedisStore) -> (u64, u64) {
+    let (evalsha, evalsha_failed) = command_counts(store, "evalsha").await;
+    let (eval, eval_failed) = command_counts(store, "eval").await;
+    (
+        evalsha + eval,
+        evalsha + eval - evalsha_failed - eval_failed,
+    )
 }
 
 /// Script calls Redis has run so far (`EVALSHA` and its `EVAL` fallback).
@@ -159,38 +177,123 @@ async fn concurrent_writes_on_one_connection_go_out_in_batches() {
 #[tokio::test]
 async fn each_write_of_a_batch_gets_its_own_keys_answer() {
     let server = common::PrivateRedis::start().await;
+    writes_get_their_own_keys_answers(&store_for(&server).await).await;
+}
+
+/// A server without `GETEX` (Redis before 6.2, or an ACL that refuses it): the scripts
+/// compare with `GET` instead and answer as on any other server.
+#[tokio::test]
+async fn without_getex_the_scripts_compare_with_get() {
+    let server =
+        common::PrivateRedis::start_with(&["--rename-command", "GETEX", "getex-renamed-by-test"])
+            .await;
     let store = store_for(&server).await;
+    writes_get_their_own_keys_answers(&store).await;
+    assert_eq!(command_calls(&store, "getex").await, 0);
+    assert!(command_calls(&store, "get").await >= 8);
+    // A write that goes out alone uses the single-key script, which falls back too.
+    set(&store, "session:alone", b"old").await;
+    assert!(store
+        .compare_and_set("session:alone", b"old", b"new", TTL)
+        .await
+        .expect("compare-and-set"));
+    assert!(!store
+        .compare_and_set("session:alone", b"old", b"newer", TTL)
+        .await
+        .expect("compare-and-set"));
+    assert_eq!(get(&store, "session:alone").await, Some(b"new".to_vec()));
+}
+
+/// Redis tracks the keys of read commands, and before 7.2 a read inside a script tracks
+/// every key the script was given. The scripts compare with `GETEX` (a write command to
+/// Redis, so tracked by no one) and track what they wrote with one `EXISTS` per call.
+#[tokio::test]
+async fn a_batch_tracks_its_keys_with_one_read() {
+    let server = common::PrivateRedis::start().await;
+    let store = store_for(&server).await;
+    seed(&store, "session:track", 0..8).await;
+    let (gets, getexes, existses) = (
+        command_calls(&store, "get").await,
+        command_calls(&store, "getex").await,
+        command_calls(&store, "exists").await,
+    );
+    let runs = script_runs(&store).await;
+    let answers = concurrent_writes(&store, "session:track", 0..8).await;
+    assert_eq!(answers, vec![true; 8]);
+    let runs = script_runs(&store).await - runs;
+    assert_eq!(command_calls(&store, "get").await - gets, 0);
+    assert_eq!(command_calls(&store, "getex").await - getexes, 8);
+    // One `EXISTS` per script run (two or three: the first write alone, the rest batched),
+    // where the former scripts made one per key.
+    let existses = command_calls(&store, "exists").await - existses;
+    assert_eq!(existses, runs);
+    assert!(runs < 8, "{runs} script runs for 8 writes");
+}
+
+/// Every key written in a batch stays tracked for the writing connection: another
+/// connection's write of any of them is reported to it (client tracking's NOLOOP hides
+/// the batch's own writes). Each wait is for the invalidation itself.
+#[tokio::test]
+async fn another_connections_write_of_a_batched_key_is_reported() {
+    let server = common::PrivateRedis::start().await;
+    let (here, there) = (store_for(&server).await, store_for(&server).await);
+    seed(&here, "session:seen", 0..8).await;
+    let mut watch = here.invalidations().expect("tracking is on").watch();
+    let before = script_runs(&here).await;
+    assert_eq!(
+        concurrent_writes(&here, "session:seen", 0..8).await,
+        vec![true; 8]
+    );
+    assert!(
+        script_runs(&here).await - before < 8,
+        "the writes were not batched"
+    );
+    watch.borrow_and_update();
+    for i in 0..8 {
+        set(&there, &format!("session:seen{i}"), b"from elsewhere").await;
+        tokio::time::timeout(Duration::from_secs(10), watch.changed())
+            .await
+            .unwrap_or_else(|_| panic!("no invalidation for key {i} within 10 s"))
+            .expect("the feed closed");
+        let seen = *watch.borrow_and_update();
+        assert!(seen > 0, "{seen}");
+    }
+}
+
+/// Writes of eight keys in different states, one alone and seven batched, each answered
+/// for its own key: written, stale, missing, or the error of a key of another type.
+async fn writes_get_their_own_keys_answers(store: &RedisStore) {
     // 0, 1, 2: hold the expected bytes; 3: holds other bytes (another writer came first);
     // 4: missing; 5: a list, which GET refuses; 6, 7: hold the expected bytes.
     for i in [0, 1, 2, 6, 7] {
         set(
-            &store,
+            store,
             &format!("session:mixed{i}"),
             format!("old-{i}").as_bytes(),
         )
         .await;
     }
-    set(&store, "session:mixed3", b"someone else's").await;
+    set(store, "session:mixed3", b"someone else's").await;
     let _: i64 = store.pool().rpush("session:mixed5", "x").await.unwrap();
 
-    let before = script_calls(&store).await;
-    let answers = answers(spawn_writes(&store, "session:mixed", 0..8)).await;
-    let calls = script_calls(&store).await - before;
+    let before = script_calls(store).await;
+    let answers = answers(spawn_writes(store, "session:mixed", 0..8)).await;
+    let calls = script_calls(store).await - before;
 
     for i in [0, 1, 2, 6, 7] {
         assert!(matches!(answers[i], Ok(true)), "{i}: {:?}", answers[i]);
         assert_eq!(
-            get(&store, &format!("session:mixed{i}")).await,
+            get(store, &format!("session:mixed{i}")).await,
             Some(format!("new-{i}").into_bytes())
         );
     }
     assert!(matches!(answers[3], Ok(false)), "{:?}", answers[3]);
     assert_eq!(
-        get(&store, "session:mixed3").await,
+        get(store, "session:mixed3").await,
         Some(b"someone else's".to_vec())
     );
     assert!(matches!(answers[4], Ok(false)), "{:?}", answers[4]);
-    assert_eq!(get(&store, "session:mixed4").await, None);
+    assert_eq!(get(store, "session:mixed4").await, None);
     match &answers[5] {
         Err(StoreError::Backend(error)) => {
             assert!(error.to_string().contains("WRONGTYPE"), "{error}")
