@@ -395,6 +395,12 @@ impl RedisStoreBuilder {
                 nodelay: Some(true),
                 ..TcpConfig::default()
             },
+            // Each command is written once. fred's default (3) writes a command again on
+            // the next connection when the one it was in flight on closes; Redis may have
+            // run it already, and a compare-and-set run twice answers "not written" to a
+            // write that was made, so the session layer would apply the change again. The
+            // caller gets the connection's error instead: the write's outcome is unknown.
+            max_command_attempts: 1,
             ..ConnectionConfig::default()
         };
         let performance = PerformanceConfig {
