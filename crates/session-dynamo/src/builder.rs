@@ -182,6 +182,7 @@ impl DynamoStoreBuilder {
 
     /// Attempts per call, the first included (SDK standard retry mode: throttling and
     /// transient errors, jittered exponential backoff). Default 3; 1 disables retries.
+    /// Conditional writes are retried after throttling only (see the README).
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = max_attempts;
         self

@@ -105,6 +105,20 @@ pub(crate) fn is_condition_failed<E: ProvideErrorMetadata>(
     error_code(error) == "ConditionalCheckFailedException"
 }
 
+/// Codes DynamoDB answers for requests it did not process (throttling): a conditional
+/// write may be sent again after one of these, and only after one of these.
+const NOT_PROCESSED_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+];
+
+/// Whether DynamoDB refused the request unprocessed (throttled), so that sending it again
+/// cannot apply it twice.
+pub(crate) fn is_not_processed<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    matches!(error, SdkError::ServiceError(_)) && NOT_PROCESSED_CODES.contains(&error_code(error))
+}
+
 /// Whether DynamoDB refused the item for its size.
 pub(crate) fn is_item_too_large<E: ProvideErrorMetadata>(
     error: &SdkError<E, HttpResponse>,

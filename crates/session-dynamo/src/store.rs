@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
@@ -16,7 +17,9 @@ use session_core::{IndexEntry, SessionStore, SetupError, StoreError, StoredEntry
 use tokio::task::JoinSet;
 
 use crate::builder::DynamoStoreBuilder;
-use crate::error::{error_code, is_condition_failed, is_item_too_large, store_error, DynamoError};
+use crate::error::{
+    error_code, is_condition_failed, is_item_too_large, is_not_processed, store_error, DynamoError,
+};
 
 /// The hash key attribute: the session key (prefix + session id), type S.
 pub const ATTR_ID: &str = "id";
@@ -143,6 +146,25 @@ impl DynamoStore {
     /// accepts.
     pub fn max_value_bytes(&self) -> usize {
         self.max_value_bytes
+    }
+
+    /// Sends a conditional single-item write (`send` builds and sends it once, with the
+    /// SDK's retries turned off by [`no_sdk_retries`]). The SDK would send it again after
+    /// a timeout, a broken connection or a 5xx answer, after any of which DynamoDB may have
+    /// applied it; applied twice, a conditional write fails its own condition the second
+    /// time, the store would answer "not written" for a write that was made, and the
+    /// session layer would apply the request's change again. So those errors are returned
+    /// (unavailable: the outcome is unknown), and only throttling, which DynamoDB answers
+    /// for requests it did not process, is retried, with the client's attempts and backoff.
+    async fn send_conditional<T, E, Fut>(
+        &self,
+        send: impl Fn() -> Fut,
+    ) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata,
+    {
+        retry_if_not_processed(self.client.config().retry_config(), send).await
     }
 
     /// Reads one item, to check that DynamoDB answers and the table exists without needing
@@ -407,6 +429,41 @@ pub(crate) fn parse_expiration(number: &str) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(offset)
 }
 
+/// Calls `send` until it succeeds, fails with anything but throttling, or has made the
+/// attempts `retry` allows (one without it), sleeping its backoff, doubled each time up
+/// to its maximum, between attempts.
+async fn retry_if_not_processed<T, E, Fut>(
+    retry: Option<&aws_sdk_dynamodb::config::retry::RetryConfig>,
+    send: impl Fn() -> Fut,
+) -> Result<T, SdkError<E, HttpResponse>>
+where
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata,
+{
+    let attempts = retry.map_or(1, |retry| retry.max_attempts()).max(1);
+    let mut backoff = retry.map_or(Duration::ZERO, |retry| retry.initial_backoff());
+    let max_backoff = retry.map_or(Duration::ZERO, |retry| retry.max_backoff());
+    let mut attempt = 1;
+    loop {
+        let result = send().await;
+        match &result {
+            Err(error) if attempt < attempts && is_not_processed(error) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+                attempt += 1;
+            }
+            _ => return result,
+        }
+    }
+}
+
+/// A per-call configuration with the SDK's retries off, for the conditional writes that
+/// [`DynamoStore::send_conditional`] retries itself when that is safe.
+fn no_sdk_retries() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::new()
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+}
+
 fn blob(bytes: &[u8]) -> AttributeValue {
     AttributeValue::B(Blob::new(bytes))
 }
@@ -464,17 +521,21 @@ impl SessionStore for DynamoStore {
         self.check_value(value)?;
         // PutItem: an expired leftover is replaced whole, attributes and all.
         let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(ATTR_ID, AttributeValue::S(key.to_owned()))
-            .item(ATTR_VALUE, blob(value))
-            .item(ATTR_EXPIRATION, expiration_number(ttl))
-            .condition_expression(FREE_CONDITION)
-            .expression_attribute_names("#id", ATTR_ID)
-            .expression_attribute_names("#exp", ATTR_EXPIRATION)
-            .expression_attribute_values(":now", now_number())
-            .send()
+            .send_conditional(|| {
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item(ATTR_ID, AttributeValue::S(key.to_owned()))
+                    .item(ATTR_VALUE, blob(value))
+                    .item(ATTR_EXPIRATION, expiration_number(ttl))
+                    .condition_expression(FREE_CONDITION)
+                    .expression_attribute_names("#id", ATTR_ID)
+                    .expression_attribute_names("#exp", ATTR_EXPIRATION)
+                    .expression_attribute_values(":now", now_number())
+                    .customize()
+                    .config_override(no_sdk_retries())
+                    .send()
+            })
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -496,19 +557,23 @@ impl SessionStore for DynamoStore {
         }
         self.check_value(value)?;
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
-            .update_expression("SET #val = :val, #exp = :exp")
-            .condition_expression(LIVE_WITH_VALUE)
-            .expression_attribute_names("#val", ATTR_VALUE)
-            .expression_attribute_names("#exp", ATTR_EXPIRATION)
-            .expression_attribute_values(":val", blob(value))
-            .expression_attribute_values(":exp", expiration_number(ttl))
-            .expression_attribute_values(":expected", blob(expected))
-            .expression_attribute_values(":now", now_number())
-            .send()
+            .send_conditional(|| {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key(ATTR_ID, AttributeValue::S(key.to_owned()))
+                    .update_expression("SET #val = :val, #exp = :exp")
+                    .condition_expression(LIVE_WITH_VALUE)
+                    .expression_attribute_names("#val", ATTR_VALUE)
+                    .expression_attribute_names("#exp", ATTR_EXPIRATION)
+                    .expression_attribute_values(":val", blob(value))
+                    .expression_attribute_values(":exp", expiration_number(ttl))
+                    .expression_attribute_values(":expected", blob(expected))
+                    .expression_attribute_values(":now", now_number())
+                    .customize()
+                    .config_override(no_sdk_retries())
+                    .send()
+            })
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -562,16 +627,20 @@ impl SessionStore for DynamoStore {
             return Ok(false);
         }
         let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(ATTR_ID, AttributeValue::S(key.to_owned()))
-            .condition_expression(LIVE_WITH_VALUE)
-            .expression_attribute_names("#val", ATTR_VALUE)
-            .expression_attribute_names("#exp", ATTR_EXPIRATION)
-            .expression_attribute_values(":expected", blob(expected))
-            .expression_attribute_values(":now", now_number())
-            .send()
+            .send_conditional(|| {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key(ATTR_ID, AttributeValue::S(key.to_owned()))
+                    .condition_expression(LIVE_WITH_VALUE)
+                    .expression_attribute_names("#val", ATTR_VALUE)
+                    .expression_attribute_names("#exp", ATTR_EXPIRATION)
+                    .expression_attribute_values(":expected", blob(expected))
+                    .expression_attribute_values(":now", now_number())
+                    .customize()
+                    .config_override(no_sdk_retries())
+                    .send()
+            })
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -931,8 +1000,75 @@ fn collect(
 }
 
 #[cfg(test)]
+// The SDK's errors are large; the retry tests build and return them as the SDK does.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_smithy_types::body::SdkBody;
+
+    type Answer = Result<(), SdkError<UpdateItemError, HttpResponse>>;
+
+    /// A service error with `code`, as DynamoDB answers it.
+    fn answered(code: &str) -> Answer {
+        let error = UpdateItemError::generic(ErrorMetadata::builder().code(code).build());
+        let status = 400.try_into().expect("a status code");
+        let response = HttpResponse::new(status, SdkBody::empty());
+        Err(SdkError::service_error(error, response))
+    }
+
+    /// Runs `retry_if_not_processed` over `answers` in turn; returns its result and how many
+    /// attempts it made.
+    async fn attempts(answers: Vec<fn() -> Answer>) -> (Answer, u32) {
+        let made = AtomicU32::new(0);
+        let retry = RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(1));
+        let result = retry_if_not_processed(Some(&retry), || {
+            let attempt = made.fetch_add(1, Ordering::SeqCst) as usize;
+            let answer = answers[attempt.min(answers.len() - 1)]();
+            async move { answer }
+        })
+        .await;
+        (result, made.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_conditional_write_is_sent_again_after_throttling_only() {
+        // Throttled twice, then written: three attempts.
+        let (result, made) = attempts(vec![
+            || answered("ProvisionedThroughputExceededException"),
+            || answered("ThrottlingException"),
+            || Ok(()),
+        ])
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(made, 3);
+        // Throttled every time: the client's three attempts, then its error.
+        let (result, made) = attempts(vec![|| answered("RequestLimitExceeded")]).await;
+        assert_eq!(
+            result.map_err(|e| e.code().map(str::to_owned)),
+            Err(Some("RequestLimitExceeded".to_owned()))
+        );
+        assert_eq!(made, 3);
+        // A timeout, a 5xx or a failed condition may follow a write DynamoDB applied (or
+        // is the answer): never sent again.
+        let timed_out: fn() -> Answer = || Err(SdkError::timeout_error("attempt timed out"));
+        for answer in [
+            timed_out,
+            || answered("InternalServerError"),
+            || answered("ConditionalCheckFailedException"),
+        ] {
+            let (result, made) = attempts(vec![answer, || Ok(())]).await;
+            assert!(result.is_err());
+            assert_eq!(made, 1);
+        }
+    }
 
     #[test]
     fn an_absurd_ttl_saturates_instead_of_overflowing() {
