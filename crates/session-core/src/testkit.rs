@@ -21,6 +21,9 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::store::{SessionStore, StoredEntry};
 
+mod reply_dropper;
+pub use reply_dropper::ReplyDropper;
+
 /// What a store under test can and cannot do.
 #[derive(Clone, Debug)]
 pub struct Options {

@@ -4,93 +4,27 @@
 //! the request's change a second time (an increment counted twice). The store must report
 //! such a write as unknown (unavailable), never as not written.
 //!
-//! A proxy between the store and a private `redis-server` forwards everything, except
-//! that once armed it drops the next reply from Redis and closes the client's connection.
+//! A relay between the store and a private `redis-server` (session-core's
+//! `testkit::ReplyDropper`) forwards everything, except that once armed it drops the next
+//! reply from Redis and closes that connection.
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use fred::interfaces::KeysInterface;
 use fred::types::Expiration;
+use session_core::testkit::ReplyDropper;
 use session_core::{SessionStore, StoreError};
 use session_redis::RedisStore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 const TTL: Duration = Duration::from_secs(300);
-
-/// A TCP proxy to `127.0.0.1:upstream` that, when armed, swallows the next reply and
-/// closes that client connection.
-struct ReplyDropper {
-    port: u16,
-    armed: Arc<AtomicBool>,
-    task: JoinHandle<()>,
-}
-
-impl ReplyDropper {
-    async fn start(upstream: u16) -> ReplyDropper {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        let armed = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn({
-            let armed = armed.clone();
-            async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    tokio::spawn(relay(client, upstream, armed.clone()));
-                }
-            }
-        });
-        ReplyDropper { port, armed, task }
-    }
-
-    fn arm(&self) {
-        self.armed.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for ReplyDropper {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn relay(client: TcpStream, upstream: u16, armed: Arc<AtomicBool>) {
-    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-        return;
-    };
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let requests = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-    });
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        match server_read.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => {
-                if armed.swap(false, Ordering::SeqCst) {
-                    // The reply is dropped; both halves close below.
-                    break;
-                }
-                if client_write.write_all(&buffer[..read]).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    requests.abort();
-}
 
 #[tokio::test]
 async fn a_compare_and_set_whose_reply_is_lost_is_never_reported_as_not_written() {
     let server = common::PrivateRedis::start().await;
-    let proxy = ReplyDropper::start(server.port).await;
+    let proxy = ReplyDropper::start(SocketAddr::from(([127, 0, 0, 1], server.port))).await;
     let direct = RedisStore::builder()
         .url(server.url())
         .pool_size(1)
@@ -100,7 +34,7 @@ async fn a_compare_and_set_whose_reply_is_lost_is_never_reported_as_not_written(
     // Tracking off (no invalidation pushes on the proxied connection) and no batching,
     // so that the next reply after arming is the compare-and-set's own.
     let proxied = RedisStore::builder()
-        .url(format!("redis://127.0.0.1:{}", proxy.port))
+        .url(format!("redis://127.0.0.1:{}", proxy.port()))
         .pool_size(1)
         .client_tracking(false)
         .write_batching(false)
