@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use fred::interfaces::{ClientLike, KeysInterface, ListInterface};
-use fred::types::Expiration;
+use fred::types::{ClusterHash, CustomCommand, Expiration, Value};
 use session_core::{SessionStore, StoreError};
 use session_redis::RedisStore;
 use tokio::task::JoinSet;
@@ -360,6 +360,24 @@ async fn a_cancelled_write_holds_up_no_other_and_still_goes_out() {
     }
 }
 
+/// Has Redis hold write commands (scripts included) for 200 ms, so that the first of the
+/// writes made next is still in flight when the others are made. In the test below the
+/// store's replies are read on another runtime's thread; without the pause the writes
+/// overlapped only until the first reply came back, and in about one run in a hundred
+/// neither runtime batched anything.
+async fn hold_writes(store: &RedisStore) {
+    let pause = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
+    let _: Value = store
+        .pool()
+        .next()
+        .custom(
+            pause,
+            vec![Value::from("PAUSE"), 200.into(), "WRITE".into()],
+        )
+        .await
+        .expect("CLIENT PAUSE");
+}
+
 #[test]
 fn the_writer_starts_again_when_its_runtime_has_shut_down() {
     // The store lives on a runtime of its own (fred's connection tasks run there).
@@ -382,7 +400,10 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
     };
     // Overlapping writes start the writer on a runtime that then shuts down with it.
     let first = runtime();
-    let answers = first.block_on(concurrent_writes(&store, "session:rt", 0..3));
+    let answers = first.block_on(async {
+        hold_writes(&store).await;
+        concurrent_writes(&store, "session:rt", 0..3).await
+    });
     assert_eq!(answers, vec![true; 3]);
     drop(first);
 
@@ -390,6 +411,7 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
     let second = runtime();
     let (answers, runs, counts) = second.block_on(async {
         let before = script_runs(&store).await;
+        hold_writes(&store).await;
         let answers = concurrent_writes(&store, "session:rt", 3..16).await;
         let counts = [
             command_counts(&store, "evalsha").await,
