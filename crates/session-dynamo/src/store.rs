@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -74,6 +75,9 @@ const PROBE_KEY: &str = "session-dynamo start-up check";
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
+    /// `client` with the SDK's retries off, for the conditional writes (see
+    /// [`send_conditional`](DynamoStore::send_conditional)); it shares the connections.
+    unretried: Client,
     table: String,
     owners_table: String,
     /// Whether the owners table exists (created with the table; with `table_exists`, found
@@ -115,9 +119,17 @@ impl DynamoStore {
     }
 
     pub(crate) fn new(client: Client, table: String, max_value_bytes: usize) -> DynamoStore {
+        let unretried = Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
         DynamoStore {
             owners_table: owners_table_name(&table),
             client,
+            unretried,
             table,
             owner_index: false,
             max_value_bytes,
@@ -148,23 +160,26 @@ impl DynamoStore {
         self.max_value_bytes
     }
 
-    /// Sends a conditional single-item write (`send` builds and sends it once, with the
-    /// SDK's retries turned off by [`no_sdk_retries`]). The SDK would send it again after
+    /// Sends a conditional single-item write: `send` builds it on the client it is given,
+    /// which has the SDK's retries off, and sends it once. The SDK would send it again after
     /// a timeout, a broken connection or a 5xx answer, after any of which DynamoDB may have
     /// applied it; applied twice, a conditional write fails its own condition the second
     /// time, the store would answer "not written" for a write that was made, and the
     /// session layer would apply the request's change again. So those errors are returned
     /// (unavailable: the outcome is unknown), and only throttling, which DynamoDB answers
     /// for requests it did not process, is retried, with the client's attempts and backoff.
-    async fn send_conditional<T, E, Fut>(
-        &self,
-        send: impl Fn() -> Fut,
+    async fn send_conditional<'a, T, E, Fut>(
+        &'a self,
+        send: impl Fn(&'a Client) -> Fut,
     ) -> Result<T, SdkError<E, HttpResponse>>
     where
         Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata,
     {
-        retry_if_not_processed(self.client.config().retry_config(), send).await
+        retry_if_not_processed(self.client.config().retry_config(), || {
+            send(&self.unretried)
+        })
+        .await
     }
 
     /// Reads one item, to check that DynamoDB answers and the table exists without needing
@@ -433,7 +448,7 @@ pub(crate) fn parse_expiration(number: &str) -> Option<SystemTime> {
 /// attempts `retry` allows (one without it), sleeping its backoff, doubled each time up
 /// to its maximum, between attempts.
 async fn retry_if_not_processed<T, E, Fut>(
-    retry: Option<&aws_sdk_dynamodb::config::retry::RetryConfig>,
+    retry: Option<&RetryConfig>,
     send: impl Fn() -> Fut,
 ) -> Result<T, SdkError<E, HttpResponse>>
 where
@@ -455,13 +470,6 @@ where
             _ => return result,
         }
     }
-}
-
-/// A per-call configuration with the SDK's retries off, for the conditional writes that
-/// [`DynamoStore::send_conditional`] retries itself when that is safe.
-fn no_sdk_retries() -> aws_sdk_dynamodb::config::Builder {
-    aws_sdk_dynamodb::config::Builder::new()
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
 }
 
 fn blob(bytes: &[u8]) -> AttributeValue {
@@ -521,8 +529,8 @@ impl SessionStore for DynamoStore {
         self.check_value(value)?;
         // PutItem: an expired leftover is replaced whole, attributes and all.
         let result = self
-            .send_conditional(|| {
-                self.client
+            .send_conditional(|client| {
+                client
                     .put_item()
                     .table_name(&self.table)
                     .item(ATTR_ID, AttributeValue::S(key.to_owned()))
@@ -532,8 +540,6 @@ impl SessionStore for DynamoStore {
                     .expression_attribute_names("#id", ATTR_ID)
                     .expression_attribute_names("#exp", ATTR_EXPIRATION)
                     .expression_attribute_values(":now", now_number())
-                    .customize()
-                    .config_override(no_sdk_retries())
                     .send()
             })
             .await;
@@ -557,8 +563,8 @@ impl SessionStore for DynamoStore {
         }
         self.check_value(value)?;
         let result = self
-            .send_conditional(|| {
-                self.client
+            .send_conditional(|client| {
+                client
                     .update_item()
                     .table_name(&self.table)
                     .key(ATTR_ID, AttributeValue::S(key.to_owned()))
@@ -570,8 +576,6 @@ impl SessionStore for DynamoStore {
                     .expression_attribute_values(":exp", expiration_number(ttl))
                     .expression_attribute_values(":expected", blob(expected))
                     .expression_attribute_values(":now", now_number())
-                    .customize()
-                    .config_override(no_sdk_retries())
                     .send()
             })
             .await;
@@ -627,8 +631,8 @@ impl SessionStore for DynamoStore {
             return Ok(false);
         }
         let result = self
-            .send_conditional(|| {
-                self.client
+            .send_conditional(|client| {
+                client
                     .delete_item()
                     .table_name(&self.table)
                     .key(ATTR_ID, AttributeValue::S(key.to_owned()))
@@ -637,8 +641,6 @@ impl SessionStore for DynamoStore {
                     .expression_attribute_names("#exp", ATTR_EXPIRATION)
                     .expression_attribute_values(":expected", blob(expected))
                     .expression_attribute_values(":now", now_number())
-                    .customize()
-                    .config_override(no_sdk_retries())
                     .send()
             })
             .await;
@@ -1007,7 +1009,6 @@ mod tests {
 
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use aws_sdk_dynamodb::config::retry::RetryConfig;
     use aws_sdk_dynamodb::error::ErrorMetadata;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
     use aws_smithy_types::body::SdkBody;
