@@ -22,7 +22,7 @@ use crate::error::StoreError;
 use crate::store::{SessionStore, StoredEntry};
 
 mod reply_dropper;
-pub use reply_dropper::ReplyDropper;
+pub use reply_dropper::{check_lost_reply, ReplyDropper};
 
 /// What a store under test can and cannot do.
 #[derive(Clone, Debug)]

@@ -4,10 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use crate::error::StoreError;
+use crate::store::SessionStore;
 
 /// A TCP relay to a server that forwards both ways until [armed](ReplyDropper::arm), then
 /// drops the next bytes the server sends and closes that connection: a connection that
@@ -82,4 +86,51 @@ async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
         }
     }
     requests.abort();
+}
+
+/// Checks that `relayed`, a store that reaches its server through `relay`, never answers
+/// "not written" for a compare-and-set whose reply was lost after the server applied it. A
+/// client that sent the write again would find its own new bytes and answer "not written",
+/// and the session layer would apply the request's change a second time. `direct` reaches
+/// the same server without the relay. Also checks that `relayed` goes on afterwards.
+///
+/// Returns `relayed`'s answer to that write, "written" or an error (the outcome unknown),
+/// for the caller to check further.
+pub async fn check_lost_reply(
+    direct: &dyn SessionStore,
+    relayed: &dyn SessionStore,
+    relay: &ReplyDropper,
+) -> Result<bool, StoreError> {
+    let key = format!("{}key", super::unique_prefix("lost_reply"));
+    let ttl = Duration::from_secs(300);
+    assert!(direct.create(&key, b"old", ttl).await.expect("create"));
+    // A first write through the relay opens its connection and loads whatever the store
+    // loads on first use (Redis's script), so that the write under test gets one reply.
+    assert!(relayed
+        .compare_and_set(&key, b"old", b"old", ttl)
+        .await
+        .expect("compare-and-set through the relay"));
+
+    relay.arm();
+    let answer = relayed.compare_and_set(&key, b"old", b"new", ttl).await;
+    let stored = direct
+        .load(&key)
+        .await
+        .expect("load")
+        .map(|entry| entry.value);
+    assert_eq!(
+        stored.as_deref(),
+        Some(&b"new"[..]),
+        "the server applied the write"
+    );
+    assert!(
+        !matches!(answer, Ok(false)),
+        "a write the server applied, its reply lost, was answered \"not written\""
+    );
+
+    assert!(relayed
+        .compare_and_set(&key, b"new", b"newer", ttl)
+        .await
+        .expect("compare-and-set after the lost reply"));
+    answer
 }
