@@ -13,16 +13,20 @@
 //! large batch keeps every request waiting on the same reply); figures in
 //! `docs/performance.md`.
 //!
-//! The writer runs on the tokio runtime of the store's first batched write (in actix-web,
-//! a worker's, where the writes are made: a writer on the thread of fred's connection
-//! tasks adds a thread switch per batch), and is started again on the caller's runtime if
-//! that one has shut down. A caller that stops waiting (its request was cancelled or timed
-//! out) cannot strand the others: its write still goes out, as a single write that timed
-//! out may still reach Redis. Large values and Redis Cluster are never batched (a script's
-//! keys must share a slot).
+//! The writer runs on the tokio runtime of the store's first batched write, and is started
+//! again on the caller's runtime if that one has shut down. On current-thread runtimes
+//! (actix-web's workers) each thread that writes has a writer of its own, on its own
+//! runtime: a worker's writes are batched with that worker's, never handed to another
+//! worker, which would add a thread switch per batch and would hold them up for as long as
+//! that worker is busy or blocked (a handler doing blocking work stops its whole runtime).
+//! A caller that stops waiting (its request was cancelled or timed out) cannot strand the
+//! others: its write still goes out, as a single write that timed out may still reach
+//! Redis. Large values and Redis Cluster are never batched (a script's keys must share a
+//! slot).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::thread::ThreadId;
 
 use fred::clients::Client;
 use fred::types::{Key, Value};
@@ -51,19 +55,28 @@ struct QueuedWrite {
     answer: oneshot::Sender<Result<bool, StoreError>>,
 }
 
-/// The writer of each connection of a pool (in the pool's order), started on first use.
-/// A writer task ends once its queue's sender is dropped (with the last clone of the
-/// store, or when replaced).
+/// The writers of each connection of a pool (in the pool's order; one per current-thread
+/// runtime's thread, see [`WriterQueue`]), each started on first use. A writer task ends
+/// once its queue's sender is dropped (with the last clone of the store, or when
+/// replaced).
 pub(crate) struct Writers {
     clients: Vec<Client>,
     scripts: (Script, Script),
-    queues: Vec<Mutex<Option<mpsc::UnboundedSender<QueuedWrite>>>>,
+    queues: Vec<Mutex<Vec<WriterQueue>>>,
     /// Compare-and-sets of each connection between [`enter`](Writers::enter) and their
     /// answer.
     in_flight: Vec<AtomicUsize>,
     /// Per connection: how many more writes go through the writer even if they find the
     /// connection idle (see [`InFlight::batched`]).
     recent_overlaps: Vec<AtomicUsize>,
+}
+
+/// The queue of one writer of a connection, and whose writes it takes: a current-thread
+/// runtime's thread (`Some`), or any thread of a multi-threaded runtime (`None`), whose
+/// workers share the writer and keep it running.
+struct WriterQueue {
+    thread: Option<ThreadId>,
+    sender: mpsc::UnboundedSender<QueuedWrite>,
 }
 
 /// A compare-and-set counted as in flight on its connection until dropped.
@@ -96,7 +109,7 @@ impl Writers {
         Writers {
             clients: clients.to_vec(),
             scripts: (single.clone(), many.clone()),
-            queues: clients.iter().map(|_| Mutex::new(None)).collect(),
+            queues: clients.iter().map(|_| Mutex::new(Vec::new())).collect(),
             in_flight: clients.iter().map(|_| AtomicUsize::new(0)).collect(),
             recent_overlaps: clients.iter().map(|_| AtomicUsize::new(0)).collect(),
         }
@@ -141,26 +154,31 @@ impl Writers {
         }))
     }
 
-    /// Hands `write` to its connection's writer, starting one on the current runtime if
-    /// there is none or its runtime has shut down.
+    /// Hands `write` to its connection's writer for the calling thread (see
+    /// [`WriterQueue`]), starting one on the current runtime if there is none or its
+    /// runtime has shut down.
     fn queue(&self, connection: usize, write: QueuedWrite) -> Option<()> {
-        let mut queue = self.queues[connection]
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let thread = (runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+            .then(|| std::thread::current().id());
+        let mut queues = self.queues[connection]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let write = match queue.as_ref() {
-            Some(sender) => match sender.send(write) {
+        let write = match queues.iter().find(|queue| queue.thread == thread) {
+            Some(queue) => match queue.sender.send(write) {
                 Ok(()) => return Some(()),
                 Err(mpsc::error::SendError(write)) => write,
             },
             None => write,
         };
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        // Writers whose runtime has shut down (this thread's among them) are replaced.
+        queues.retain(|queue| !queue.sender.is_closed());
         let (sender, writes) = mpsc::unbounded_channel();
         let client = self.clients[connection].clone();
         runtime.spawn(write_loop(client, self.scripts.clone(), writes));
         // A fresh channel whose receiver was just moved into the task: cannot be closed.
         sender.send(write).ok()?;
-        *queue = Some(sender);
+        queues.push(WriterQueue { thread, sender });
         Some(())
     }
 }

@@ -1,8 +1,9 @@
 //! Write batching (`src/batch.rs`) against a private `redis-server`, whose command
 //! statistics count only this test's calls: concurrent compare-and-sets of different keys
 //! on one connection go out as few script calls, each write gets its own key's answer,
-//! a cancelled write holds up no other, and the writer starts again on a new runtime when
-//! the runtime it ran on has shut down.
+//! a cancelled write holds up no other, the writer starts again on a new runtime when
+//! the runtime it ran on has shut down, and on current-thread runtimes each thread's
+//! writes have a writer of their own.
 
 mod common;
 
@@ -432,6 +433,66 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
         counts[1]
     );
     drop(second);
+    home.block_on(async move {
+        drop(store);
+        drop(server);
+    });
+}
+
+#[test]
+fn a_worker_blocked_in_a_handler_holds_up_no_other_workers_writes() {
+    // As in actix-web: the store lives on a runtime of its own, and each worker thread
+    // runs a current-thread runtime.
+    let home = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, store) = home.block_on(async {
+        let server = common::PrivateRedis::start().await;
+        let store = store_for(&server).await;
+        seed(&store, "session:worker", 0..16).await;
+        (server, store)
+    });
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // The first worker's overlapping writes start a writer on its runtime; then one of
+    // its handlers blocks the thread (the runtime stays alive, but nothing drives it).
+    let (wrote, first_answers) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let first_store = store.clone();
+    let first = std::thread::spawn(move || {
+        runtime().block_on(async {
+            hold_writes(&first_store).await;
+            let answers = concurrent_writes(&first_store, "session:worker", 0..3).await;
+            wrote.send(answers).expect("the test waits for the answers");
+            released.recv().expect("the test releases the worker");
+        })
+    });
+    let answers = first_answers.recv().expect("the first worker's answers");
+    assert_eq!(answers, vec![true; 3]);
+
+    // The second worker's writes are batched on its own runtime, without waiting for the
+    // first worker.
+    let (answers, runs) = runtime().block_on(async {
+        let before = script_runs(&store).await;
+        hold_writes(&store).await;
+        let writes = concurrent_writes(&store, "session:worker", 3..16);
+        let answers = tokio::time::timeout(Duration::from_secs(10), writes).await;
+        (answers, script_runs(&store).await - before)
+    });
+    release.send(()).expect("the first worker waits");
+    first.join().expect("the first worker");
+    let answers = answers.expect("the second worker's writes waited 10 s for the blocked one");
+    assert_eq!(answers, vec![true; 13]);
+    assert!(
+        runs < 13,
+        "{runs} script runs for 13 writes: none was batched"
+    );
     home.block_on(async move {
         drop(store);
         drop(server);
