@@ -400,6 +400,7 @@ impl RedisStoreBuilder {
             // run it already, and a compare-and-set run twice answers "not written" to a
             // write that was made, so the session layer would apply the change again. The
             // caller gets the connection's error instead: the write's outcome is unknown.
+            // The store itself sends reads and repeatable writes again (`Sending`).
             max_command_attempts: 1,
             ..ConnectionConfig::default()
         };

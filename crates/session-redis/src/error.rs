@@ -15,6 +15,13 @@ const TRANSIENT_REPLIES: [&str; 7] = [
     "NOREPLICAS",
 ];
 
+/// Whether `error` says the connection the command went out on was lost (closed, reset or
+/// refused), so that nothing is known of the command's outcome but no answer will come.
+/// A timeout is not: the server may still be working on the command.
+pub(crate) fn connection_lost(error: &Error) -> bool {
+    *error.kind() == ErrorKind::IO
+}
+
 /// Connection, I/O and timeout failures (and transient server states) become
 /// [`StoreError::Unavailable`]; everything else [`StoreError::Backend`].
 pub(crate) fn map_error(error: Error) -> StoreError {

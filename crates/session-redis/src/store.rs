@@ -1,5 +1,6 @@
 //! [`RedisStore`]: the session store on Redis, in Flask-Session's layout.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +16,7 @@ use session_core::{
 use crate::batch::{Writers, MAX_BATCHED_BYTES};
 use crate::builder::RedisStoreBuilder;
 use crate::cluster::{ClusterRoutes, Op};
-use crate::error::{map_error, unexpected_reply};
+use crate::error::{connection_lost, map_error, unexpected_reply};
 use crate::scripts::{Script, Scripts};
 use crate::tracking::{connection_for, Tracking};
 
@@ -209,9 +210,11 @@ impl RedisStore {
         self.pool.quit().await.map_err(map_error)
     }
 
-    /// Runs `script` on the connection of its first key.
+    /// Runs `script` on the connection of its first key; once more after a lost connection
+    /// if `sending` is [`Sending::Again`].
     async fn run_script(
         &self,
+        sending: Sending,
         script: &Script,
         keys: &[&str],
         args: impl Fn() -> Vec<Value> + Send + Sync,
@@ -226,7 +229,8 @@ impl RedisStore {
         // Built in its own block: fred's 5 KB future would otherwise be copied into the
         // box of every store call's future (see `box_in_place`).
         let client = self.client(keys[0]);
-        box_in_place(|| script.run(client, keys, args))
+        sending
+            .send(|| box_in_place(|| script.run(client, keys, &args)))
             .await
             .map_err(map_error)
     }
@@ -234,14 +238,43 @@ impl RedisStore {
     /// [`run_script`](Self::run_script) for the scripts that answer 0 or 1.
     async fn run_flag_script(
         &self,
+        sending: Sending,
         script: &Script,
         keys: &[&str],
         args: impl Fn() -> Vec<Value> + Send + Sync,
     ) -> Result<bool, StoreError> {
-        let reply = self.run_script(script, keys, args).await?;
+        let reply = self.run_script(sending, script, keys, args).await?;
         match reply.as_i64() {
             Some(flag) => Ok(flag == 1),
             None => Err(unexpected_reply("EVALSHA", &reply)),
+        }
+    }
+}
+
+/// Whether a command may go out a second time when the connection it was sent on is lost
+/// before Redis answers. fred sends nothing twice (`max_command_attempts` 1, see the
+/// builder): Redis may have run the command before the connection closed, and a
+/// compare-and-set, create or rotation run twice answers "not written" for a write that was
+/// made. Commands that change nothing, or nothing more when run twice, go out again once,
+/// on the reconnected connection, so that a reconnection (a restart, a Sentinel failover)
+/// costs them no error.
+#[derive(Clone, Copy)]
+enum Sending {
+    /// Reads, and writes that run twice leave what running once leaves (`EXPIRE`, `DEL`,
+    /// the owner index's `HSET` and `HDEL`).
+    Again,
+    /// Every other write: its outcome is unknown after a lost connection.
+    Once,
+}
+
+impl Sending {
+    async fn send<T, F>(self, command: impl Fn() -> F) -> Result<T, fred::error::Error>
+    where
+        F: Future<Output = Result<T, fred::error::Error>>,
+    {
+        match (self, command().await) {
+            (Sending::Again, Err(error)) if connection_lost(&error) => command().await,
+            (_, result) => result,
         }
     }
 }
@@ -314,7 +347,7 @@ fn expiry_from_pttl(pttl: i64, now: SystemTime) -> Option<Option<SystemTime>> {
 impl SessionStore for RedisStore {
     async fn load(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
         let reply = self
-            .run_script(&self.scripts.load, &[key], Vec::new)
+            .run_script(Sending::Again, &self.scripts.load, &[key], Vec::new)
             .await?;
         let now = SystemTime::now();
         let Some((value, pttl)) = load_reply(reply)? else {
@@ -329,7 +362,7 @@ impl SessionStore for RedisStore {
 
     async fn create(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, StoreError> {
         check_size(value.len())?;
-        self.run_flag_script(&self.scripts.create, &[key], || {
+        self.run_flag_script(Sending::Once, &self.scripts.create, &[key], || {
             vec![Value::from(value), Value::from(ttl_seconds(ttl))]
         })
         .await
@@ -360,14 +393,14 @@ impl SessionStore for RedisStore {
                 }
             }
         }
-        self.run_flag_script(&self.scripts.compare_and_set, &[key], || {
+        self.run_flag_script(Sending::Once, &self.scripts.compare_and_set, &[key], || {
             script_args(expected, value, ttl)
         })
         .await
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.run_flag_script(&self.scripts.touch, &[key], || {
+        self.run_flag_script(Sending::Again, &self.scripts.touch, &[key], || {
             vec![Value::from(ttl_seconds(ttl))]
         })
         .await
@@ -379,14 +412,20 @@ impl SessionStore for RedisStore {
             return Ok(());
         }
         let client = self.client(key);
-        let _: i64 = box_in_place(|| client.del(key)).await.map_err(map_error)?;
+        let _: i64 = Sending::Again
+            .send(|| box_in_place(|| client.del(key)))
+            .await
+            .map_err(map_error)?;
         Ok(())
     }
 
     async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool, StoreError> {
-        self.run_flag_script(&self.scripts.compare_and_delete, &[key], || {
-            vec![Value::from(expected)]
-        })
+        self.run_flag_script(
+            Sending::Once,
+            &self.scripts.compare_and_delete,
+            &[key],
+            || vec![Value::from(expected)],
+        )
         .await
     }
 
@@ -447,7 +486,7 @@ impl SessionStore for RedisStore {
         let now = session_unix_now();
         let ttl = entry.expires_at.saturating_sub(now).max(1);
         let field = format!("{} {} {}", entry.created, entry.last_seen, entry.expires_at);
-        self.run_script(&self.scripts.index_put, &[index], || {
+        self.run_script(Sending::Again, &self.scripts.index_put, &[index], || {
             vec![
                 Value::from(entry.key.as_str()),
                 Value::from(field.as_str()),
@@ -459,7 +498,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn index_remove(&self, index: &str, key: &str) -> Result<(), StoreError> {
-        self.run_script(&self.scripts.index_remove, &[index], || {
+        self.run_script(Sending::Again, &self.scripts.index_remove, &[index], || {
             vec![Value::from(key)]
         })
         .await?;
@@ -469,7 +508,7 @@ impl SessionStore for RedisStore {
     async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
         let now = i64::try_from(session_unix_now()).unwrap_or(i64::MAX);
         let reply = self
-            .run_script(&self.scripts.index_list, &[index], || {
+            .run_script(Sending::Again, &self.scripts.index_list, &[index], || {
                 vec![Value::from(now)]
             })
             .await?;
@@ -494,8 +533,8 @@ impl SessionStore for RedisStore {
             if cursor.is_empty() || !cursor.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad_cursor());
             }
-            let reply: Value = client
-                .scan_page(cursor, pattern, count, None)
+            let reply: Value = Sending::Again
+                .send(|| client.scan_page(cursor.as_str(), pattern.as_str(), count, None))
                 .await
                 .map_err(map_error)?;
             let (next, keys) = scan_reply(reply)?;
