@@ -211,7 +211,7 @@ impl RedisStore {
     }
 
     /// Runs `script` on the connection of its first key; once more after a lost connection
-    /// if `sending` is [`Sending::Again`].
+    /// if `sending` is [`Sending::Again`] (the Cluster routes do not send anything again).
     async fn run_script(
         &self,
         sending: Sending,
@@ -255,13 +255,13 @@ impl RedisStore {
 /// before Redis answers. fred sends nothing twice (`max_command_attempts` 1, see the
 /// builder): Redis may have run the command before the connection closed, and a
 /// compare-and-set, create or rotation run twice answers "not written" for a write that was
-/// made. Commands that change nothing, or nothing more when run twice, go out again once,
-/// on the reconnected connection, so that a reconnection (a restart, a Sentinel failover)
-/// costs them no error.
+/// made. Commands that change nothing, or whose second run looks like the first one
+/// arriving late, go out again once, on the reconnected connection, so that a reconnection
+/// (a restart, a Sentinel failover) costs them no error.
 #[derive(Clone, Copy)]
 enum Sending {
-    /// Reads, and writes that run twice leave what running once leaves (`EXPIRE`, `DEL`,
-    /// the owner index's `HSET` and `HDEL`).
+    /// Reads, and the writes that set a value regardless of the one before (`EXPIRE`,
+    /// `DEL`, the owner index's `HSET` and `HDEL`).
     Again,
     /// Every other write: its outcome is unknown after a lost connection.
     Once,
