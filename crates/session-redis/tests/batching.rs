@@ -379,9 +379,12 @@ async fn hold_writes(store: &RedisStore) {
         .expect("CLIENT PAUSE");
 }
 
-#[test]
-fn the_writer_starts_again_when_its_runtime_has_shut_down() {
-    // The store lives on a runtime of its own (fred's connection tasks run there).
+/// A private server and a store whose connection tasks run on a runtime of their own (the
+/// returned one, which must outlive them), with `old-{i}` stored under `{prefix}{i}` for
+/// `i` in 0..16.
+fn store_on_a_runtime_of_its_own(
+    prefix: &str,
+) -> (tokio::runtime::Runtime, common::PrivateRedis, RedisStore) {
     let home = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -390,17 +393,25 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
     let (server, store) = home.block_on(async {
         let server = common::PrivateRedis::start().await;
         let store = store_for(&server).await;
-        seed(&store, "session:rt", 0..16).await;
+        seed(&store, prefix, 0..16).await;
         (server, store)
     });
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
+    (home, server, store)
+}
+
+/// A runtime like an actix-web worker's.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_writer_starts_again_when_its_runtime_has_shut_down() {
+    let (home, server, store) = store_on_a_runtime_of_its_own("session:rt");
     // Overlapping writes start the writer on a runtime that then shuts down with it.
-    let first = runtime();
+    let first = current_thread_runtime();
     let answers = first.block_on(async {
         hold_writes(&store).await;
         concurrent_writes(&store, "session:rt", 0..3).await
@@ -409,7 +420,7 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
     drop(first);
 
     // The next writes, on another runtime, start a new writer there and are batched again.
-    let second = runtime();
+    let second = current_thread_runtime();
     let (answers, runs, counts) = second.block_on(async {
         let before = script_runs(&store).await;
         hold_writes(&store).await;
@@ -443,30 +454,14 @@ fn the_writer_starts_again_when_its_runtime_has_shut_down() {
 fn a_worker_blocked_in_a_handler_holds_up_no_other_workers_writes() {
     // As in actix-web: the store lives on a runtime of its own, and each worker thread
     // runs a current-thread runtime.
-    let home = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (server, store) = home.block_on(async {
-        let server = common::PrivateRedis::start().await;
-        let store = store_for(&server).await;
-        seed(&store, "session:worker", 0..16).await;
-        (server, store)
-    });
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
+    let (home, server, store) = store_on_a_runtime_of_its_own("session:worker");
     // The first worker's overlapping writes start a writer on its runtime; then one of
     // its handlers blocks the thread (the runtime stays alive, but nothing drives it).
     let (wrote, first_answers) = std::sync::mpsc::channel();
     let (release, released) = std::sync::mpsc::channel::<()>();
     let first_store = store.clone();
     let first = std::thread::spawn(move || {
-        runtime().block_on(async {
+        current_thread_runtime().block_on(async {
             hold_writes(&first_store).await;
             let answers = concurrent_writes(&first_store, "session:worker", 0..3).await;
             wrote.send(answers).expect("the test waits for the answers");
@@ -478,7 +473,7 @@ fn a_worker_blocked_in_a_handler_holds_up_no_other_workers_writes() {
 
     // The second worker's writes are batched on its own runtime, without waiting for the
     // first worker.
-    let (answers, runs) = runtime().block_on(async {
+    let (answers, runs) = current_thread_runtime().block_on(async {
         let before = script_runs(&store).await;
         hold_writes(&store).await;
         let writes = concurrent_writes(&store, "session:worker", 3..16);
