@@ -79,6 +79,11 @@ struct WriterQueue {
     sender: mpsc::UnboundedSender<QueuedWrite>,
 }
 
+thread_local! {
+    /// This thread's id, read once: `std::thread::current()` makes a handle on every call.
+    static THREAD_ID: ThreadId = std::thread::current().id();
+}
+
 /// A compare-and-set counted as in flight on its connection until dropped.
 pub(crate) struct InFlight<'a> {
     count: &'a AtomicUsize,
@@ -136,7 +141,7 @@ impl Writers {
 
     /// Queues a compare-and-set on connection `connection` and waits for Redis's answer
     /// (`true` when written). `None` when called outside a tokio runtime, where no writer
-    /// can run: the caller sends the write itself.
+    /// can run, or while the thread is being torn down: the caller sends the write itself.
     pub(crate) async fn compare_and_set(
         &self,
         connection: usize,
@@ -159,8 +164,14 @@ impl Writers {
     /// runtime has shut down.
     fn queue(&self, connection: usize, write: QueuedWrite) -> Option<()> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let thread = (runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
-            .then(|| std::thread::current().id());
+        let thread = match runtime.runtime_flavor() {
+            // `None` while the thread's locals are being destroyed (a write from a
+            // thread-local destructor): the caller then sends the write itself.
+            tokio::runtime::RuntimeFlavor::CurrentThread => {
+                Some(THREAD_ID.try_with(|id| *id).ok()?)
+            }
+            _ => None,
+        };
         let mut queues = self.queues[connection]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
