@@ -7,9 +7,12 @@
 //! the back of the run queue once; on a current-thread runtime it is there already), takes
 //! what they queued meanwhile, up to [`MAX_BATCH`] writes, and sends them as one
 //! `EVALSHA`: one compare-and-set per key, in order, atomic on the server. It does not
-//! wait for Redis's answer before taking the next batch (a task per batch waits for it),
-//! so batches are pipelined as single writes were, and a write never waits for another
-//! batch's round trip. Larger batches than 8 did worse in the counter benchmark (one
+//! wait for Redis's answer before taking the next batch: it drives every batch in flight
+//! itself, so batches are pipelined as single writes were, a write never waits for another
+//! batch's round trip, and the replies of several batches wake the writer once. (A task
+//! per batch, as before, cost one wake-up per batch, and on a current-thread runtime
+//! woken from fred's connection task on another thread, as in actix-web, each such wake-up
+//! is a system call on both threads; figures in `docs/performance.md`.) Larger batches than 8 did worse in the counter benchmark (one
 //! large batch keeps every request waiting on the same reply); figures in
 //! `docs/performance.md`.
 //!
@@ -26,10 +29,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::task::Poll;
 use std::thread::ThreadId;
 
 use fred::clients::Client;
 use fred::types::{Key, Value};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use session_core::StoreError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -194,14 +199,13 @@ impl Writers {
     }
 }
 
-/// A connection's writer: takes what is queued, a batch at a time, and sends each batch on
-/// a task of its own.
+/// A connection's writer: takes what is queued, a batch at a time, and sends each batch
+/// while the ones before it are still in flight, driving them all until answered.
 async fn write_loop(
     client: Client,
     scripts: (Script, Script),
     mut writes: mpsc::UnboundedReceiver<QueuedWrite>,
 ) {
-    let scripts = std::sync::Arc::new(scripts);
     // A task woken by another runs right after it on a multi-threaded runtime (its "LIFO
     // slot"), before the other ready tasks have queued their writes: there the writer
     // steps back once per batch. On a current-thread runtime (actix-web's workers) it is
@@ -210,9 +214,19 @@ async fn write_loop(
     let requeue = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
         runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
     });
+    let mut in_flight = FuturesUnordered::new();
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        if writes.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        let received = std::future::poll_fn(|cx| {
+            // Answers first: a batch whose reply arrived is done with here. `Ready(None)`:
+            // none left in flight.
+            while let Poll::Ready(Some(())) = in_flight.poll_next_unpin(cx) {}
+            writes.poll_recv_many(cx, &mut batch, MAX_BATCH)
+        })
+        .await;
+        if received == 0 {
+            // Every sender is gone (the store was dropped): answer what is in flight.
+            while in_flight.next().await.is_some() {}
             return;
         }
         if batch.len() < MAX_BATCH && requeue {
@@ -225,9 +239,7 @@ async fn write_loop(
                 }
             }
         }
-        let client = client.clone();
-        let scripts = std::sync::Arc::clone(&scripts);
-        tokio::spawn(async move { send(&client, &scripts, batch).await });
+        in_flight.push(send(&client, &scripts, batch));
     }
 }
 
