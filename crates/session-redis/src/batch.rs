@@ -8,13 +8,13 @@
 //! what they queued meanwhile, up to [`MAX_BATCH`] writes, and sends them as one
 //! `EVALSHA`: one compare-and-set per key, in order, atomic on the server. It does not
 //! wait for Redis's answer before taking the next batch: it drives every batch in flight
-//! itself, so batches are pipelined as single writes were, a write never waits for another
-//! batch's round trip, and the replies of several batches wake the writer once. (A task
-//! per batch, as before, cost one wake-up per batch, and on a current-thread runtime
-//! woken from fred's connection task on another thread, as in actix-web, each such wake-up
-//! is a system call on both threads; figures in `docs/performance.md`.) Larger batches than 8 did worse in the counter benchmark (one
-//! large batch keeps every request waiting on the same reply); figures in
-//! `docs/performance.md`.
+//! itself, so batches are pipelined as single writes were and a write never waits for
+//! another batch's round trip. The writer, not a task per batch, waits for the replies,
+//! so replies that arrive together wake one task: in actix-web, fred's connection task
+//! runs on another thread than the worker, and each task it wakes on the worker's
+//! current-thread runtime costs a system call on both threads. Larger batches than 8 did
+//! worse in the counter benchmark (one large batch keeps every request waiting on the
+//! same reply). Figures for both in `docs/performance.md`.
 //!
 //! The writer runs on the tokio runtime of the store's first batched write, and is started
 //! again on the caller's runtime if that one has shut down. On current-thread runtimes
@@ -225,7 +225,7 @@ async fn write_loop(
         })
         .await;
         if received == 0 {
-            // Every sender is gone (the store was dropped): answer what is in flight.
+            // Every sender is gone (the store was dropped): let the batches in flight finish.
             while in_flight.next().await.is_some() {}
             return;
         }
