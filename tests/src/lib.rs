@@ -41,7 +41,7 @@ const RUN_ALONE: &[&str] = &["concurrent_counter_loses_no_increment"];
 
 static TURNS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// A scenario's turn to run: shared for most, exclusive for those in [`RUN_ALONE`], so
+/// A scenario's turn to run: shared for most, exclusive for those in `RUN_ALONE`, so
 /// sibling tests do not compete for the CPU while 64 requests race. Hold it for the whole
 /// scenario.
 pub enum Turn {

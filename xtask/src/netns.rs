@@ -1,12 +1,13 @@
 //! Packet loss for `cargo xtask faults`: a network namespace of its own, joined to this
 //! machine by a veth pair, that drops a share of the packets crossing it.
 //!
-//! The app under test reaches its store through a relay ([`LossyLink::relay`]) that
-//! listens inside the namespace: the app's own TCP connection crosses the veth pair, where
-//! nftables rules in the namespace drop packets at random in both directions, and the relay
-//! forwards what arrives to the server on this machine's loopback. The kernel retransmits,
-//! as on a lossy network; nothing is emulated in user space. The namespace (and with it
-//! the veth pair and the rules) is deleted on drop; traffic goes only to the namespace.
+//! The app under test reaches its store through a relay (`Proxy::serve` on
+//! [`LossyLink::listen`]) that listens inside the namespace: the app's own TCP connection
+//! crosses the veth pair, where nftables rules in the namespace drop packets at random in
+//! both directions, and the relay forwards what arrives to the server on this machine's
+//! loopback. The kernel retransmits, as on a lossy network; nothing is emulated in user
+//! space. The namespace (and with it the veth pair and the rules) is deleted on drop;
+//! traffic goes only to the namespace.
 //!
 //! Why nftables and not `tc netem`: kernels built without the netem qdisc (this project's
 //! CI machine has none) still filter with nftables, and `numgen random` drops packets just

@@ -22,7 +22,7 @@
 //! - list reads the directory. Files that do not parse, or whose name is not the digest of
 //!   the key inside, are corrupt: skipped and removed, never an error. Entries past their
 //!   expiry by more than [`EXPIRED_GRACE`] are skipped and removed; temporary files older
-//!   than [`STALE_TEMP_AGE`] (a writer that died mid-write) are removed.
+//!   than `STALE_TEMP_AGE` (a writer that died mid-write) are removed.
 //!
 //! Directories are created with [`dir_mode`](crate::dir_mode) of the file mode (`0o700` for
 //! `0o600`), files get the file mode, whatever the umask.

@@ -1,4 +1,4 @@
-//! One module per command: its arguments and `run`, returning a [`Report`]. Adding a
+//! One module per command: its arguments and `run`, returning a [`Report`](crate::report::Report). Adding a
 //! command is a module here plus one variant and one match arm in `main.rs`.
 
 pub mod cleanup;
