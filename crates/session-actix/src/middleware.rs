@@ -4,12 +4,16 @@
 use std::borrow::Cow;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderValue, COOKIE, SET_COOKIE, VARY};
 use actix_web::{HttpMessage, HttpResponse};
-use session_core::{ErrorResponse, HeaderText, SessionManager};
+use pin_project_lite::pin_project;
+use session_core::{
+    ErrorResponse, FinishOutcome, HeaderText, Session, SessionError, SessionManager,
+};
 
 /// An actix-web middleware that gives every request a session.
 ///
@@ -73,9 +77,40 @@ pub struct SessionService<S> {
     manager: SessionManager,
 }
 
-/// The future of [`SessionService`]'s response (not `Send`, like every actix-web future).
-pub type ResponseFuture<B> =
-    Pin<Box<dyn Future<Output = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>>>>;
+pin_project! {
+    /// The future of [`SessionService`]'s response (not `Send`, like every actix-web
+    /// future): the handler's future, then, only when finishing the session needs the
+    /// store (a write, a refresh of its expiry, a delete), a boxed future for that. A
+    /// request that only read its session, or never used it, is finished in place without
+    /// another allocation.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        step: Step<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StepProjection]
+    #[project_replace = StepTaken]
+    enum Step<F, B> {
+        Handler {
+            #[pin]
+            response: F,
+            session: Session,
+            manager: SessionManager,
+        },
+        Saving {
+            saving: Pin<Box<dyn Future<Output = ServiceResponse<EitherBody<B>>>>>,
+        },
+        Done,
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
 
 impl<S, B> Service<ServiceRequest> for SessionService<S>
 where
@@ -84,7 +119,7 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = actix_web::Error;
-    type Future = ResponseFuture<B>;
+    type Future = ResponseFuture<S::Future, B>;
 
     forward_ready!(service);
 
@@ -95,33 +130,89 @@ where
         let cookies = request.headers().get_all(COOKIE);
         let session = (self.manager).open_from_cookie_headers(cookies.map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());
-        let response = self.service.call(request);
-        let manager = self.manager.clone();
-        // Built in its block: see `box_in_place`.
-        session_core::box_in_place(move || async move {
-            let mut response = response.await?;
-            let vary = response.headers().get_all(VARY);
-            let outcome = match manager
-                .finish_with_vary(&session, vary.map(HeaderValue::as_bytes))
-                .await
-            {
-                Ok(outcome) => outcome,
-                // Core logged why; a response must not claim a change that was not saved.
-                Err(error) => {
-                    let replacement = into_response(&manager.error_response(&error));
-                    return Ok(response.into_response(replacement).map_into_right_body());
-                }
-            };
-            let headers = response.headers_mut();
-            if let Some(value) = outcome.set_cookie.and_then(header_value) {
-                headers.append(SET_COOKIE, value);
-            }
-            if let Some(value) = outcome.vary.and_then(header_value) {
-                headers.insert(VARY, value);
-            }
-            Ok(response.map_into_left_body())
-        })
+        ResponseFuture {
+            step: Step::Handler {
+                response: self.service.call(request),
+                session,
+                manager: self.manager.clone(),
+            },
+        }
     }
+}
+
+impl<F, B> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+    B: MessageBody + 'static,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut step = self.project().step;
+        loop {
+            match step.as_mut().project() {
+                StepProjection::Handler { response, .. } => {
+                    let response = match response.poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => {
+                            step.set(Step::Done);
+                            return Poll::Ready(Err(error));
+                        }
+                        Poll::Ready(Ok(response)) => response,
+                    };
+                    // The handler's future is done: drop it, keep the session and manager.
+                    let StepTaken::Handler {
+                        session, manager, ..
+                    } = step.as_mut().project_replace(Step::Done)
+                    else {
+                        unreachable!("the step was the handler's")
+                    };
+                    let vary = response.headers().get_all(VARY).map(HeaderValue::as_bytes);
+                    if let Some(finished) = manager.finish_without_waiting(&session, vary) {
+                        return Poll::Ready(Ok(respond(&manager, finished, response)));
+                    }
+                    // Built in its block: see `box_in_place`.
+                    let saving = session_core::box_in_place(move || async move {
+                        let vary = response.headers().get_all(VARY).map(HeaderValue::as_bytes);
+                        let finished = manager.finish_with_vary(&session, vary).await;
+                        respond(&manager, finished, response)
+                    });
+                    step.set(Step::Saving { saving });
+                }
+                StepProjection::Saving { saving } => {
+                    let response = std::task::ready!(saving.as_mut().poll(cx));
+                    step.set(Step::Done);
+                    return Poll::Ready(Ok(response));
+                }
+                StepProjection::Done => panic!("ResponseFuture polled after it completed"),
+            }
+        }
+    }
+}
+
+/// The response to send for the handler's `response` once its session is finished: with
+/// the headers core asked for, or, when the session could not be saved, the manager's
+/// error response (the handler's might claim a change that was lost; core logged why).
+fn respond<B>(
+    manager: &SessionManager,
+    finished: Result<FinishOutcome, SessionError>,
+    mut response: ServiceResponse<B>,
+) -> ServiceResponse<EitherBody<B>> {
+    let outcome = match finished {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let replacement = into_response(&manager.error_response(&error));
+            return response.into_response(replacement).map_into_right_body();
+        }
+    };
+    let headers = response.headers_mut();
+    if let Some(value) = outcome.set_cookie.and_then(header_value) {
+        headers.append(SET_COOKIE, value);
+    }
+    if let Some(value) = outcome.vary.and_then(header_value) {
+        headers.insert(VARY, value);
+    }
+    response.map_into_left_body()
 }
 
 /// The header value of `text`, moved rather than copied. session-core hands out only

@@ -10,7 +10,10 @@ use axum::response::Response;
 use axum::BoxError;
 use http::header::{HeaderName, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderValue, Request};
-use session_core::{ErrorResponse, HeaderText, SessionManager};
+use pin_project_lite::pin_project;
+use session_core::{
+    ErrorResponse, FinishOutcome, HeaderText, Session, SessionError, SessionManager,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -62,19 +65,49 @@ pub struct SessionService<S> {
     manager: SessionManager,
 }
 
-/// The future of [`SessionService`]'s response.
-pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+pin_project! {
+    /// The future of [`SessionService`]'s response: the handler's future, then, only when
+    /// finishing the session needs the store (a write, a refresh of its expiry, a delete),
+    /// a boxed future for that. A request that only read its session, or never used it,
+    /// is finished in place without another allocation.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        step: Step<F>,
+    }
+}
+
+pin_project! {
+    #[project = StepProjection]
+    #[project_replace = StepTaken]
+    enum Step<F> {
+        Handler {
+            #[pin]
+            response: F,
+            session: Session,
+            manager: SessionManager,
+        },
+        Saving {
+            saving: Pin<Box<dyn Future<Output = Response> + Send>>,
+        },
+        Done,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
     ResBody: HttpBody<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -96,30 +129,95 @@ where
         // Called now, on the instance that was polled ready: nothing async comes before the
         // handler, so the inner service is never cloned (a clone of axum's boxed routes
         // allocates on every request).
-        let response = self.inner.call(request);
-        let manager = self.manager.clone();
-        // Built in its block: see `box_in_place`.
-        session_core::box_in_place(move || async move {
-            let response = response.await?;
-            let (mut parts, body) = response.into_parts();
-            let vary = parts.headers.get_all(VARY);
-            let outcome = match manager
-                .finish_with_vary(&session, vary.iter().map(HeaderValue::as_bytes))
-                .await
-            {
-                Ok(outcome) => outcome,
-                // Core logged why; a response must not claim a change that was not saved.
-                Err(error) => return Ok(into_response(manager.error_response(&error))),
-            };
-            if let Some(value) = outcome.set_cookie.and_then(header_value) {
-                parts.headers.append(SET_COOKIE, value);
-            }
-            if let Some(value) = outcome.vary.and_then(header_value) {
-                parts.headers.insert(VARY, value);
-            }
-            Ok(Response::from_parts(parts, Body::new(body)))
-        })
+        ResponseFuture {
+            step: Step::Handler {
+                response: self.inner.call(request),
+                session,
+                manager: self.manager.clone(),
+            },
+        }
     }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut step = self.project().step;
+        loop {
+            match step.as_mut().project() {
+                StepProjection::Handler { response, .. } => {
+                    let response = match response.poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => {
+                            step.set(Step::Done);
+                            return Poll::Ready(Err(error));
+                        }
+                        Poll::Ready(Ok(response)) => response,
+                    };
+                    // The handler's future is done: drop it, keep the session and manager.
+                    let StepTaken::Handler {
+                        session, manager, ..
+                    } = step.as_mut().project_replace(Step::Done)
+                    else {
+                        unreachable!("the step was the handler's")
+                    };
+                    let (parts, body) = response.into_parts();
+                    let vary = parts.headers.get_all(VARY);
+                    let vary = vary.iter().map(HeaderValue::as_bytes);
+                    if let Some(finished) = manager.finish_without_waiting(&session, vary) {
+                        return Poll::Ready(Ok(respond(&manager, finished, parts, body)));
+                    }
+                    // Built in its block: see `box_in_place`.
+                    let saving = session_core::box_in_place(move || async move {
+                        let vary = parts.headers.get_all(VARY);
+                        let vary = vary.iter().map(HeaderValue::as_bytes);
+                        let finished = manager.finish_with_vary(&session, vary).await;
+                        respond(&manager, finished, parts, body)
+                    });
+                    step.set(Step::Saving { saving });
+                }
+                StepProjection::Saving { saving } => {
+                    let response = std::task::ready!(saving.as_mut().poll(cx));
+                    step.set(Step::Done);
+                    return Poll::Ready(Ok(response));
+                }
+                StepProjection::Done => panic!("ResponseFuture polled after it completed"),
+            }
+        }
+    }
+}
+
+/// The response to send for the handler's response (`parts`, `body`) once its session is
+/// finished: with the headers core asked for, or, when the session could not be saved,
+/// the manager's error response (the handler's might claim a change that was lost; core
+/// logged why).
+fn respond<B>(
+    manager: &SessionManager,
+    finished: Result<FinishOutcome, SessionError>,
+    mut parts: http::response::Parts,
+    body: B,
+) -> Response
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let outcome = match finished {
+        Ok(outcome) => outcome,
+        Err(error) => return into_response(manager.error_response(&error)),
+    };
+    if let Some(value) = outcome.set_cookie.and_then(header_value) {
+        parts.headers.append(SET_COOKIE, value);
+    }
+    if let Some(value) = outcome.vary.and_then(header_value) {
+        parts.headers.insert(VARY, value);
+    }
+    Response::from_parts(parts, Body::new(body))
 }
 
 /// The header value of `text`, moved rather than copied. session-core hands out only

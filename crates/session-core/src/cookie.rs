@@ -167,12 +167,13 @@ impl Cookies {
     fn render(&self, value: &str, expires: Option<SystemTime>) -> String {
         const EXPIRES: &str = "; Expires=";
         const HTTP_DATE_LEN: usize = 29;
+        // Exactly the length (an HTTP date is always 29 characters): http's `HeaderValue`
+        // takes a `String` without another allocation only when no capacity is spare.
         let mut cookie = String::with_capacity(
             self.before_value.len()
                 + value.len()
                 + self.after_value.len()
-                + EXPIRES.len()
-                + HTTP_DATE_LEN,
+                + expires.map_or(0, |_| EXPIRES.len() + HTTP_DATE_LEN),
         );
         cookie.push_str(&self.before_value);
         cookie.push_str(value);
@@ -267,11 +268,14 @@ fn pair_value<'h>(pair: &'h [u8], name: &[u8]) -> Option<&'h str> {
 pub(crate) fn vary_with_cookie<'a>(
     existing: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<HeaderText> {
+    const COOKIE: &str = "Cookie";
     let mut existing = existing.into_iter().peekable();
-    if existing.peek().is_none() {
-        return Some(HeaderText(Cow::Borrowed("Cookie")));
-    }
-    let mut merged = String::with_capacity(64);
+    let Some(first) = existing.peek() else {
+        return Some(HeaderText(Cow::Borrowed(COOKIE)));
+    };
+    // Exactly the length for the usual single value and `, Cookie`: http's `HeaderValue`
+    // takes a `String` without another allocation only when no capacity is spare.
+    let mut merged = String::with_capacity(first.len() + 2 + COOKIE.len());
     for value in existing {
         let covered = value.split(|b| *b == b',').any(|token| {
             let token = token.trim_ascii();
@@ -294,7 +298,7 @@ pub(crate) fn vary_with_cookie<'a>(
         }
         merged.push_str(", ");
     }
-    merged.push_str("Cookie");
+    merged.push_str(COOKIE);
     Some(HeaderText(Cow::Owned(merged)))
 }
 
@@ -362,6 +366,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// http's `HeaderValue` takes a `String` with spare capacity only by allocating a
+    /// shared header for it: the texts adapters turn into header values have none.
+    #[test]
+    fn header_texts_have_no_spare_capacity() {
+        fn owned(text: HeaderText) -> String {
+            match text.into_cow() {
+                Cow::Owned(text) => text,
+                Cow::Borrowed(text) => panic!("{text:?} was not built"),
+            }
+        }
+        let id = SessionId::generate(43).unwrap();
+        for config in &configs() {
+            let cookies = Cookies::new(config);
+            for permanent in [true, false] {
+                let cookie = owned(cookies.set(&id, permanent, Duration::from_secs(3600)));
+                assert_eq!(cookie.capacity(), cookie.len(), "{cookie}");
+            }
+        }
+        let merged = owned(vary_with_cookie([b"Accept".as_slice()]).unwrap());
+        assert_eq!((merged.as_str(), merged.capacity()), ("Accept, Cookie", 14));
     }
 
     #[test]

@@ -505,12 +505,13 @@ impl Engine {
     }
 
     fn within_absolute_lifetime(&self, data: &SessionData) -> bool {
-        match (
-            self.config.absolute_lifetime(),
-            data.get(CREATED_KEY).and_then(Value::as_u64),
-        ) {
-            (Some(limit), Some(created)) => unix_now() < created.saturating_add(limit.as_secs()),
-            _ => true,
+        // The creation time is looked up only when it matters.
+        let Some(limit) = self.config.absolute_lifetime() else {
+            return true;
+        };
+        match data.get(CREATED_KEY).and_then(Value::as_u64) {
+            Some(created) => unix_now() < created.saturating_add(limit.as_secs()),
+            None => true,
         }
     }
 
@@ -522,17 +523,18 @@ impl Engine {
             .and_then(Value::as_u64)
             .map(|seconds| Duration::from_secs(seconds.clamp(1, MAX_LIFETIME.as_secs())))
             .unwrap_or_else(|| self.config.lifetime());
-        match (
-            self.config.absolute_lifetime(),
-            data.get(CREATED_KEY).and_then(Value::as_u64),
-        ) {
-            (Some(limit), Some(created)) => {
+        // The creation time is looked up only when it matters (every read asks for the TTL).
+        let Some(limit) = self.config.absolute_lifetime() else {
+            return lifetime;
+        };
+        match data.get(CREATED_KEY).and_then(Value::as_u64) {
+            Some(created) => {
                 let left = created
                     .saturating_add(limit.as_secs())
                     .saturating_sub(unix_now());
                 lifetime.min(Duration::from_secs(left.max(1)))
             }
-            _ => lifetime,
+            None => lifetime,
         }
     }
 
@@ -553,6 +555,14 @@ impl Engine {
         Ok((bytes, self.ttl_for(data)))
     }
 
+    /// Finishes a commit that needs no store call: a session never loaded, or unchanged
+    /// with no refresh due (the common read). True when done; then the commit's outcome is
+    /// `Ok`, `state.decision` says why nothing was written, and no deadline or task-local
+    /// was set up for it.
+    pub(crate) fn commit_without_io(&self, state: &mut State) -> bool {
+        state.loaded.is_none() || (!state.modified && self.touch_due(state).is_none())
+    }
+
     /// Writes what the request changed, or extends the expiry of what it only read.
     ///
     /// On failure the request's pending changes are dropped and the session unloaded, so a
@@ -564,7 +574,7 @@ impl Engine {
     /// call of the save is cut off at that deadline: a required one fails the save (503),
     /// while index upkeep after a write that succeeded is only skipped, with a warning.
     pub(crate) async fn commit(self: &Arc<Self>, state: &mut State) -> Result<(), SessionError> {
-        if state.loaded.is_none() {
+        if self.commit_without_io(state) {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + self.config.store_timeout();
@@ -1035,47 +1045,63 @@ impl Engine {
         }
     }
 
-    /// An unchanged session: with refresh-each-request, extend its expiry (never rewrite
-    /// it), skipped while more than `refresh_threshold` of the TTL remains.
-    async fn refresh(&self, state: &mut State) -> Result<(), SessionError> {
+    /// The TTL to extend an unchanged session's expiry to, when a refresh is due; else
+    /// `None`, with the reason in `state.decision`. Decided without store I/O, so that
+    /// [`commit_without_io`](Self::commit_without_io) can finish most requests at once.
+    fn touch_due(&self, state: &mut State) -> Option<Duration> {
         if state.written {
-            return Ok(());
+            return None;
         }
         if !self.config.refresh_each_request() {
             state.decision = Decision::nothing("unchanged; SESSION_REFRESH_EACH_REQUEST is off");
-            return Ok(());
+            return None;
         }
-        let Some(loaded) = state.loaded.as_mut() else {
-            return Ok(());
-        };
-        let Some(stored) = loaded.stored.as_mut() else {
+        let loaded = state.loaded.as_ref()?;
+        let Some(stored) = loaded.stored.as_ref() else {
             state.decision = Decision::nothing("a new session with nothing to store");
-            return Ok(());
+            return None;
         };
         if loaded.data.is_empty() {
             state.decision = Decision::nothing("an empty session");
-            return Ok(());
+            return None;
         }
         let ttl = self.ttl_for(&loaded.data);
         // A threshold of 1.0 means every request, even where the store rounds expiries up
         // to whole seconds and so reports a little more than the TTL.
         let threshold = self.config.refresh_threshold();
-        let owner = self.indexed_owner(&loaded.data);
         if let (Some(expires_at), true) = (stored.entry.expires_at, threshold < 1.0) {
             let remaining = expires_at
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
             // An owned session's "last seen" (its last write or extension) may not lag
             // more than LAST_SEEN_RESOLUTION behind its use.
-            let seen_long_ago = owner.is_some()
-                && ttl.saturating_sub(remaining) > crate::owner::LAST_SEEN_RESOLUTION;
-            if remaining > ttl.mul_f64(threshold) && !seen_long_ago {
+            let seen_long_ago = || {
+                ttl.saturating_sub(remaining) > crate::owner::LAST_SEEN_RESOLUTION
+                    && self.indexed_owner(&loaded.data).is_some()
+            };
+            if remaining > ttl.mul_f64(threshold) && !seen_long_ago() {
                 state.decision = Decision::nothing(
                     "unchanged; more than SESSION_REFRESH_THRESHOLD of the lifetime remains",
                 );
-                return Ok(());
+                return None;
             }
         }
+        Some(ttl)
+    }
+
+    /// An unchanged session: with refresh-each-request, extend its expiry (never rewrite
+    /// it), skipped while more than `refresh_threshold` of the TTL remains.
+    async fn refresh(&self, state: &mut State) -> Result<(), SessionError> {
+        let Some(ttl) = self.touch_due(state) else {
+            return Ok(());
+        };
+        let Some(loaded) = state.loaded.as_mut() else {
+            return Ok(());
+        };
+        let Some(stored) = loaded.stored.as_mut() else {
+            return Ok(());
+        };
+        let owner = self.indexed_owner(&loaded.data);
         let key = self.key(&stored.id);
         let ticket = self.cache.as_ref().and_then(|cache| cache.ticket(&key));
         let touched = self.call("touch", self.store().touch(&key, ttl)).await;

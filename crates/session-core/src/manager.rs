@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
+use tokio::sync::MutexGuard;
+
 use crate::config::SessionConfig;
 use crate::cookie::{vary_with_cookie, Cookies, HeaderText};
 use crate::error::{ConfigError, SessionError, StoreError};
-use crate::lifecycle::{CookieAction, Engine};
+use crate::lifecycle::{CookieAction, Engine, State};
 use crate::owner::{Keep, OwnedSession};
 use crate::session::Session;
 use crate::store::SessionStore;
@@ -366,6 +368,35 @@ impl SessionManager {
     ) -> Result<FinishOutcome, SessionError> {
         let mut state = session.lock_state().await;
         let result = self.shared.engine.commit(&mut state).await;
+        self.finished(state, result, response_vary)
+    }
+
+    /// [`finish_with_vary`](Self::finish_with_vary) without waiting, for the requests that
+    /// need no store call to finish (the session was never used, or was only read and no
+    /// refresh of its expiry is due): their outcome, at once. `None` when finishing needs
+    /// the store (a write, a refresh, a delete) or the session is still in use elsewhere;
+    /// then call `finish_with_vary`, which does the same and waits.
+    ///
+    /// It lets an adapter answer most requests without building a future for the finish.
+    pub fn finish_without_waiting<'a>(
+        &self,
+        session: &Session,
+        response_vary: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<Result<FinishOutcome, SessionError>> {
+        let mut state = session.try_lock_state()?;
+        if !self.shared.engine.commit_without_io(&mut state) {
+            return None;
+        }
+        Some(self.finished(state, Ok(()), response_vary))
+    }
+
+    /// The outcome of a finished commit: the error, or the headers the response needs.
+    fn finished<'a>(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        result: Result<(), SessionError>,
+        response_vary: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<FinishOutcome, SessionError> {
         let cookie = std::mem::take(&mut state.cookie);
         let accessed = state.accessed;
         let decision = state.decision;

@@ -65,6 +65,11 @@ impl Session {
         }
     }
 
+    /// The request's state, when no one else holds it.
+    pub(crate) fn try_lock_state(&self) -> Option<MutexGuard<'_, State>> {
+        self.inner.state.try_lock().ok()
+    }
+
     pub(crate) fn new(engine: Arc<Engine>, cookie_id: Option<SessionId>) -> Session {
         Session {
             inner: Arc::new(SessionInner {

@@ -1293,3 +1293,80 @@ async fn two_tasks_of_one_request_take_turns_on_its_session() {
     assert_eq!(reader.get::<i32>("a").await.unwrap(), Some(1));
     assert_eq!(reader.get::<i32>("b").await.unwrap(), Some(2));
 }
+
+/// `finish_without_waiting` answers exactly the requests whose finish needs no store call,
+/// with the outcome `finish` gives them, and leaves every other request to `finish`.
+#[tokio::test]
+async fn finishing_without_waiting_answers_only_requests_that_need_no_store_call() {
+    let (manager, store) = manager();
+    let id = login(&manager).await;
+    let writes = store.counts.writes();
+
+    // Never used: no headers at all.
+    let untouched = manager.open(Some(&id));
+    let outcome = manager
+        .finish_without_waiting(&untouched, [])
+        .expect("an unused session needs no store call")
+        .unwrap();
+    assert_eq!((outcome.set_cookie, outcome.vary), (None, None));
+
+    // Read, most of its lifetime left: the same outcome as `finish`, merged `Vary`.
+    let reading = manager.open(Some(&id));
+    assert_eq!(
+        reading.get::<String>("user").await.unwrap().as_deref(),
+        Some("ann")
+    );
+    let outcome = manager
+        .finish_without_waiting(&reading, [b"Accept".as_slice()])
+        .expect("a read with no refresh due needs no store call")
+        .unwrap();
+    assert_eq!(outcome.set_cookie, None);
+    assert_eq!(outcome.vary.as_deref(), Some("Accept, Cookie"));
+    let waited = request(&manager, Some(&id), |s| async move {
+        s.get::<String>("user").await.unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (waited.set_cookie, waited.vary.as_deref()),
+        (None, Some("Cookie"))
+    );
+    assert_eq!(store.counts.writes(), writes, "nothing was written");
+    assert_eq!(store.counts.touch.load(Ordering::SeqCst), 0, "nor touched");
+
+    // Changed: left to `finish`, which saves it.
+    let changing = manager.open(Some(&id));
+    changing.insert("theme", "dark").await.unwrap();
+    assert!(manager.finish_without_waiting(&changing, []).is_none());
+    let outcome = manager.finish(&changing).await.unwrap();
+    assert_eq!(outcome.vary.as_deref(), Some("Cookie"));
+    let check = manager.open(Some(&id));
+    assert_eq!(
+        check.get::<String>("theme").await.unwrap().as_deref(),
+        Some("dark")
+    );
+
+    // A new session with data: left to `finish`, which creates it.
+    let new = manager.open(None);
+    new.insert("user", "bob").await.unwrap();
+    assert!(manager.finish_without_waiting(&new, []).is_none());
+    assert!(manager.finish(&new).await.unwrap().set_cookie.is_some());
+}
+
+/// A read whose refresh is due is left to `finish`, which extends the expiry.
+#[tokio::test]
+async fn a_read_with_its_refresh_due_is_not_finished_without_waiting() {
+    let config = SessionConfig::builder()
+        .refresh_threshold(1.0)
+        .build()
+        .unwrap();
+    let (manager, store) = manager_with(config);
+    let id = login(&manager).await;
+    let reading = manager.open(Some(&id));
+    reading.get::<String>("user").await.unwrap();
+    assert!(manager.finish_without_waiting(&reading, []).is_none());
+    assert_eq!(store.counts.touch.load(Ordering::SeqCst), 0);
+    let outcome = manager.finish(&reading).await.unwrap();
+    assert_eq!(store.counts.touch.load(Ordering::SeqCst), 1);
+    assert!(outcome.set_cookie.is_some(), "the refreshed cookie");
+}
