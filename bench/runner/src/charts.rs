@@ -56,6 +56,7 @@ fn color(kind: ServerKind) -> RGBColor {
         ServerKind::Ours => RGBColor(214, 39, 40),
         ServerKind::ActixSession => RGBColor(44, 160, 44),
         ServerKind::OursActix => RGBColor(255, 127, 14),
+        ServerKind::Memory => RGBColor(148, 103, 189),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Comparisons (b) and (c): what an application writes without a session library. The
 //! session is a JSON object under `session:<id>`; the id is 32 random bytes in a
 //! `session` cookie. `POST /counter` is `GET key`, decode, +1, `SET key value EX ttl`:
-//! one read and one write, last writer wins. The same handlers run on fred and redis-rs.
+//! one read and one write, last writer wins. The same handlers run on fred and redis-rs, and, as the reference (e), on a map in
+//! the server process.
 
 use std::future::Future;
 
@@ -70,14 +71,36 @@ impl Kv for RedisRsKv {
     }
 }
 
+/// The reference (e): the handlers on a map in this process, no store round trip.
+#[derive(Clone, Default)]
+struct MemoryKv(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>);
+
+impl Kv for MemoryKv {
+    async fn get(&self, key: String) -> anyhow::Result<Option<Vec<u8>>> {
+        let map = self.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        Ok(map.get(&key).cloned())
+    }
+
+    async fn set_ex(&self, key: String, value: Vec<u8>, _seconds: i64) -> anyhow::Result<()> {
+        let mut map = self.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        map.insert(key, value);
+        Ok(())
+    }
+}
+
+/// The handlers on an in-process map: what (b) would serve without its Redis round trips.
+pub fn memory_router() -> Router {
+    router(MemoryKv::default())
+}
+
 /// The handlers on a fred pool of [`session_redis::default_pool_size`] connections (one
 /// per CPU the process may use, at most 4), the size the library's store uses, so that
 /// the comparison is about the session layer.
 pub async fn fred_router(redis_url: &str) -> anyhow::Result<Router> {
     use fred::interfaces::ClientLike as _;
     let config = fred::types::config::Config::from_url(redis_url).context("invalid Redis URL")?;
-    let pool = fred::types::Builder::from_config(config)
-        .build_pool(session_redis::default_pool_size())?;
+    let pool =
+        fred::types::Builder::from_config(config).build_pool(session_redis::default_pool_size())?;
     pool.init().await.context("fred cannot connect")?;
     Ok(router(FredKv(pool)))
 }

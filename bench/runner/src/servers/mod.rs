@@ -1,5 +1,6 @@
-//! The servers under test: five on axum, two on actix-web. Each serves the same routes over
-//! Redis with a cookie-held session id:
+//! The servers under test: five on axum, two on actix-web, and a reference (e) on axum that
+//! keeps its sessions in the process. Each serves the same routes with a cookie-held session
+//! id, over Redis except the reference:
 //!
 //! | route | effect | response |
 //! |---|---|---|
@@ -39,6 +40,10 @@ pub enum ServerKind {
     ActixSession,
     /// The library on actix-web: `session_example_actix::app` on the same store and config.
     OursActix,
+    /// (e) a reference, not a competitor: (b)'s handlers on an in-process map instead of
+    /// Redis. What an axum server that never waits for a store can serve on this machine;
+    /// only with `--servers memory`, never in the default set or the targets.
+    Memory,
 }
 
 impl ServerKind {
@@ -53,6 +58,18 @@ impl ServerKind {
         ServerKind::OursActix,
     ];
 
+    /// Every server `--servers` accepts: [`ALL`](Self::ALL) and the reference.
+    pub const KNOWN: [ServerKind; 8] = [
+        ServerKind::Fred,
+        ServerKind::RedisRs,
+        ServerKind::TowerSessions,
+        ServerKind::TowerMoka,
+        ServerKind::Ours,
+        ServerKind::ActixSession,
+        ServerKind::OursActix,
+        ServerKind::Memory,
+    ];
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -63,6 +80,7 @@ impl ServerKind {
             ServerKind::Ours => "ours",
             ServerKind::ActixSession => "actix-session",
             ServerKind::OursActix => "ours-actix",
+            ServerKind::Memory => "memory",
         }
     }
 
@@ -76,6 +94,7 @@ impl ServerKind {
             ServerKind::Ours => "ours, axum (session-redis)",
             ServerKind::ActixSession => "(d) actix-session, actix-web",
             ServerKind::OursActix => "ours, actix-web (session-redis)",
+            ServerKind::Memory => "(e) reference: (b) on an in-process map",
         }
     }
 
@@ -95,13 +114,13 @@ impl FromStr for ServerKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ServerKind::ALL
+        ServerKind::KNOWN
             .into_iter()
             .find(|kind| kind.name() == s)
             .ok_or_else(|| {
                 format!(
                     "unknown server {s:?} (known: fred, redis-rs, tower-sessions, tower-moka, \
-                     ours, actix-session, ours-actix)"
+                     ours, actix-session, ours-actix, memory)"
                 )
             })
     }
@@ -132,6 +151,7 @@ async fn serve(kind: ServerKind, redis_url: &str) -> anyhow::Result<()> {
         ServerKind::TowerMoka => tower::caching_router(redis_url).await?,
         ServerKind::Fred => handwritten::fred_router(redis_url).await?,
         ServerKind::RedisRs => handwritten::redis_rs_router(redis_url).await?,
+        ServerKind::Memory => handwritten::memory_router(),
         ServerKind::ActixSession | ServerKind::OursActix => {
             bail!("{kind} runs on actix-web, not axum")
         }
