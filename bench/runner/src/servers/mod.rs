@@ -58,18 +58,6 @@ impl ServerKind {
         ServerKind::OursActix,
     ];
 
-    /// Every server `--servers` accepts: [`ALL`](Self::ALL) and the reference.
-    pub const KNOWN: [ServerKind; 8] = [
-        ServerKind::Fred,
-        ServerKind::RedisRs,
-        ServerKind::TowerSessions,
-        ServerKind::TowerMoka,
-        ServerKind::Ours,
-        ServerKind::ActixSession,
-        ServerKind::OursActix,
-        ServerKind::Memory,
-    ];
-
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -114,8 +102,10 @@ impl FromStr for ServerKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ServerKind::KNOWN
+        // Every server of the default set, and the reference, which runs only when named.
+        ServerKind::ALL
             .into_iter()
+            .chain([ServerKind::Memory])
             .find(|kind| kind.name() == s)
             .ok_or_else(|| {
                 format!(
