@@ -35,7 +35,7 @@ use std::thread::ThreadId;
 use fred::clients::Client;
 use fred::types::{Key, Value};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use session_core::StoreError;
+use session_core::{box_in_place, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{map_error, unexpected_reply};
@@ -239,7 +239,9 @@ async fn write_loop(
                 }
             }
         }
-        in_flight.push(send(&client, &scripts, batch));
+        // Boxed where it is built: fred's command future inside it is about 2 KB, which
+        // `FuturesUnordered` would otherwise copy three times into its queue node.
+        in_flight.push(box_in_place(|| send(&client, &scripts, batch)));
     }
 }
 
