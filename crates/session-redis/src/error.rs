@@ -15,6 +15,11 @@ const TRANSIENT_REPLIES: [&str; 7] = [
     "NOREPLICAS",
 ];
 
+/// fred's error, of kind `Unknown`, for a command it found no connection to write to (the
+/// connection is down and being re-established) and gave up on after its retries; its
+/// replica variant starts the same way.
+const UNROUTABLE: &str = "Failed to route command";
+
 /// Whether `error` says the connection the command went out on was lost (closed, reset or
 /// refused), so that nothing is known of the command's outcome but no answer will come.
 /// A timeout is not: the server may still be working on the command.
@@ -65,9 +70,10 @@ fn is_unavailable(error: &Error) -> bool {
         | ErrorKind::Routing => true,
         _ => {
             let details = error.details();
-            TRANSIENT_REPLIES
-                .iter()
-                .any(|prefix| details.starts_with(prefix))
+            details.starts_with(UNROUTABLE)
+                || TRANSIENT_REPLIES
+                    .iter()
+                    .any(|prefix| details.starts_with(prefix))
         }
     }
 }
@@ -123,6 +129,12 @@ mod tests {
             let error = Error::new(kind.clone(), "connection lost");
             assert_eq!(kind_of(map_error(error)), "unavailable", "{kind:?}");
         }
+        // What fred answers for a command it had no connection for while the server was
+        // down (seen in restart.rs: a load right after the kill).
+        let unroutable = Error::new(ErrorKind::Unknown, "Failed to route command.");
+        assert_eq!(kind_of(map_error(unroutable)), "unavailable");
+        let other = Error::new(ErrorKind::Unknown, "something else");
+        assert_eq!(kind_of(map_error(other)), "backend");
     }
 
     #[test]
